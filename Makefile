@@ -1,0 +1,120 @@
+# tally: one plain Makefile.
+#
+#   make            build everything into build/
+#   make test       build and run every test
+#   make asan       build into build-asan/ with AddressSanitizer + UBSan and run the tests
+#   make ubsan      the same with UBSan alone (build-ubsan/)
+#   make bench      run the benchmarks (see docs/BENCHMARKS.md)
+#   make run        build, then run the demonstration on var/ (see README.md)
+#
+# Missing Debian packages are installed by the `deps` step (apt-get, as root), so a fresh Debian 12
+# machine needs nothing by hand.
+
+BUILD   ?= build
+CC      ?= cc
+OPT     ?= -O2
+SAN     ?=
+CFLAGS  ?=
+WARN    := -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion -Wstrict-prototypes \
+           -Wmissing-prototypes -Wvla -Wformat=2 -Wundef -Werror
+CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Iinclude -Icommon -Iengine -MMD -MP
+CFLAGS_ALL   := $(OPT) -g -fno-omit-frame-pointer $(WARN) $(SAN) $(CFLAGS)
+LDFLAGS_ALL  := $(SAN) $(LDFLAGS)
+
+# Debian packages: a header that proves each one is installed.
+DEPS := liblmdb-dev:/usr/include/lmdb.h \
+        libxxhash-dev:/usr/include/xxhash.h \
+        libcmocka-dev:/usr/include/cmocka.h \
+        libcjson-dev:/usr/include/cjson/cJSON.h \
+        lmdb-utils:/usr/bin/mdb_stat
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+COMMON_SRC := common/codes.c common/calendar.c common/ids.c
+ENGINE_SRC := $(wildcard engine/*.c)
+TOOLS_LIB_SRC := tools/cli_common.c
+ENGINE_LIB := $(BUILD)/libtally_engine.a
+
+PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine
+TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+.PHONY: all deps test unit-test script-test asan ubsan bench run clean format
+all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): Makefile
+	@missing=""; for d in $(DEPS); do pkg=$${d%%:*}; file=$${d#*:}; \
+	  [ -e "$$file" ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get install -y $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y $$missing; } || \
+	  { echo "deps: could not install$$missing"; exit 1; }; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
+
+$(ENGINE_LIB): $(call obj,$(COMMON_SRC) $(ENGINE_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+LIBS_ENGINE := $(ENGINE_LIB) -llmdb
+
+$(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson
+
+$(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson
+
+$(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
+
+$(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(call obj,tests/$*.c tests/support.c tools/audit_fold.c) $(LIBS_ENGINE) -lcmocka -lm
+
+test: all
+	@$(MAKE) --no-print-directory unit-test script-test
+
+unit-test:
+	@fail=0; for t in $(TESTS); do \
+	  printf '%-50s ' "$$t"; \
+	  if out=$$(TALLY_BUILD=$(BUILD) $$t 2>&1); then echo ok; \
+	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
+	done; exit $$fail
+
+script-test:
+	@fail=0; for t in $(SCRIPT_TESTS); do \
+	  printf '%-50s ' "$$t"; \
+	  if out=$$(TALLY_BUILD=$(BUILD) bash $$t 2>&1); then echo ok; \
+	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
+	done; exit $$fail
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test
+
+ubsan:
+	@$(MAKE) --no-print-directory BUILD=build-ubsan OPT=-O1 \
+	  SAN="-fsanitize=undefined -fno-sanitize-recover=all" test
+
+bench: all
+	@bash bench/run.sh $(BUILD)
+
+run: all
+	@bash tools/demo.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-ubsan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

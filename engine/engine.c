@@ -1,0 +1,420 @@
+/* engine.c: open, close and status of a ledger; the batch loop.
+ *
+ * One batch is one LMDB write transaction: the time-driven sweep, then the postings in order,
+ * then the meta record (applied index, sequence counters, chain head, state sum). The commit is
+ * the only moment the batch becomes visible, so a crash leaves it wholly present or wholly
+ * absent. A linked chain runs in a nested transaction that is aborted if one of its postings
+ * fails; the in-memory copy of meta (`work`) is restored with it.
+ *
+ * MDB_MAP_FULL: the transaction is dead (LMDB cannot continue it). The batch is aborted, the map
+ * doubled (up to map_size_max), and the batch re-run from the start. The re-run is exact because
+ * apply is deterministic and nothing of the aborted attempt survives, in LMDB or in `work`.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "hash.h"
+
+static const char *const db_names[STORE_DB_COUNT] = {
+#define STORE_DB_NAME_(name, str, tag) [tag] = str,
+    STORE_DBS(STORE_DB_NAME_)
+#undef STORE_DB_NAME_
+};
+
+static const char meta_key[] = "state";
+
+void engine_options_default(struct engine_options *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->map_size = ENGINE_MAP_SIZE_DEFAULT;
+    opts->map_size_max = ENGINE_MAP_SIZE_MAX;
+    opts->sync = true;
+}
+
+static unsigned db_flags(int db)
+{
+    bool integer = db == STORE_DB_ENTRIES || db == STORE_DB_HOLDS || db == STORE_DB_REVERSALS;
+    return integer ? MDB_INTEGERKEY : 0;
+}
+
+static int scratch_alloc(struct engine *e)
+{
+    e->lots = calloc(TALLY_LINEAGE_MAX, sizeof(*e->lots));
+    e->lot_keys = calloc(TALLY_LINEAGE_MAX, sizeof(*e->lot_keys));
+    e->refs = calloc(2 * TALLY_LINEAGE_MAX, sizeof(*e->refs));
+    e->u64s = calloc(TALLY_LINEAGE_MAX, sizeof(*e->u64s));
+    e->buf = malloc(ENGINE_BUF_SIZE);
+    e->buf2 = malloc(ENGINE_BUF_SIZE);
+    e->hash_buf = malloc(ENGINE_BUF_SIZE + 64);
+    bool ok = e->lots && e->lot_keys && e->refs && e->u64s && e->buf && e->buf2 && e->hash_buf;
+    return ok ? 0 : -ENOMEM;
+}
+
+static void meta_init(struct store_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->magic = STORE_FORMAT_MAGIC;
+    m->version = STORE_FORMAT_VERSION;
+    m->next_seq = 1;
+    m->next_lot_id = 1;
+}
+
+static int meta_check(const struct store_meta *m)
+{
+    if (m->magic != STORE_FORMAT_MAGIC)
+        return TALLY_ECORRUPT;
+    if (m->version != STORE_FORMAT_VERSION)
+        return TALLY_EVERSION;
+    if (m->checksum != store_meta_checksum(m))
+        return TALLY_ECORRUPT;
+    if (m->next_seq == 0 || m->next_lot_id == 0)
+        return TALLY_ECORRUPT;
+    return 0;
+}
+
+/* Open the sub-databases and read (or, in a new ledger, write) the meta record. */
+static int open_dbs(struct engine *e)
+{
+    bool ro = e->opts.read_only;
+    MDB_txn *txn;
+    int rc = store_translate(mdb_txn_begin(e->env, NULL, ro ? MDB_RDONLY : 0, &txn));
+    if (rc != 0)
+        return rc;
+    for (int db = 0; db < STORE_DB_COUNT && rc == 0; db++)
+        rc = store_translate(
+            mdb_dbi_open(txn, db_names[db], db_flags(db) | (ro ? 0 : MDB_CREATE), &e->dbi[db]));
+    if (rc == TALLY_ENOT_FOUND)
+        rc = TALLY_ECORRUPT; /* read-only open of a directory that is not a ledger */
+    if (rc != 0)
+        goto err_after_txn;
+    MDB_val k = {.mv_size = sizeof(meta_key) - 1, .mv_data = (void *)meta_key}, v;
+    rc = store_translate(mdb_get(txn, e->dbi[STORE_DB_META], &k, &v));
+    if (rc == TALLY_ENOT_FOUND && !ro) {
+        meta_init(&e->meta);
+        e->meta.checksum = store_meta_checksum(&e->meta);
+        v = (MDB_val){.mv_size = sizeof(e->meta), .mv_data = &e->meta};
+        rc = store_translate(mdb_put(txn, e->dbi[STORE_DB_META], &k, &v, 0));
+        if (rc != 0)
+            goto err_after_txn;
+        return store_translate(mdb_txn_commit(txn));
+    }
+    if (rc == 0 && v.mv_size != sizeof(e->meta))
+        rc = TALLY_ECORRUPT;
+    if (rc == 0) {
+        memcpy(&e->meta, v.mv_data, sizeof(e->meta));
+        rc = meta_check(&e->meta);
+    }
+    if (rc != 0)
+        goto err_after_txn;
+    return store_translate(mdb_txn_commit(txn));
+err_after_txn:
+    mdb_txn_abort(txn);
+    return rc == TALLY_ENOT_FOUND ? TALLY_ECORRUPT : rc;
+}
+
+int engine_open(struct engine **out, const char *dir, const struct engine_options *opts)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    struct engine *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return -ENOMEM;
+    if (opts != NULL)
+        e->opts = *opts;
+    else
+        engine_options_default(&e->opts);
+    if (e->opts.map_size == 0)
+        e->opts.map_size = ENGINE_MAP_SIZE_DEFAULT;
+    if (e->opts.map_size_max == 0)
+        e->opts.map_size_max = ENGINE_MAP_SIZE_MAX;
+    int rc = scratch_alloc(e);
+    if (rc != 0)
+        goto err_after_alloc;
+    if ((rc = store_translate(mdb_env_create(&e->env))) != 0)
+        goto err_after_alloc;
+    mdb_env_set_maxdbs(e->env, STORE_DB_COUNT + 2);
+    mdb_env_set_mapsize(e->env, e->opts.map_size);
+    unsigned flags = MDB_NORDAHEAD | (e->opts.sync ? 0 : MDB_NOSYNC) |
+                     (e->opts.read_only ? MDB_RDONLY : 0);
+    if ((rc = store_translate(mdb_env_open(e->env, dir, flags, 0644))) != 0)
+        goto err_after_env;
+    MDB_envinfo info;
+    mdb_env_info(e->env, &info);
+    e->map_size = info.me_mapsize;
+    if ((rc = open_dbs(e)) != 0)
+        goto err_after_env;
+    mdb_filehandle_t fd;
+    e->fd = mdb_env_get_fd(e->env, &fd) == 0 ? fd : -1;
+    e->cached_pages = 0; /* the first commit drops whatever an earlier process left cached */
+    *out = e;
+    return 0;
+err_after_env:
+    mdb_env_close(e->env);
+    e->env = NULL;
+err_after_alloc:
+    engine_close(e);
+    return rc;
+}
+
+void engine_close(struct engine *e)
+{
+    if (e == NULL)
+        return;
+    if (e->env != NULL)
+        mdb_env_close(e->env);
+    free(e->lots);
+    free(e->lot_keys);
+    free(e->refs);
+    free(e->u64s);
+    free(e->buf);
+    free(e->buf2);
+    free(e->hash_buf);
+    free(e);
+}
+
+int engine_sync(struct engine *e)
+{
+    return store_translate(mdb_env_sync(e->env, 1));
+}
+
+void engine_status(struct engine *e, struct engine_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->applied_index = e->meta.applied_index;
+    out->last_timestamp = e->meta.last_timestamp;
+    out->entries = e->meta.next_seq - 1;
+    out->chain_head = e->meta.chain_head;
+    out->map_size = e->map_size;
+    uint64_t words[7] = {e->meta.applied_index, out->entries, e->meta.chain_head,
+                         e->meta.sum_lo, e->meta.sum_hi, e->meta.last_timestamp,
+                         e->meta.next_lot_id};
+    XXH128_hash_t h = XXH3_128bits(words, sizeof(words));
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out->digest, c.digest, sizeof(out->digest));
+}
+
+/* ---- the batch ---------------------------------------------------------------------------- */
+
+/* A failure for a chain: anything but OK, or EXISTS of a posting that had failed. */
+static bool is_failure(const struct tally_result *r)
+{
+    return r->code == TALLY_EXISTS ? r->detail != TALLY_OK : r->code != TALLY_OK;
+}
+
+static int record_posting(struct engine *e, const struct tally_posting *p, uint64_t hash,
+                          uint32_t code, uint64_t seq, uint32_t count, uint64_t now)
+{
+    struct store_posting rec = {.body_hash = hash, .code = code, .kind = p->kind, .seq = seq,
+                                .entry_count = count, .timestamp = now};
+    return store_put(e, STORE_DB_POSTINGS, p->id, 16, NULL, 0, &rec, sizeof(rec));
+}
+
+/* Apply one posting. *record says whether a failure should be recorded (the caller decides when:
+ * a failure inside a chain is recorded after the chain's transaction is aborted). */
+static int apply_one(struct engine *e, const struct tally_posting *p, uint64_t now,
+                     struct tally_result *res, uint64_t *hash_out)
+{
+    memset(res, 0, sizeof(*res));
+    res->code = postings_validate(p);
+    if (res->code != TALLY_OK)
+        return 0;
+    uint64_t hash = XXH3_64bits(p, sizeof(*p));
+    *hash_out = hash;
+    struct store_posting rec;
+    int rc = store_get(e, STORE_DB_POSTINGS, p->id, 16, &rec, sizeof(rec));
+    if (rc == 0) {
+        if (rec.body_hash == hash) {
+            *res = (struct tally_result){TALLY_EXISTS, rec.code, rec.seq};
+        } else {
+            res->code = TALLY_ID_EXISTS_DIFFERENT;
+        }
+        return 0;
+    }
+    if (rc != TALLY_ENOT_FOUND)
+        return rc;
+    uint32_t code, count;
+    uint64_t seq;
+    if ((rc = postings_execute(e, p, now, &code, &seq, &count)) != 0)
+        return rc;
+    res->code = code;
+    res->seq = seq;
+    if (code == TALLY_OK)
+        return record_posting(e, p, hash, code, seq, count, now);
+    return 0;
+}
+
+static int record_failure(struct engine *e, const struct tally_posting *p, uint64_t hash,
+                          const struct tally_result *res, uint64_t now)
+{
+    if (!tally_result_recorded(res->code) || res->code == TALLY_OK)
+        return 0;
+    return record_posting(e, p, hash, res->code, 0, 0, now);
+}
+
+/* Apply postings[first..end), a linked chain, all or nothing. */
+static int apply_chain(struct engine *e, const struct tally_posting *postings, uint32_t first,
+                       uint32_t end, uint64_t now, struct tally_result *results)
+{
+    struct store_meta saved = e->work;
+    MDB_txn *parent = e->txn, *child;
+    int rc = store_translate(mdb_txn_begin(e->env, parent, 0, &child));
+    if (rc != 0)
+        return rc;
+    e->txn = child;
+    uint32_t failed = end;
+    uint64_t hash = 0;
+    for (uint32_t i = first; i < end && rc == 0; i++) {
+        rc = apply_one(e, &postings[i], now, &results[i], &hash);
+        if (rc == 0 && is_failure(&results[i])) {
+            failed = i;
+            break;
+        }
+    }
+    if (rc == 0 && failed == end) {
+        rc = store_translate(mdb_txn_commit(child));
+        e->txn = parent;
+        return rc;
+    }
+    mdb_txn_abort(child);
+    e->txn = parent;
+    e->work = saved;
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = first; i < end; i++) {
+        if (i != failed)
+            results[i] = (struct tally_result){TALLY_LINKED_EVENT_FAILED, 0, 0};
+    }
+    if (results[failed].code < TALLY_ID_EXISTS_DIFFERENT)
+        return 0; /* a validation result, or EXISTS: nothing to record */
+    return record_failure(e, &postings[failed], hash, &results[failed], now);
+}
+
+static int apply_postings(struct engine *e, const struct tally_posting *postings, uint32_t count,
+                          uint64_t now, struct tally_result *results)
+{
+    uint32_t i = 0;
+    while (i < count) {
+        uint32_t end = i;
+        while (end < count && (postings[end].flags & TALLY_FLAG_LINKED))
+            end++;
+        int rc;
+        if (end == count) { /* the batch ended inside a chain */
+            for (uint32_t k = i; k < count; k++)
+                results[k] = (struct tally_result){TALLY_LINKED_CHAIN_OPEN, 0, 0};
+            return 0;
+        }
+        end++; /* the posting that closes the chain (or a lone posting) */
+        if (end - i == 1) {
+            uint64_t hash = 0;
+            rc = apply_one(e, &postings[i], now, &results[i], &hash);
+            if (rc == 0 && results[i].code >= TALLY_ID_EXISTS_DIFFERENT)
+                rc = record_failure(e, &postings[i], hash, &results[i], now);
+        } else {
+            rc = apply_chain(e, postings, i, end, now, results);
+        }
+        if (rc != 0)
+            return rc;
+        i = end;
+    }
+    return 0;
+}
+
+/* Keep the page cache of data.mdb in 4 KiB folios (see docs/BENCHMARKS.md, "large folios").
+ *
+ * LMDB writes the pages it appends at the end of the file in long pwritev runs, and the kernel
+ * (ext4 on Linux 6.x) caches such runs in large folios. A later copy-on-write rewrite of one 4 KiB
+ * page inside a large folio makes writeback write the whole folio: measured here, 11-20 times the
+ * bytes. After a durable commit the appended range is clean, so it is dropped from the cache; the
+ * next read faults it back one 4 KiB page at a time (the map is MADV_RANDOM: no readahead). */
+static void small_folios(struct engine *e)
+{
+    MDB_envinfo info;
+    if (!e->opts.sync || mdb_env_info(e->env, &info) != 0)
+        return;
+    uint64_t last = info.me_last_pgno + 1;
+    if (last > e->cached_pages && e->fd >= 0) {
+        (void)posix_fadvise(e->fd, (off_t)(e->cached_pages * 4096),
+                            (off_t)((last - e->cached_pages) * 4096), POSIX_FADV_DONTNEED);
+    }
+    e->cached_pages = last;
+}
+
+static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
+                     const struct tally_posting *postings, uint32_t count,
+                     struct tally_result *results)
+{
+    MDB_txn *txn;
+    int rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    e->txn = txn;
+    e->work = e->meta;
+    rc = timers_sweep(e, now);
+    if (rc == 0)
+        rc = apply_postings(e, postings, count, now, results);
+    if (rc != 0)
+        goto err_after_txn;
+    e->work.applied_index = index;
+    e->work.last_timestamp = now;
+    e->work.checksum = store_meta_checksum(&e->work);
+    MDB_val k = {.mv_size = sizeof(meta_key) - 1, .mv_data = (void *)meta_key};
+    MDB_val v = {.mv_size = sizeof(e->work), .mv_data = &e->work};
+    if ((rc = store_translate(mdb_put(txn, e->dbi[STORE_DB_META], &k, &v, 0))) != 0)
+        goto err_after_txn;
+    e->txn = NULL;
+    if ((rc = store_translate(mdb_txn_commit(txn))) != 0)
+        return rc; /* LMDB has freed the transaction */
+    e->meta = e->work;
+    small_folios(e);
+    return 0;
+err_after_txn:
+    mdb_txn_abort(txn);
+    e->txn = NULL;
+    e->work = e->meta;
+    return rc;
+}
+
+static int grow_map(struct engine *e)
+{
+    if (e->map_size >= e->opts.map_size_max)
+        return TALLY_EMAP_LIMIT;
+    size_t next = e->map_size * 2;
+    if (next > e->opts.map_size_max)
+        next = e->opts.map_size_max;
+    int rc = store_translate(mdb_env_set_mapsize(e->env, next));
+    if (rc != 0)
+        return rc;
+    MDB_envinfo info;
+    mdb_env_info(e->env, &info);
+    e->map_size = info.me_mapsize;
+    return 0;
+}
+
+int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
+                 const struct tally_posting *postings, uint32_t count,
+                 struct tally_result *results)
+{
+    if (e->opts.read_only)
+        return -EROFS;
+    if (count > TALLY_BATCH_MAX)
+        return TALLY_ETOO_LARGE;
+    if (index <= e->meta.applied_index)
+        return 1;
+    uint64_t now = timestamp > e->meta.last_timestamp ? timestamp : e->meta.last_timestamp;
+    for (;;) {
+        int rc = apply_txn(e, index, now, postings, count, results);
+        if (rc != ENGINE_EMAP_FULL)
+            return rc;
+        if ((rc = grow_map(e)) != 0)
+            return rc;
+    }
+}

@@ -1,0 +1,159 @@
+/* engine.h: the deterministic ledger state machine, apply(batch, timestamp) -> results, on LMDB.
+ *
+ * What it guarantees
+ * ------------------
+ * The engine turns a batch of postings and a timestamp into entries, and keeps balances, lots,
+ * holds and tiers materialised in LMDB, in one write transaction per batch: a batch is wholly
+ * applied or wholly absent, whatever happens to the process. Given the same sequence of
+ * (index, timestamp, batch), every engine produces byte-identical entries and the same state
+ * digest: there is no wall clock, randomness, thread or socket inside. Time arrives as an
+ * argument, and everything time-driven (pending activation, hold timeouts, lot expiry, tier
+ * evaluation) happens as entries created while applying the first batch whose timestamp has
+ * reached the due time, stamped with the due time itself.
+ *
+ * The laws it keeps (BRIEF §4): entries get sequence numbers without gaps and are never changed
+ * or deleted; every balance, lot, hold and tier equals what replaying the entries produces
+ * (tally-audit verify checks this independently); every entry moves points between two accounts
+ * of one program so each program sums to zero; a posting id takes effect at most once; available
+ * points never go negative unless the program allows it; holds never exceed available.
+ *
+ * What it does not do
+ * -------------------
+ * It does not replicate, order or timestamp batches: the caller (Raft in tallyd, the wall clock
+ * in the embedded CLI) does. It does not defend against tampering: the XXH3 chain catches
+ * corruption and divergence, not an attacker who can rewrite the file. One engine per data
+ * directory and per process; it is not thread-safe (queries may run beside apply only from the
+ * same thread).
+ *
+ * Durability: by default every apply ends with a durable LMDB commit (fsync). With
+ * engine_options.sync = false the commit is not flushed (MDB_NOSYNC); the caller must then call
+ * engine_sync() before it lets anything that depends on durability happen (tallyd does so before
+ * a Raft snapshot lets the log be truncated). MDB_WRITEMAP is never used: disk full must be an
+ * error, not SIGBUS.
+ *
+ * Errors: functions return 0 or a negative code from tally_errors.h (a negated errno, or
+ * TALLY_E*). After an error from engine_apply nothing of the batch is applied; -ENOSPC and -EIO
+ * leave the engine usable for reads, and a retry of the same batch is safe.
+ */
+#ifndef TALLY_ENGINE_H
+#define TALLY_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally_errors.h"
+#include "tally_records.h"
+#include "tally_results.h"
+
+struct engine;
+
+struct engine_options {
+    size_t map_size;     /* initial LMDB map size in bytes; 0: ENGINE_MAP_SIZE_DEFAULT */
+    size_t map_size_max; /* growth stops here (TALLY_EMAP_LIMIT); 0: ENGINE_MAP_SIZE_MAX */
+    bool sync;           /* fsync at every commit (the default from engine_options_default) */
+    bool read_only;      /* open for queries only (tools on a live data directory) */
+};
+
+/* 64 MiB to start: small enough for a test directory, and LMDB's map is only address space. */
+#define ENGINE_MAP_SIZE_DEFAULT ((size_t)64 << 20)
+/* 1 TiB: the ledger grows forever; the map doubles on MDB_MAP_FULL up to this. */
+#define ENGINE_MAP_SIZE_MAX ((size_t)1 << 40)
+
+void engine_options_default(struct engine_options *opts);
+
+/* Open (creating if needed) the ledger in directory `dir` (which must exist).
+ * Errors: -ENOENT (no directory), -EACCES, -ENOMEM, TALLY_EVERSION (written by a newer format),
+ * TALLY_ECORRUPT (meta record damaged), -EIO. */
+int engine_open(struct engine **out, const char *dir, const struct engine_options *opts);
+void engine_close(struct engine *e);
+
+/* Apply one batch as Raft entry `index` (or any increasing number chosen by the caller).
+ *
+ * If index <= the applied index stored in LMDB the batch was applied before (a replay after a
+ * restart): nothing happens and 1 is returned, results untouched. Otherwise the batch is applied
+ * with effective time max(timestamp, last timestamp), results[i] receives the outcome of
+ * postings[i], the applied index is stored in the same transaction, and 0 is returned.
+ * count may be 0 (a tick: only time-driven work). count <= TALLY_BATCH_MAX, else TALLY_ETOO_LARGE.
+ * Errors: TALLY_ETOO_LARGE, -ENOSPC (disk full), -EIO, TALLY_EMAP_LIMIT, -ENOMEM, TALLY_ECORRUPT
+ * (a stored record failed its checks). On error nothing of the batch is applied. */
+int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
+                 const struct tally_posting *postings, uint32_t count,
+                 struct tally_result *results);
+
+/* Flush everything committed so far to disk (needed only with sync = false). */
+int engine_sync(struct engine *e);
+
+struct engine_status {
+    uint64_t applied_index;
+    uint64_t last_timestamp;
+    uint64_t entries;       /* sequence number of the newest entry (0: none) */
+    uint64_t chain_head;    /* hash of the newest entry */
+    uint8_t digest[16];     /* XXH3-128 over applied index, entries, chain head and state sum */
+    uint64_t map_size;      /* current LMDB map size */
+};
+
+/* Status as of the last committed batch. Cannot fail. */
+void engine_status(struct engine *e, struct engine_status *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Queries. Each runs in its own read-only LMDB transaction (a consistent snapshot), never blocks
+ * apply, and returns TALLY_ENOT_FOUND for an unknown program, account, entry or posting.
+ * ------------------------------------------------------------------------------------------- */
+
+int engine_program(struct engine *e, uint32_t program, struct tally_program_config *config,
+                   struct tally_program_totals *totals);
+
+/* Programs in id order, starting after `after` (0: from the first). */
+int engine_programs(struct engine *e, uint32_t after, uint32_t *ids, uint32_t max,
+                    uint32_t *count);
+
+/* An account (member or TALLY_SYS_*). */
+int engine_account(struct engine *e, uint32_t program, uint64_t member,
+                   struct tally_account *out);
+
+/* The member's buckets as they stood at time `at` (after every entry stamped <= at). An account
+ * not yet opened at `at` gives TALLY_ENOT_FOUND. */
+int engine_balance_at(struct engine *e, uint32_t program, uint64_t member, uint64_t at,
+                      struct tally_balance *out);
+
+/* The member's entries, newest first, strictly older than `before_seq` (0: from the newest).
+ * Fills up to `max` entries (fixed parts only; see engine_entry for the tail). *count = filled. */
+int engine_history(struct engine *e, uint32_t program, uint64_t member, uint64_t before_seq,
+                   struct tally_entry *out, uint32_t max, uint32_t *count);
+
+/* The member's open lots, soonest-expiring first (the order redemption consumes them). */
+int engine_lots(struct engine *e, uint32_t program, uint64_t member, struct tally_lot *out,
+                uint32_t max, uint32_t *count);
+
+/* One entry by sequence number; up to tail_max lot refs of its tail are copied into tail (for
+ * a PROGRAM entry the tail is its configuration: pass NULL). *tail_count = refs in the entry. */
+int engine_entry(struct engine *e, uint64_t seq, struct tally_entry *out,
+                 struct tally_lot_ref *tail, uint32_t tail_max, uint32_t *tail_count);
+
+/* What became of a posting id: its recorded result, first entry and number of entries. */
+struct engine_posting_info {
+    uint32_t code;       /* result the posting got */
+    uint16_t kind;
+    uint16_t reserved;
+    uint64_t seq;        /* first entry (0 for a failed posting) */
+    uint32_t entry_count;
+    uint32_t reserved2;
+    uint64_t timestamp;  /* effective time of its batch */
+};
+int engine_posting(struct engine *e, const uint8_t id[16], struct engine_posting_info *out);
+
+/* A hold, by the id of the HOLD posting. */
+struct engine_hold_info {
+    uint64_t seq;        /* the HOLD entry */
+    uint32_t program;
+    uint32_t status;     /* enum tally_hold_status */
+    uint64_t member;
+    uint64_t amount;
+    uint64_t captured;
+    uint64_t timeout_at;
+    uint64_t resolved_seq;
+};
+int engine_hold(struct engine *e, const uint8_t id[16], struct engine_hold_info *out);
+
+#endif

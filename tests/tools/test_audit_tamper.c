@@ -1,0 +1,628 @@
+/* test_audit_tamper.c: tally-audit's verify finds what was changed behind the engine's back, and
+ * its trial balance gives the right totals.
+ *
+ * Each test builds a ledger with the real engine in a fresh directory under /tmp, closes it, and
+ * runs audit_verify or audit_trial_balance on it. The tamper tests then change one byte of the
+ * data file, in the live copy of one record: the record is found through LMDB itself (the address
+ * of its value in a read-only map, minus the map's base, is its offset in data.mdb), because a
+ * copy-on-write B-tree leaves stale copies of old pages in the file and a plain byte search could
+ * hit one of those. Self-contained on purpose: it shares no helpers with tests/support.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "../../tools/audit_fold.h"
+#include "calendar.h"
+#include "engine.h"
+#include "storage.h"
+#include "tally_records.h"
+#include "tally_results.h"
+
+/* The recognisable user_data of the accrual whose entry the first tamper test damages. */
+static const char marker[32] = "audit-tamper-marker:entry-bytes";
+
+#define PROG 1u
+#define ALICE 42u
+#define BOB 43u
+#define CAROL 44u
+#define MIN_MS (UINT64_C(60000))
+#define HOUR_MS (UINT64_C(3600000))
+#define DAY_MS CALENDAR_DAY_MS
+
+/* =============================================================================================
+ * A ledger in a temporary directory, driven through the engine API.
+ * =========================================================================================== */
+
+struct ledger {
+    char dir[64];
+    struct engine *e;
+    uint64_t index; /* Raft index of the last batch */
+    uint64_t marker_seq;
+    uint64_t marker_ts;
+};
+
+static uint64_t at(const char *iso)
+{
+    uint64_t v = 0;
+    assert_int_equal(calendar_parse(iso, &v), 0);
+    return v;
+}
+
+static void ledger_init(struct ledger *l)
+{
+    memset(l, 0, sizeof(*l));
+    snprintf(l->dir, sizeof(l->dir), "/tmp/tally-audit-XXXXXX");
+    assert_non_null(mkdtemp(l->dir));
+    struct engine_options o;
+    engine_options_default(&o);
+    o.sync = false;
+    int rc = engine_open(&l->e, l->dir, &o);
+    if (rc != 0)
+        fail_msg("engine_open(%s): %d %s", l->dir, rc, tally_strerror(rc));
+}
+
+static void ledger_close(struct ledger *l)
+{
+    if (l->e != NULL)
+        engine_close(l->e);
+    l->e = NULL;
+}
+
+static void ledger_remove(struct ledger *l)
+{
+    ledger_close(l);
+    if (getenv("TALLY_TEST_KEEP") != NULL) {
+        fprintf(stderr, "kept %s\n", l->dir);
+        return;
+    }
+    DIR *d = opendir(l->dir);
+    if (d != NULL) {
+        struct dirent *de;
+        char path[64 + 1 + sizeof(de->d_name)];
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", l->dir, de->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(l->dir);
+}
+
+/* Apply one batch; every posting must succeed. Returns the first entry of posting `which`. */
+static uint64_t ledger_apply(struct ledger *l, uint64_t ts, const struct tally_posting *p,
+                             uint32_t n, uint32_t which)
+{
+    struct tally_result res[32];
+    assert_true(n <= 32);
+    int rc = engine_apply(l->e, ++l->index, ts, p, n, res);
+    if (rc != 0)
+        fail_msg("engine_apply: %d %s", rc, tally_strerror(rc));
+    for (uint32_t i = 0; i < n; i++)
+        if (res[i].code != TALLY_OK)
+            fail_msg("posting %u (kind %u) failed: %s", i, p[i].kind,
+                     tally_result_name(res[i].code));
+    return n > which ? res[which].seq : 0;
+}
+
+static void ledger_tick(struct ledger *l, uint64_t ts)
+{
+    int rc = engine_apply(l->e, ++l->index, ts, NULL, 0, NULL);
+    if (rc != 0)
+        fail_msg("engine_apply (tick): %d %s", rc, tally_strerror(rc));
+}
+
+/* Posting n of kind `kind`: id n big-endian in the low bytes, like the CLI's decimal ids. */
+static struct tally_posting posting(uint64_t id, uint32_t program, uint16_t kind,
+                                    uint64_t account, uint64_t amount)
+{
+    struct tally_posting p;
+    memset(&p, 0, sizeof(p));
+    for (int i = 0; i < 8; i++)
+        p.id[15 - i] = (uint8_t)(id >> (8 * i));
+    p.program = program;
+    p.kind = kind;
+    p.account = account;
+    p.amount = amount;
+    return p;
+}
+
+static struct tally_posting with_ref(struct tally_posting p, uint64_t ref)
+{
+    for (int i = 0; i < 8; i++)
+        p.ref[15 - i] = (uint8_t)(ref >> (8 * i));
+    return p;
+}
+
+static struct tally_posting program_posting(uint64_t id, uint32_t program, uint8_t expiry,
+                                            uint32_t expiry_n, int32_t tz)
+{
+    struct tally_posting p = posting(id, program, TALLY_KIND_PROGRAM, 0, 0);
+    p.config.expiry = expiry;
+    p.config.expiry_n = expiry_n;
+    p.config.tz_offset_min = tz;
+    p.config.tier_mode = TALLY_TIER_DOWN_STEP;
+    p.config.window = TALLY_WINDOW_ROLLING;
+    p.config.window_months = 12;
+    p.config.validity_months = 12;
+    p.config.tier_count = 3;
+    p.config.hold_timeout_ms = 15 * MIN_MS;
+    p.config.thresholds[0] = 1000;
+    p.config.thresholds[1] = 5000;
+    return p;
+}
+
+/* =============================================================================================
+ * The ledgers.
+ * =========================================================================================== */
+
+/* Program 1 in UTC+8 (lots expire at the end of the month after earning, tiers step down):
+ * every kind of entry, time-driven ones included (hold timeout, activation, expiry, tier
+ * evaluation), and an accrual a year later so the QV ring turns. */
+static void build_rich(struct ledger *l)
+{
+    uint64_t t0 = at("2026-03-15T10:00Z");
+    struct tally_posting b1[] = {
+        program_posting(1, PROG, TALLY_EXPIRY_MONTH, 1, 480),
+        posting(2, PROG, TALLY_KIND_OPEN, ALICE, 0),
+        posting(3, PROG, TALLY_KIND_OPEN, BOB, 0),
+        posting(4, PROG, TALLY_KIND_OPEN, CAROL, 0),
+        posting(5, PROG, TALLY_KIND_ACCRUE, ALICE, 1000),
+        posting(6, PROG, TALLY_KIND_ACCRUE, BOB, 500),
+        posting(7, PROG, TALLY_KIND_REDEEM, ALICE, 300),
+        posting(8, PROG, TALLY_KIND_ADJUST, BOB, 50),
+        posting(9, PROG, TALLY_KIND_ADJUST, BOB, 20),
+    };
+    b1[4].value = 6000; /* crosses tier 2: an UPGRADE entry follows */
+    memcpy(b1[4].user_data, marker, sizeof(marker));
+    b1[5].value = 100;
+    b1[7].code = 9;
+    b1[8].code = 9;
+    b1[8].flags = TALLY_FLAG_NEGATIVE;
+    l->marker_seq = ledger_apply(l, t0, b1, 9, 4);
+    l->marker_ts = t0;
+
+    uint64_t t1 = t0 + HOUR_MS;
+    struct tally_posting b2[] = {
+        posting(10, PROG, TALLY_KIND_HOLD, ALICE, 200),
+        with_ref(posting(11, PROG, TALLY_KIND_CAPTURE, ALICE, 150), 10),
+        with_ref(posting(12, PROG, TALLY_KIND_REVERSE, ALICE, 100), 7),
+        posting(13, PROG, TALLY_KIND_TRANSFER, ALICE, 100),
+        posting(14, PROG, TALLY_KIND_ACCRUE, CAROL, 70),
+        posting(15, PROG, TALLY_KIND_ACCRUE, BOB, 30),
+        with_ref(posting(16, PROG, TALLY_KIND_CANCEL, BOB, 0), 15),
+        with_ref(posting(17, PROG, TALLY_KIND_REVERSE, BOB, 250), 6),
+        posting(18, PROG, TALLY_KIND_HOLD, BOB, 10),
+    };
+    b2[3].account2 = CAROL;
+    b2[4].flags = TALLY_FLAG_PENDING;
+    b2[4].duration_ms = 7 * DAY_MS;
+    b2[4].value = 70;
+    b2[5].flags = TALLY_FLAG_PENDING;
+    b2[5].duration_ms = 7 * DAY_MS;
+    b2[5].value = 30;
+    ledger_apply(l, t1, b2, 9, 0);
+
+    ledger_tick(l, t1 + 20 * MIN_MS);  /* hold 18 times out */
+    ledger_tick(l, t0 + 8 * DAY_MS);   /* Carol's pending accrual activates */
+    struct tally_posting b3[] = {posting(19, PROG, TALLY_KIND_CLOSE, CAROL, 0)};
+    ledger_apply(l, t0 + 8 * DAY_MS, b3, 1, 0);
+    ledger_tick(l, at("2026-05-02")); /* March lots expired at 2026-05-01 local */
+    struct tally_posting b4[] = {posting(20, PROG, TALLY_KIND_ACCRUE, ALICE, 40)};
+    b4[0].value = 10;
+    ledger_apply(l, at("2026-06-10"), b4, 1, 0);
+    ledger_tick(l, at("2027-04-02"));  /* tier evaluation: 2 falls to 1 or 0 */
+    struct tally_posting b5[] = {posting(21, PROG, TALLY_KIND_ACCRUE, ALICE, 5)};
+    b5[0].value = 1;
+    ledger_apply(l, at("2027-05-20"), b5, 1, 0);
+}
+
+/* Program 2 (no expiry) and program 7, with totals worked out by hand:
+ *   program 2: issued 1000+500+200 = 1700, redeemed 300, expired 630 (Bob's close),
+ *              adjusted +50-20 = 30, outstanding 600 (Alice, 100 of it held) + 200 (Carol) = 800,
+ *              members 3;   1700 - 300 - 630 + 30 = 800.
+ *   program 7: issued 10, outstanding 10, members 1. */
+static void build_small(struct ledger *l)
+{
+    uint64_t t0 = at("2026-03-15T10:00Z");
+    struct tally_posting b1[] = {
+        program_posting(1, 2, TALLY_EXPIRY_NONE, 0, 0),
+        posting(2, 2, TALLY_KIND_OPEN, ALICE, 0),
+        posting(3, 2, TALLY_KIND_OPEN, BOB, 0),
+        posting(4, 2, TALLY_KIND_ACCRUE, ALICE, 1000),
+        posting(5, 2, TALLY_KIND_ACCRUE, BOB, 500),
+        posting(6, 2, TALLY_KIND_REDEEM, ALICE, 300),
+        posting(7, 2, TALLY_KIND_ADJUST, BOB, 50),
+        posting(8, 2, TALLY_KIND_ADJUST, BOB, 20),
+        posting(9, 2, TALLY_KIND_TRANSFER, ALICE, 100),
+        posting(10, 2, TALLY_KIND_CLOSE, BOB, 0),
+        posting(11, 2, TALLY_KIND_OPEN, CAROL, 0),
+        posting(12, 2, TALLY_KIND_ACCRUE, CAROL, 200),
+        posting(13, 2, TALLY_KIND_HOLD, ALICE, 100),
+        program_posting(14, 7, TALLY_EXPIRY_NONE, 0, 0),
+        posting(15, 7, TALLY_KIND_OPEN, 1, 0),
+        posting(16, 7, TALLY_KIND_ACCRUE, 1, 10),
+    };
+    b1[6].code = 3;
+    b1[7].code = 3;
+    b1[7].flags = TALLY_FLAG_NEGATIVE;
+    b1[8].account2 = BOB;
+    ledger_apply(l, t0, b1, 16, 0);
+}
+
+/* =============================================================================================
+ * Finding and flipping one byte of a live record.
+ * =========================================================================================== */
+
+static void file_read(const char *dir, long off, void *buf, size_t n)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
+    close(fd);
+}
+
+/* Offset in DIR/data.mdb of the value stored under `key` in sub-database `db` (key NULL: the
+ * first record of db); *size gets the value's size. LMDB maps the file page by page, and every
+ * page begins with its own page number (lmdb.h's MDB_page: mp_pgno first), so the offset is the
+ * number of the page the value lies in times the page size, plus where it lies in that page. The
+ * caller checks the bytes found there against the record it expects. */
+static long value_offset(const char *dir, const char *db, unsigned flags, const void *key,
+                         size_t key_size, size_t *size)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_stat st;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0644), 0);
+    assert_int_equal(mdb_env_stat(env, &st), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, flags, &dbi), 0);
+    MDB_val k = {.mv_size = key_size, .mv_data = (void *)key};
+    MDB_val v;
+    if (key != NULL) {
+        assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    } else {
+        MDB_cursor *c;
+        assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+        assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+        mdb_cursor_close(c);
+    }
+    uintptr_t p = (uintptr_t)v.mv_data;
+    uintptr_t page = p & ~((uintptr_t)st.ms_psize - 1);
+    uint64_t pgno;
+    memcpy(&pgno, (const void *)page, sizeof(pgno));
+    long off = (long)(pgno * st.ms_psize + (p - page));
+    *size = v.mv_size;
+    uint8_t *copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    uint8_t *in_file = malloc(*size);
+    assert_non_null(in_file);
+    file_read(dir, off, in_file, *size);
+    assert_memory_equal(in_file, copy, *size); /* found the live copy */
+    free(in_file);
+    free(copy);
+    return off;
+}
+
+/* XOR one byte of DIR/data.mdb at `off` with `mask`. */
+static void file_flip(const char *dir, long off, uint8_t mask)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= mask;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    assert_int_equal(fsync(fd), 0);
+    close(fd);
+}
+
+static void verify_ok(const char *dir, struct audit_report *r)
+{
+    int rc = audit_verify(dir, r);
+    if (rc != 0)
+        fail_msg("audit_verify: %d %s", rc, tally_strerror(rc));
+    if (!r->ok)
+        fail_msg("audit_verify found a difference at seq %llu: %s",
+                 (unsigned long long)r->bad_seq, r->what);
+}
+
+/* audit_verify must run and report a difference whose text contains every one of `words`. */
+static void verify_finds(const char *dir, struct audit_report *r, const char *const *words)
+{
+    assert_int_equal(audit_verify(dir, r), 0);
+    if (r->ok)
+        fail_msg("audit_verify did not notice the change");
+    for (const char *const *w = words; *w != NULL; w++)
+        if (strstr(r->what, *w) == NULL)
+            fail_msg("the difference \"%s\" does not mention \"%s\"", r->what, *w);
+}
+
+/* =============================================================================================
+ * Tests.
+ * =========================================================================================== */
+
+static void test_verify_accepts_every_kind_of_entry_the_engine_writes(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    struct engine_status st;
+    engine_status(l.e, &st);
+    ledger_close(&l);
+    struct audit_report r;
+    verify_ok(l.dir, &r);
+    assert_int_equal(r.entries, st.entries);
+    assert_int_equal(r.chain_head, st.chain_head);
+    assert_int_equal(r.programs, 1);
+    assert_int_equal(r.accounts, 3 + TALLY_SYS_COUNT);
+    assert_true(r.holds >= 2);
+    assert_true(r.history_rows >= r.entries - 1);
+    ledger_remove(&l);
+}
+
+static void test_flipped_amount_byte_of_an_entry_is_reported_at_that_entry(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    ledger_close(&l);
+    uint64_t seq = l.marker_seq;
+    size_t size;
+    long off = value_offset(l.dir, "entries", MDB_INTEGERKEY, &seq, sizeof(seq), &size);
+    uint8_t user_data[32];
+    file_read(l.dir, off + (long)offsetof(struct tally_entry, user_data), user_data, 32);
+    assert_memory_equal(user_data, marker, 32); /* the live copy of the marked entry */
+
+    file_flip(l.dir, off + (long)offsetof(struct tally_entry, amount), 0x01);
+    struct audit_report r;
+    char name[32];
+    snprintf(name, sizeof(name), "entry %llu", (unsigned long long)seq);
+    const char *const words[] = {name, "hash", NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, seq);
+    assert_int_equal(r.entries, seq - 1); /* everything before it checked out */
+    ledger_remove(&l);
+}
+
+static void test_flipped_byte_of_an_account_is_reported_with_its_field(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    struct tally_account acc;
+    assert_int_equal(engine_account(l.e, PROG, ALICE, &acc), 0);
+    ledger_close(&l);
+    uint8_t key[STORE_ACCOUNT_KEY];
+    store_account_key(key, PROG, ALICE);
+    size_t size;
+    long off = value_offset(l.dir, "members", 0, key, sizeof(key), &size);
+    assert_int_equal(size, sizeof(acc));
+    struct tally_account stored;
+    file_read(l.dir, off, &stored, sizeof(stored));
+    assert_memory_equal(&stored, &acc, sizeof(acc));
+
+    file_flip(l.dir, off + (long)offsetof(struct tally_account, earned), 0x04);
+    struct audit_report r;
+    const char *const words[] = {"member 42", "earned", NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, acc.last_seq);
+    ledger_remove(&l);
+}
+
+static void test_flipped_byte_of_a_history_row_is_reported_at_its_entry(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    ledger_close(&l);
+    uint8_t key[STORE_HISTORY_KEY];
+    store_history_key(key, PROG, ALICE, l.marker_ts, l.marker_seq);
+    size_t size;
+    long off = value_offset(l.dir, "members", 0, key, sizeof(key), &size);
+    assert_int_equal(size, sizeof(struct store_history));
+
+    file_flip(l.dir, off + (long)offsetof(struct store_history, available), 0x01);
+    struct audit_report r;
+    const char *const words[] = {"history row of member 42", "available", NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, l.marker_seq);
+    ledger_remove(&l);
+}
+
+static void test_flipped_byte_of_a_lot_is_reported_with_its_field(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    struct tally_lot lot;
+    uint32_t n = 0;
+    assert_int_equal(engine_lots(l.e, PROG, ALICE, &lot, 1, &n), 0);
+    assert_int_equal(n, 1);
+    ledger_close(&l);
+    uint8_t key[STORE_LOT_KEY];
+    store_lot_key(key, PROG, ALICE, lot.expires_at, lot.lot_id);
+    size_t size;
+    long off = value_offset(l.dir, "members", 0, key, sizeof(key), &size);
+    assert_int_equal(size, sizeof(lot));
+
+    file_flip(l.dir, off + (long)offsetof(struct tally_lot, remaining), 0x02);
+    struct audit_report r;
+    char name[32];
+    snprintf(name, sizeof(name), "lot %llu", (unsigned long long)lot.lot_id);
+    const char *const words[] = {name, "remaining", NULL};
+    verify_finds(l.dir, &r, words);
+    ledger_remove(&l);
+}
+
+/* Timers are not re-derived; only the state sum covers them. */
+static void test_flipped_byte_of_a_timer_breaks_the_state_sum(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l); /* Alice's hold leaves its timeout timer */
+    ledger_close(&l);
+    size_t size;
+    long off = value_offset(l.dir, "timers", 0, NULL, 0, &size);
+    assert_int_equal(size, sizeof(uint64_t));
+
+    file_flip(l.dir, off, 0x80);
+    struct audit_report r;
+    const char *const words[] = {"state sum", NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, 0);
+    ledger_remove(&l);
+}
+
+static void test_flipped_byte_of_meta_fails_its_checksum(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l);
+    ledger_close(&l);
+    size_t size;
+    long off = value_offset(l.dir, "meta", 0, "state", 5, &size);
+    assert_int_equal(size, sizeof(struct store_meta));
+
+    file_flip(l.dir, off + (long)offsetof(struct store_meta, next_seq), 0x01);
+    struct audit_report r;
+    const char *const words[] = {"meta", "checksum", NULL};
+    verify_finds(l.dir, &r, words);
+    ledger_remove(&l);
+}
+
+static void test_trial_balance_gives_worked_totals_per_program(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l);
+    struct tally_program_config cfg;
+    struct tally_program_totals engine_totals;
+    assert_int_equal(engine_program(l.e, 2, &cfg, &engine_totals), 0);
+    ledger_close(&l);
+
+    struct tally_program_totals t[4];
+    bool balanced[4];
+    uint32_t n = 0;
+    assert_int_equal(audit_trial_balance(l.dir, t, balanced, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(t[0].program, 2);
+    assert_int_equal(t[0].tier_count, 3);
+    assert_int_equal(t[0].issued, 1700);
+    assert_int_equal(t[0].redeemed, 300);
+    assert_int_equal(t[0].expired, 630);
+    assert_int_equal(t[0].adjusted, 30);
+    assert_int_equal(t[0].outstanding, 800);
+    assert_int_equal(t[0].members, 3);
+    assert_true(balanced[0]);
+    assert_memory_equal(&t[0], &engine_totals, sizeof(engine_totals));
+    assert_int_equal(t[1].program, 7);
+    assert_int_equal(t[1].issued, 10);
+    assert_int_equal(t[1].redeemed, 0);
+    assert_int_equal(t[1].expired, 0);
+    assert_int_equal(t[1].adjusted, 0);
+    assert_int_equal(t[1].outstanding, 10);
+    assert_int_equal(t[1].members, 1);
+    assert_true(balanced[1]);
+
+    /* A buffer for one program gets the first one. */
+    assert_int_equal(audit_trial_balance(l.dir, t, balanced, 1, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(t[0].program, 2);
+
+    struct audit_report r;
+    verify_ok(l.dir, &r);
+    ledger_remove(&l);
+}
+
+static void test_trial_balance_notices_a_program_that_does_not_sum_to_zero(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l);
+    ledger_close(&l);
+    uint8_t key[STORE_ACCOUNT_KEY];
+    store_account_key(key, 7, 1);
+    size_t size;
+    long off = value_offset(l.dir, "members", 0, key, sizeof(key), &size);
+    file_flip(l.dir, off + (long)offsetof(struct tally_account, available), 0x01); /* 10 -> 11 */
+
+    struct tally_program_totals t[4];
+    bool balanced[4];
+    uint32_t n = 0;
+    assert_int_equal(audit_trial_balance(l.dir, t, balanced, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(balanced[0]);
+    assert_false(balanced[1]);
+    assert_int_equal(t[1].outstanding, 11);
+    ledger_remove(&l);
+}
+
+static void test_missing_directory_is_an_error_not_a_difference(void **state)
+{
+    (void)state;
+    struct audit_report r;
+    assert_int_equal(audit_verify("/tmp/tally-audit-no-such-dir", &r), -ENOENT);
+    assert_false(r.ok);
+    char dir[64] = "/tmp/tally-audit-empty-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(audit_verify(dir, &r), -ENOENT); /* no data.mdb */
+    struct tally_program_totals t[1];
+    bool balanced[1];
+    uint32_t n = 5;
+    assert_int_equal(audit_trial_balance(dir, t, balanced, 1, &n), -ENOENT);
+    assert_int_equal(n, 0);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verify_accepts_every_kind_of_entry_the_engine_writes),
+        cmocka_unit_test(test_flipped_amount_byte_of_an_entry_is_reported_at_that_entry),
+        cmocka_unit_test(test_flipped_byte_of_an_account_is_reported_with_its_field),
+        cmocka_unit_test(test_flipped_byte_of_a_history_row_is_reported_at_its_entry),
+        cmocka_unit_test(test_flipped_byte_of_a_lot_is_reported_with_its_field),
+        cmocka_unit_test(test_flipped_byte_of_a_timer_breaks_the_state_sum),
+        cmocka_unit_test(test_flipped_byte_of_meta_fails_its_checksum),
+        cmocka_unit_test(test_trial_balance_gives_worked_totals_per_program),
+        cmocka_unit_test(test_trial_balance_notices_a_program_that_does_not_sum_to_zero),
+        cmocka_unit_test(test_missing_directory_is_an_error_not_a_difference),
+    };
+    return cmocka_run_group_tests_name("audit_tamper", tests, NULL, NULL);
+}

@@ -1,0 +1,2620 @@
+/* audit_fold.c: tally-audit's independent re-derivation of a ledger's state from its entries.
+ *
+ * Design
+ * ------
+ * The auditor shares the on-disk layout with the engine (engine/storage.h, include/
+ * tally_records.h) and nothing else: it never calls the engine. It opens the LMDB environment
+ * read-only, takes one read transaction (one consistent snapshot, even beside a live writer),
+ * and walks the entries from seq 1. Each entry is checked (numbering, shape, hash chain, the
+ * posting that caused it), then folded into an in-memory state following the "Entry effects"
+ * table of docs/LEDGER.md. Right after each entry the history row it must have produced for
+ * each member it touched is looked up and compared, so history, the largest table, is never
+ * held in memory. After the walk every derived table is scanned once: each record is compared
+ * with the fold (both ways: a stored record the fold does not have is a difference too) and
+ * hashed into the state sum, which must equal the one in meta. Finally the folded state must
+ * keep the laws: every program sums to zero, and each member's buckets equal what its lots hold.
+ * The first difference stops the audit and is reported with the entry, account, lot and field.
+ *
+ * Memory: accounts (1M members: about 300 MB), open lots, active holds and reversal records are
+ * kept in open-addressing tables; resolved holds are compared when they resolve and dropped,
+ * deleted lots are dropped; history rows and entries are streamed.
+ *
+ * Nothing read from disk is asserted: every size, kind, reference and counter is checked and a
+ * bad one is reported as a difference (or, if LMDB itself fails, as an error code).
+ *
+ * Interpretations of docs/LEDGER.md (where the document leaves room; the engine must agree)
+ * --------------------------------------------------------------------------------------
+ *  1. System accounts are created by the PROGRAM entry with status SYSTEM, opened_at = the
+ *     entry's timestamp, tier 0, tier_valid_until = UINT64_MAX, last_seq = the PROGRAM entry,
+ *     everything else 0 (qv_month too: they never earn QV). Afterwards a system account's last_seq is
+ *     the newest entry that names it as debit or credit (whatever the amount). System accounts
+ *     get no history rows; members get one row per entry that names them.
+ *  2. A member account's qv_month starts at the month of its OPEN entry. Every ACCRUE advances
+ *     the ring to its month, even with value 0. CANCEL and REVERSE never advance the ring; they
+ *     subtract (saturating at 0) from the accrual's month only while that month is still within
+ *     the 12 months ending at qv_month. qv_lifetime subtracts saturating at 0 too.
+ *  3. Lot `amount` ("points the lot was created with"): for a pending ACCRUE the entry's amount;
+ *     for an active ACCRUE and a positive ADJUST refs[0].amount (what landed after paying a
+ *     debt); for a TRANSFER destination and a re-created lot, the ref's amount.
+ *  4. A TRANSFER destination lot i gets id entry.lot_id + i, and ids of zero-amount
+ *     destinations are skipped but not reused.
+ *  5. CANCEL deletes the lot named by the accrual's entry.lot_id (the cancelled entry may or may
+ *     not carry lot refs), and its value must equal the accrual's value (all QV is removed). It
+ *     counts as a full reversal: the accrual's reversal record gets its amount and value.
+ *  6. CLOSE: a pending lot emptied by the close stops being pending, and so is deleted (it would
+ *     otherwise be a lot with no points kept forever). Its refs must total the entry's amount.
+ *  7. Lineage totals: REDEEM, HOLD, CAPTURE, RELEASE, EXPIRE, CLOSE and the source half of a
+ *     TRANSFER take exactly `amount` from their lots; ACCRUE, ADJUST, REVERSE and the destination
+ *     half of a TRANSFER may land less than `amount` (a debt was paid, or made), never more.
+ *  8. REVERSE of an accrual: its value must be floor(V*R_after/A) - floor(V*R_before/A). The
+ *     reversal record of an accrual has lot_count 0 and value = QV removed so far; the record of a
+ *     redemption or capture has lot_count = the original lineage length, value 0, and restored[i]
+ *     = the sum of the refs of later REVERSE entries naming lot i of the lineage (first match by
+ *     lot id).
+ *  9. A hold record keeps the HOLD entry's refs, posting id and timeout; CAPTURE sets captured and
+ *     resolved_seq; a RELEASE of an ACTIVE hold sets resolved_seq to itself. A resolved hold is
+ *     never changed again.
+ * 10. Every entry with a zero posting id is flagged AUTO; every entry with a nonzero one lies in
+ *     the range [seq, seq + entry_count) of that posting's record, whose code is OK.
+ */
+#include "audit_fold.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lmdb.h>
+
+#include "calendar.h"
+#include "hash.h"
+#include "ids.h"
+#include "storage.h"
+#include "tally_errors.h"
+#include "tally_results.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the record layouts are little-endian and read in place"
+#endif
+
+/* Returned (positive) by the checks when they recorded a difference: the audit stops there. */
+#define AUDIT_DIFF 1
+
+/* Largest tail of one entry the auditor reads: a TRANSFER carries 2 x TALLY_LINEAGE_MAX refs;
+ * twice that again leaves room for a time-driven EXPIRE, which no posting limit bounds. A larger
+ * tail is reported as a difference, never read past. */
+#define AUDIT_TAIL_MAX (4u * TALLY_LINEAGE_MAX * (uint32_t)sizeof(struct tally_lot_ref))
+#define AUDIT_ENTRY_MAX ((size_t)sizeof(struct tally_entry) + AUDIT_TAIL_MAX)
+
+/* Slots of a table when it starts (a power of two); tables double past 70% load. */
+#define TABLE_SLOTS_MIN 1024u
+
+#define TRY(expr)                                                                                 \
+    do {                                                                                          \
+        int try_rc_ = (expr);                                                                     \
+        if (try_rc_ != 0)                                                                         \
+            return try_rc_;                                                                       \
+    } while (0)
+
+/* =============================================================================================
+ * A plain open-addressing table: dense items, and a linear-probing index keyed by two u64.
+ * Items move when the table grows or an item is removed: never keep an item pointer across
+ * table_add or table_remove on the same table.
+ * =========================================================================================== */
+
+struct table_key {
+    uint64_t a;
+    uint64_t b;
+};
+
+struct table_slot {
+    uint64_t a;
+    uint64_t b;
+    uint64_t pos; /* item index + 1; 0: empty */
+};
+
+struct table {
+    struct table_slot *slot;
+    size_t mask; /* slot count - 1 */
+    struct table_key *keys;
+    uint8_t *items;
+    size_t item_size;
+    size_t count;
+    size_t cap;
+};
+
+static uint64_t table_hash(uint64_t a, uint64_t b)
+{
+    uint64_t x = a * UINT64_C(0x9e3779b97f4a7c15) ^ (b + UINT64_C(0x632be59bd9b4e019));
+    x ^= x >> 32;
+    x *= UINT64_C(0xd6e8feb86659fd93);
+    x ^= x >> 32;
+    x *= UINT64_C(0xd6e8feb86659fd93);
+    x ^= x >> 32;
+    return x;
+}
+
+static int table_init(struct table *t, size_t item_size)
+{
+    memset(t, 0, sizeof(*t));
+    t->item_size = item_size;
+    t->slot = calloc(TABLE_SLOTS_MIN, sizeof(*t->slot));
+    if (t->slot == NULL)
+        return -ENOMEM;
+    t->mask = TABLE_SLOTS_MIN - 1;
+    return 0;
+}
+
+static void table_release(struct table *t)
+{
+    free(t->slot);
+    free(t->keys);
+    free(t->items);
+    memset(t, 0, sizeof(*t));
+}
+
+/* The slot holding (a, b), or the empty slot where it would go. */
+static size_t table_probe(const struct table *t, uint64_t a, uint64_t b)
+{
+    size_t i = (size_t)table_hash(a, b) & t->mask;
+    while (t->slot[i].pos != 0 && (t->slot[i].a != a || t->slot[i].b != b))
+        i = (i + 1) & t->mask;
+    return i;
+}
+
+static void *table_item(const struct table *t, size_t pos)
+{
+    return t->items + pos * t->item_size;
+}
+
+static void *table_get(const struct table *t, uint64_t a, uint64_t b)
+{
+    size_t i = table_probe(t, a, b);
+    if (t->slot[i].pos == 0)
+        return NULL;
+    return table_item(t, (size_t)t->slot[i].pos - 1);
+}
+
+static int table_grow(struct table *t)
+{
+    if ((t->count + 1) * 10 > (t->mask + 1) * 7) {
+        size_t old_n = t->mask + 1;
+        struct table_slot *old = t->slot;
+        t->slot = calloc(old_n * 2, sizeof(*t->slot));
+        if (t->slot == NULL) {
+            t->slot = old;
+            return -ENOMEM;
+        }
+        t->mask = old_n * 2 - 1;
+        for (size_t k = 0; k < old_n; k++)
+            if (old[k].pos != 0)
+                t->slot[table_probe(t, old[k].a, old[k].b)] = old[k];
+        free(old);
+    }
+    if (t->count == t->cap) {
+        size_t cap = t->cap != 0 ? t->cap * 2 : 256;
+        uint8_t *items = realloc(t->items, cap * t->item_size);
+        if (items == NULL)
+            return -ENOMEM;
+        t->items = items;
+        struct table_key *keys = realloc(t->keys, cap * sizeof(*keys));
+        if (keys == NULL)
+            return -ENOMEM;
+        t->keys = keys;
+        t->cap = cap;
+    }
+    return 0;
+}
+
+/* Add (a, b), which must be absent. Returns its zeroed item, or NULL when out of memory. */
+static void *table_add(struct table *t, uint64_t a, uint64_t b)
+{
+    if (table_grow(t) != 0)
+        return NULL;
+    size_t i = table_probe(t, a, b);
+    t->slot[i] = (struct table_slot){.a = a, .b = b, .pos = t->count + 1};
+    t->keys[t->count] = (struct table_key){.a = a, .b = b};
+    void *item = table_item(t, t->count);
+    memset(item, 0, t->item_size);
+    t->count++;
+    return item;
+}
+
+/* Empty slot i without breaking any probe chain (backward-shift deletion). */
+static void table_unlink_slot(struct table *t, size_t i)
+{
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & t->mask;
+        if (t->slot[j].pos == 0)
+            break;
+        size_t home = (size_t)table_hash(t->slot[j].a, t->slot[j].b) & t->mask;
+        /* slot j may fill the hole at i only if its home is not in the cyclic range (i, j] */
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays)
+            continue;
+        t->slot[i] = t->slot[j];
+        i = j;
+    }
+    memset(&t->slot[i], 0, sizeof(t->slot[i]));
+}
+
+/* Remove (a, b) if present; the last item moves into its place so the items stay dense. */
+static void table_remove(struct table *t, uint64_t a, uint64_t b)
+{
+    size_t i = table_probe(t, a, b);
+    if (t->slot[i].pos == 0)
+        return;
+    size_t pos = (size_t)t->slot[i].pos - 1;
+    table_unlink_slot(t, i);
+    size_t last = t->count - 1;
+    if (pos != last) {
+        memcpy(table_item(t, pos), table_item(t, last), t->item_size);
+        t->keys[pos] = t->keys[last];
+        t->slot[table_probe(t, t->keys[pos].a, t->keys[pos].b)].pos = pos + 1;
+    }
+    t->count--;
+}
+
+/* =============================================================================================
+ * The audit: its folded state, its LMDB handles and its report.
+ * =========================================================================================== */
+
+struct fold_program {
+    struct store_program rec; /* the record the programs table must hold */
+    __int128 sum;             /* scratch: the program's accounts summed */
+    uint64_t last_seq;        /* newest entry that changed the record */
+};
+
+struct fold_account {
+    struct tally_account acc; /* the record the accounts table must hold */
+    uint64_t lot_active;      /* scratch: what the member's lots hold */
+    uint64_t lot_pending;
+    uint64_t lot_held;
+};
+
+struct fold_lot {
+    uint32_t program;
+    uint32_t reserved;
+    uint64_t member;
+    uint64_t last_seq; /* newest entry that changed the lot */
+    struct tally_lot lot;
+};
+
+struct fold_reversal {
+    uint64_t amount;    /* points reversed so far */
+    uint64_t value;     /* QV removed so far */
+    uint64_t *restored; /* per lot of the original lineage (redemption, capture) */
+    uint32_t lot_count;
+    uint32_t reserved;
+    uint64_t last_seq; /* newest REVERSE entry naming it */
+};
+
+/* One entry as read: the fixed part copied out, the whole value in an aligned buffer. */
+struct audit_entry {
+    struct tally_entry e;
+    uint8_t *raw;
+    size_t size;
+    const struct tally_lot_ref *refs;
+    uint32_t nrefs;
+};
+
+struct audit {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi[STORE_DB_COUNT];
+    bool has_db[STORE_DB_COUNT];
+    struct audit_report *rep;
+    struct store_meta meta;
+    bool has_meta;
+    struct table programs;  /* (program, 0) -> fold_program */
+    struct table accounts;  /* (program, member) -> fold_account */
+    struct table lots;      /* (lot id, 0) -> fold_lot: lots that exist now */
+    struct table holds;     /* (HOLD seq, 0) -> store_hold: active holds only */
+    struct table reversals; /* (reversed seq, 0) -> fold_reversal */
+    struct audit_entry cur; /* the entry being folded */
+    struct audit_entry ref; /* the entry it acts upon, or any entry looked up */
+    uint64_t prev_hash;
+    uint64_t upgrade_due; /* member whose last ACCRUE earned a higher tier (0: none) */
+    uint64_t upgrade_seq; /* that ACCRUE */
+    uint64_t max_lot_id;
+    uint64_t max_timestamp;
+    uint64_t holds_created;
+    uint64_t history_rows;
+    uint64_t matched; /* records of the table being scanned that the fold has */
+    uint64_t matched_accounts; /* the same for the two kinds of the members table */
+    uint64_t matched_lots;
+    uint64_t history_seen; /* history rows in the members table */
+    bool history_hunt; /* history has more rows than the entries produce: find one */
+    uint8_t *scratch;  /* tag || key || value, hashed into the state sum */
+    size_t scratch_cap;
+};
+
+static const char *const kind_names[TALLY_KIND_LIMIT] = {
+    "?",        "PROGRAM", "OPEN",    "ACCRUE",   "ACTIVATE", "CANCEL", "REDEEM",  "HOLD",
+    "CAPTURE",  "RELEASE", "REVERSE", "TRANSFER", "ADJUST",   "CLOSE",  "EXPIRE",  "TIER_CHANGE",
+};
+
+static const char *kind_name(uint32_t kind)
+{
+    return kind < TALLY_KIND_LIMIT ? kind_names[kind] : "?";
+}
+
+/* "member 42" or "ISSUANCE": who an account is, for messages. */
+/* Room for "system account " and 20 digits. */
+#define MEMBER_NAME_MAX 40
+
+static const char *member_name(uint64_t member, char buf[MEMBER_NAME_MAX])
+{
+    static const char *const sys[TALLY_SYS_COUNT] = {"ISSUANCE", "REDEMPTION", "BREAKAGE",
+                                                     "ADJUSTMENT"};
+    if (member > UINT64_MAX - TALLY_SYS_COUNT)
+        snprintf(buf, MEMBER_NAME_MAX, "%s", sys[UINT64_MAX - member]);
+    else if (member >= TALLY_SYS_FIRST)
+        snprintf(buf, MEMBER_NAME_MAX, "system account %" PRIu64, member);
+    else
+        snprintf(buf, MEMBER_NAME_MAX, "member %" PRIu64, member);
+    return buf;
+}
+
+__attribute__((format(printf, 3, 4))) static int audit_diff(struct audit *a, uint64_t seq,
+                                                            const char *fmt, ...)
+{
+    va_list ap;
+    a->rep->ok = false;
+    a->rep->bad_seq = seq;
+    va_start(ap, fmt);
+    vsnprintf(a->rep->what, sizeof(a->rep->what), fmt, ap);
+    va_end(ap);
+    return AUDIT_DIFF;
+}
+
+/* A difference found while folding the current entry: the message starts with the entry. */
+__attribute__((format(printf, 2, 3))) static int entry_diff(struct audit *a, const char *fmt,
+                                                            ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return audit_diff(a, a->cur.e.seq, "entry %" PRIu64 " (%s, program %" PRIu32 "): %s",
+                      a->cur.e.seq, kind_name(a->cur.e.kind), a->cur.e.program, msg);
+}
+
+/* LMDB's codes, translated at this one boundary. */
+static int lmdb_error(int rc)
+{
+    switch (rc) {
+    case MDB_NOTFOUND:
+        return TALLY_ENOT_FOUND;
+    case MDB_VERSION_MISMATCH:
+        return TALLY_EVERSION;
+    case MDB_INVALID:
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INCOMPATIBLE:
+    case MDB_BAD_VALSIZE:
+        return TALLY_ECORRUPT;
+    case MDB_READERS_FULL:
+        return TALLY_EBUSY;
+    case MDB_MAP_RESIZED:
+        return -EAGAIN;
+    default:
+        return rc > 0 ? -rc : -EIO;
+    }
+}
+
+/* =============================================================================================
+ * Record comparison, field by field, so a difference names its field.
+ * =========================================================================================== */
+
+struct field {
+    const char *name;
+    uint16_t offset;
+    uint16_t size;
+    bool is_signed;
+};
+
+#define FIELD(type, member, sgn)                                                                  \
+    {                                                                                             \
+        #member, (uint16_t)offsetof(type, member), (uint16_t)sizeof(((type *)0)->member), sgn     \
+    }
+#define ACCOUNT_QV(i) FIELD(struct tally_account, qv[i], false)
+#define PROGRAM_T(i) FIELD(struct store_program, config.thresholds[i], false)
+
+static const struct field account_fields[] = {
+    FIELD(struct tally_account, program, false),
+    FIELD(struct tally_account, status, false),
+    FIELD(struct tally_account, member, false),
+    FIELD(struct tally_account, available, true),
+    FIELD(struct tally_account, pending, false),
+    FIELD(struct tally_account, held, false),
+    FIELD(struct tally_account, earned, false),
+    FIELD(struct tally_account, redeemed, false),
+    FIELD(struct tally_account, expired, false),
+    FIELD(struct tally_account, adjusted, true),
+    FIELD(struct tally_account, transferred_in, false),
+    FIELD(struct tally_account, transferred_out, false),
+    FIELD(struct tally_account, qv_lifetime, false),
+    FIELD(struct tally_account, opened_at, false),
+    FIELD(struct tally_account, closed_at, false),
+    FIELD(struct tally_account, tier_valid_until, false),
+    FIELD(struct tally_account, tier, false),
+    FIELD(struct tally_account, qv_month, false),
+    ACCOUNT_QV(0),
+    ACCOUNT_QV(1),
+    ACCOUNT_QV(2),
+    ACCOUNT_QV(3),
+    ACCOUNT_QV(4),
+    ACCOUNT_QV(5),
+    ACCOUNT_QV(6),
+    ACCOUNT_QV(7),
+    ACCOUNT_QV(8),
+    ACCOUNT_QV(9),
+    ACCOUNT_QV(10),
+    ACCOUNT_QV(11),
+    FIELD(struct tally_account, holds_active, false),
+    FIELD(struct tally_account, lots_open, false),
+    FIELD(struct tally_account, last_seq, false),
+};
+
+static const struct field lot_fields[] = {
+    FIELD(struct tally_lot, lot_id, false),     FIELD(struct tally_lot, expires_at, false),
+    FIELD(struct tally_lot, earned_at, false),  FIELD(struct tally_lot, origin_seq, false),
+    FIELD(struct tally_lot, amount, false),     FIELD(struct tally_lot, remaining, false),
+    FIELD(struct tally_lot, held, false),       FIELD(struct tally_lot, activate_at, false),
+};
+
+static const struct field program_fields[] = {
+    FIELD(struct store_program, config.expiry, false),
+    FIELD(struct store_program, config.tier_mode, false),
+    FIELD(struct store_program, config.window, false),
+    FIELD(struct store_program, config.window_months, false),
+    FIELD(struct store_program, config.validity_months, false),
+    FIELD(struct store_program, config.tier_count, false),
+    FIELD(struct store_program, config.flags, false),
+    FIELD(struct store_program, config.expiry_n, false),
+    FIELD(struct store_program, config.tz_offset_min, true),
+    FIELD(struct store_program, config.expiry_fixed_at, false),
+    FIELD(struct store_program, config.hold_timeout_ms, false),
+    PROGRAM_T(0),
+    PROGRAM_T(1),
+    PROGRAM_T(2),
+    PROGRAM_T(3),
+    PROGRAM_T(4),
+    PROGRAM_T(5),
+    PROGRAM_T(6),
+    FIELD(struct store_program, config.reserved, false),
+    FIELD(struct store_program, created_at, false),
+    FIELD(struct store_program, created_seq, false),
+    FIELD(struct store_program, members, false),
+    FIELD(struct store_program, rule_version, false),
+    FIELD(struct store_program, reserved, false),
+};
+
+static const struct field hold_fields[] = {
+    FIELD(struct store_hold, program, false),    FIELD(struct store_hold, status, false),
+    FIELD(struct store_hold, member, false),     FIELD(struct store_hold, amount, false),
+    FIELD(struct store_hold, captured, false),   FIELD(struct store_hold, timeout_at, false),
+    FIELD(struct store_hold, resolved_seq, false), FIELD(struct store_hold, posting_id, false),
+    FIELD(struct store_hold, lot_count, false),  FIELD(struct store_hold, reserved, false),
+};
+
+static const struct field history_fields[] = {
+    FIELD(struct store_history, available, true),
+    FIELD(struct store_history, pending, false),
+    FIELD(struct store_history, held, false),
+};
+
+#define COUNT_OF(x) (sizeof(x) / sizeof((x)[0]))
+
+static void field_format(const uint8_t *p, const struct field *f, char out[48])
+{
+    if (f->size > 8) {
+        for (uint16_t i = 0; i < f->size && i < 23; i++)
+            snprintf(out + 2 * i, 3, "%02x", p[i]);
+        return;
+    }
+    uint64_t u = 0;
+    memcpy(&u, p, f->size);
+    if (!f->is_signed) {
+        snprintf(out, 48, "%" PRIu64, u);
+        return;
+    }
+    int64_t s;
+    if (f->size == 4) {
+        int32_t v;
+        memcpy(&v, p, 4);
+        s = v;
+    } else {
+        memcpy(&s, p, 8);
+    }
+    snprintf(out, 48, "%" PRId64, s);
+}
+
+/* Compare `found` (as stored) with `expected` (as folded), both `size` bytes. */
+static int compare_fields(struct audit *a, uint64_t seq, const char *what, const struct field *f,
+                          size_t nf, const void *expected, const void *found, size_t size)
+{
+    const uint8_t *e = expected;
+    const uint8_t *g = found;
+    for (size_t i = 0; i < nf; i++) {
+        if (memcmp(e + f[i].offset, g + f[i].offset, f[i].size) == 0)
+            continue;
+        char ev[48], gv[48];
+        field_format(e + f[i].offset, &f[i], ev);
+        field_format(g + f[i].offset, &f[i], gv);
+        return audit_diff(a, seq, "%s: field %s: expected %s, found %s", what, f[i].name, ev, gv);
+    }
+    if (memcmp(e, g, size) != 0)
+        return audit_diff(a, seq, "%s: bytes differ outside the named fields", what);
+    return 0;
+}
+
+/* =============================================================================================
+ * Opening the data directory read-only.
+ * =========================================================================================== */
+
+static int env_open(struct audit *a, const char *dir, unsigned flags)
+{
+    int rc = mdb_env_create(&a->env);
+    if (rc != 0)
+        return lmdb_error(rc);
+    rc = mdb_env_set_maxdbs(a->env, 16);
+    if (rc == 0)
+        rc = mdb_env_open(a->env, dir, flags, 0644);
+    if (rc != 0) {
+        mdb_env_close(a->env);
+        a->env = NULL;
+        return rc; /* raw: the caller decides about a fallback */
+    }
+    return 0;
+}
+
+static int dbs_open(struct audit *a)
+{
+    static const char *const names[STORE_DB_COUNT] = {
+#define STORE_DB_NAME_(name, str, tag) [tag] = str,
+        STORE_DBS(STORE_DB_NAME_)
+#undef STORE_DB_NAME_
+    };
+    bool any = false;
+    for (int i = 0; i < STORE_DB_COUNT; i++) {
+        bool intkey = i == STORE_DB_ENTRIES || i == STORE_DB_HOLDS || i == STORE_DB_REVERSALS;
+        int rc = mdb_dbi_open(a->txn, names[i], intkey ? MDB_INTEGERKEY : 0, &a->dbi[i]);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return lmdb_error(rc);
+        unsigned flags = 0;
+        rc = mdb_dbi_flags(a->txn, a->dbi[i], &flags);
+        if (rc != 0)
+            return lmdb_error(rc);
+        if (((flags & MDB_INTEGERKEY) != 0) != intkey || (flags & MDB_DUPSORT) != 0)
+            return TALLY_ECORRUPT; /* not the layout of engine/storage.h */
+        a->has_db[i] = true;
+        any = true;
+    }
+    /* No tally database at all: an environment nobody applied anything to, or not ours. A
+     * meta database is required as soon as anything else exists. */
+    if (any && !a->has_db[STORE_DB_META])
+        return TALLY_ECORRUPT;
+    return 0;
+}
+
+static int audit_open(struct audit *a, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    size_t n = strlen(dir) + sizeof("/data.mdb");
+    char *path = malloc(n);
+    if (path == NULL)
+        return -ENOMEM;
+    snprintf(path, n, "%s/data.mdb", dir);
+    int rc = stat(path, &st) != 0 ? -errno : 0;
+    free(path);
+    if (rc != 0)
+        return rc;
+    /* MDB_NOTLS: the read slot belongs to the transaction, not the thread, so a caller may hold
+     * other LMDB environments. No map size is set: read-only, LMDB takes the file's. */
+    rc = env_open(a, dir, MDB_RDONLY | MDB_NOTLS);
+    if (rc == EACCES || rc == EROFS) /* the lock file cannot be created: a read-only copy */
+        rc = env_open(a, dir, MDB_RDONLY | MDB_NOTLS | MDB_NOLOCK);
+    if (rc != 0)
+        return lmdb_error(rc);
+    rc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &a->txn);
+    if (rc != 0)
+        return lmdb_error(rc);
+    return dbs_open(a);
+}
+
+/* Read and check the meta record. An absent one is allowed only in an empty ledger. */
+static int meta_read(struct audit *a)
+{
+    if (!a->has_db[STORE_DB_META])
+        return 0;
+    MDB_val k = {.mv_size = 5, .mv_data = "state"};
+    MDB_val v;
+    int rc = mdb_get(a->txn, a->dbi[STORE_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return lmdb_error(rc);
+    if (v.mv_size != sizeof(a->meta))
+        return TALLY_ECORRUPT;
+    memcpy(&a->meta, v.mv_data, sizeof(a->meta));
+    if (a->meta.magic != STORE_FORMAT_MAGIC)
+        return TALLY_ECORRUPT;
+    if (a->meta.version != STORE_FORMAT_VERSION)
+        return TALLY_EVERSION;
+    a->has_meta = true;
+    uint64_t sum = XXH3_64bits(&a->meta, offsetof(struct store_meta, checksum));
+    if (sum != a->meta.checksum)
+        return audit_diff(a, 0,
+                          "meta record: checksum %016" PRIx64 " does not match its bytes (%016" PRIx64
+                          "): the meta record was damaged",
+                          a->meta.checksum, sum);
+    return 0;
+}
+
+static int audit_init(struct audit *a, struct audit_report *rep)
+{
+    memset(a, 0, sizeof(*a));
+    a->rep = rep;
+    memset(rep, 0, sizeof(*rep));
+    rep->ok = true;
+    a->cur.raw = malloc(AUDIT_ENTRY_MAX);
+    a->ref.raw = malloc(AUDIT_ENTRY_MAX);
+    if (a->cur.raw == NULL || a->ref.raw == NULL)
+        return -ENOMEM;
+    TRY(table_init(&a->programs, sizeof(struct fold_program)));
+    TRY(table_init(&a->accounts, sizeof(struct fold_account)));
+    TRY(table_init(&a->lots, sizeof(struct fold_lot)));
+    TRY(table_init(&a->holds, sizeof(struct store_hold)));
+    TRY(table_init(&a->reversals, sizeof(struct fold_reversal)));
+    return 0;
+}
+
+static void audit_release(struct audit *a)
+{
+    for (size_t i = 0; i < a->reversals.count; i++) {
+        struct fold_reversal *r = table_item(&a->reversals, i);
+        free(r->restored);
+    }
+    table_release(&a->programs);
+    table_release(&a->accounts);
+    table_release(&a->lots);
+    table_release(&a->holds);
+    table_release(&a->reversals);
+    free(a->cur.raw);
+    free(a->ref.raw);
+    free(a->scratch);
+    if (a->txn != NULL)
+        mdb_txn_abort(a->txn);
+    if (a->env != NULL)
+        mdb_env_close(a->env);
+}
+
+/* =============================================================================================
+ * Reading entries.
+ * =========================================================================================== */
+
+/* Decode the entry stored under key `seq` into dst, checking its shape. */
+static int entry_decode(struct audit *a, uint64_t seq, const MDB_val *v, struct audit_entry *dst)
+{
+    if (v->mv_size < sizeof(struct tally_entry))
+        return audit_diff(a, seq, "entry %" PRIu64 ": %zu bytes, shorter than the 160-byte entry",
+                          seq, v->mv_size);
+    if (v->mv_size > AUDIT_ENTRY_MAX)
+        return audit_diff(a, seq, "entry %" PRIu64 ": %zu bytes, more than the %zu the audit reads",
+                          seq, v->mv_size, AUDIT_ENTRY_MAX);
+    memcpy(dst->raw, v->mv_data, v->mv_size);
+    memcpy(&dst->e, dst->raw, sizeof(dst->e));
+    dst->size = v->mv_size;
+    const struct tally_entry *e = &dst->e;
+    if (e->seq != seq)
+        return audit_diff(a, seq, "entry %" PRIu64 ": stored under seq %" PRIu64 " but says seq %" PRIu64,
+                          seq, seq, e->seq);
+    if ((size_t)e->tail_size + sizeof(*e) != v->mv_size)
+        return audit_diff(a, seq, "entry %" PRIu64 ": tail_size %" PRIu32 " but %zu bytes follow the entry",
+                          seq, e->tail_size, v->mv_size - sizeof(*e));
+    if (e->kind == 0 || e->kind >= TALLY_KIND_LIMIT)
+        return audit_diff(a, seq, "entry %" PRIu64 ": unknown kind %" PRIu16, seq, e->kind);
+    if (e->reserved != 0 || e->reserved2 != 0)
+        return audit_diff(a, seq, "entry %" PRIu64 ": reserved bytes are not zero", seq);
+    bool program = e->kind == TALLY_KIND_PROGRAM;
+    if (program ? e->tail_size != sizeof(struct tally_program_config)
+                : e->tail_size % sizeof(struct tally_lot_ref) != 0)
+        return audit_diff(a, seq, "entry %" PRIu64 " (%s): tail of %" PRIu32 " bytes is malformed", seq,
+                          kind_name(e->kind), e->tail_size);
+    dst->refs = (const struct tally_lot_ref *)(const void *)(dst->raw + sizeof(*e));
+    dst->nrefs = program ? 0 : e->tail_size / (uint32_t)sizeof(struct tally_lot_ref);
+    return 0;
+}
+
+/* Read entry `seq` into dst. TALLY_ENOT_FOUND if there is none (the caller says why it
+ * matters); AUDIT_DIFF if it is malformed. */
+static int entry_read(struct audit *a, uint64_t seq, struct audit_entry *dst)
+{
+    MDB_val k = {.mv_size = sizeof(seq), .mv_data = &seq};
+    MDB_val v;
+    if (!a->has_db[STORE_DB_ENTRIES])
+        return TALLY_ENOT_FOUND;
+    int rc = mdb_get(a->txn, a->dbi[STORE_DB_ENTRIES], &k, &v);
+    if (rc != 0)
+        return lmdb_error(rc);
+    return entry_decode(a, seq, &v, dst);
+}
+
+static bool id_is_zero(const uint8_t id[16])
+{
+    for (int i = 0; i < 16; i++)
+        if (id[i] != 0)
+            return false;
+    return true;
+}
+
+/* The posting that caused the current entry must be recorded as a success covering it. */
+static int posting_link_check(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (id_is_zero(e->posting_id)) {
+        if ((e->flags & TALLY_ENTRY_AUTO) == 0)
+            return entry_diff(a, "has no posting id but is not flagged AUTO");
+        return 0;
+    }
+    char hex[33];
+    ids_format(e->posting_id, hex);
+    MDB_val k = {.mv_size = 16, .mv_data = (void *)e->posting_id};
+    MDB_val v;
+    int rc = a->has_db[STORE_DB_POSTINGS] ? mdb_get(a->txn, a->dbi[STORE_DB_POSTINGS], &k, &v)
+                                          : MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND)
+        return entry_diff(a, "posting %s that caused it has no record in postings", hex);
+    if (rc != 0)
+        return lmdb_error(rc);
+    struct store_posting p;
+    if (v.mv_size != sizeof(p))
+        return entry_diff(a, "posting %s: record of %zu bytes, expected 40", hex, v.mv_size);
+    memcpy(&p, v.mv_data, sizeof(p));
+    if (p.code != TALLY_OK)
+        return entry_diff(a, "posting %s that caused it is recorded as failed (%s)", hex,
+                          tally_result_name(p.code) ? tally_result_name(p.code) : "?");
+    if (e->seq < p.seq || e->seq - p.seq >= p.entry_count)
+        return entry_diff(a, "posting %s is recorded with entries %" PRIu64 "..%" PRIu64
+                             ", which do not include this one",
+                          hex, p.seq, p.seq + p.entry_count - 1);
+    return 0;
+}
+
+/* =============================================================================================
+ * Folding: accounts, buckets and the QV ring.
+ * =========================================================================================== */
+
+static struct fold_account *account_find(struct audit *a, uint32_t program, uint64_t member)
+{
+    return table_get(&a->accounts, program, member);
+}
+
+/* The member's account, which the current entry needs to exist. */
+static int account_need(struct audit *a, uint64_t member, struct tally_account **out)
+{
+    struct fold_account *f = account_find(a, a->cur.e.program, member);
+    if (f == NULL)
+        return entry_diff(a, "member %" PRIu64 " has no account", member);
+    *out = &f->acc;
+    return 0;
+}
+
+static int u64_add(struct audit *a, const struct tally_account *acc, const char *field,
+                   uint64_t *x, uint64_t v)
+{
+    char who[MEMBER_NAME_MAX];
+    if (__builtin_add_overflow(*x, v, x))
+        return entry_diff(a, "%s: %s overflows", member_name(acc->member, who), field);
+    return 0;
+}
+
+static int u64_sub(struct audit *a, const struct tally_account *acc, const char *field,
+                   uint64_t *x, uint64_t v)
+{
+    char who[MEMBER_NAME_MAX];
+    if (*x < v)
+        return entry_diff(a, "%s: %s %" PRIu64 " cannot give %" PRIu64 " (would go below zero)",
+                          member_name(acc->member, who), field, *x, v);
+    *x -= v;
+    return 0;
+}
+
+static int i64_add(struct audit *a, const struct tally_account *acc, const char *field,
+                   int64_t *x, uint64_t v, bool negate)
+{
+    char who[MEMBER_NAME_MAX];
+    int64_t r;
+    bool bad = v > (uint64_t)INT64_MAX;
+    if (!bad)
+        bad = negate ? __builtin_sub_overflow(*x, (int64_t)v, &r)
+                     : __builtin_add_overflow(*x, (int64_t)v, &r);
+    if (bad)
+        return entry_diff(a, "%s: %s overflows", member_name(acc->member, who), field);
+    *x = r;
+    return 0;
+}
+
+static int avail_add(struct audit *a, struct tally_account *acc, uint64_t v)
+{
+    return i64_add(a, acc, "available", &acc->available, v, false);
+}
+
+static int avail_sub(struct audit *a, struct tally_account *acc, uint64_t v)
+{
+    return i64_add(a, acc, "available", &acc->available, v, true);
+}
+
+static uint32_t month_of(const struct audit *a, uint64_t t)
+{
+    const struct fold_program *p = table_get(&a->programs, a->cur.e.program, 0);
+    return calendar_month_of(t, p != NULL ? p->rec.config.tz_offset_min : 0);
+}
+
+/* Add v to month m of the ring: advance the ring to m first if m is newer. */
+static int qv_add(struct audit *a, struct tally_account *acc, uint32_t m, uint64_t v)
+{
+    if (m > acc->qv_month) {
+        uint32_t gap = m - acc->qv_month;
+        for (uint32_t k = 1; k <= gap && k <= TALLY_QV_MONTHS; k++)
+            acc->qv[(acc->qv_month + k) % TALLY_QV_MONTHS] = 0;
+        acc->qv_month = m;
+    }
+    if ((uint64_t)m + TALLY_QV_MONTHS > acc->qv_month)
+        TRY(u64_add(a, acc, "qv", &acc->qv[m % TALLY_QV_MONTHS], v));
+    return u64_add(a, acc, "qv_lifetime", &acc->qv_lifetime, v);
+}
+
+/* Remove v from month m, saturating, while m is still in the ring; the ring does not move. */
+static void qv_remove(struct tally_account *acc, uint32_t m, uint64_t v)
+{
+    if (m <= acc->qv_month && (uint64_t)m + TALLY_QV_MONTHS > acc->qv_month) {
+        uint64_t *b = &acc->qv[m % TALLY_QV_MONTHS];
+        *b -= v < *b ? v : *b;
+    }
+    acc->qv_lifetime -= v < acc->qv_lifetime ? v : acc->qv_lifetime;
+}
+
+/* =============================================================================================
+ * Folding: lots.
+ * =========================================================================================== */
+
+/* Delete the lot if it has nothing left (the rule after every lot change). */
+static void lot_settle(struct audit *a, uint64_t lot_id)
+{
+    struct fold_lot *l = table_get(&a->lots, lot_id, 0);
+    if (l == NULL || l->lot.remaining != 0 || l->lot.held != 0 || l->lot.activate_at != 0)
+        return;
+    struct fold_account *f = account_find(a, l->program, l->member);
+    if (f != NULL && f->acc.lots_open > 0)
+        f->acc.lots_open--;
+    table_remove(&a->lots, lot_id, 0);
+}
+
+/* Create a lot of member m (created by the current entry), then apply the deletion rule. */
+static int lot_create(struct audit *a, uint64_t m, const struct tally_lot *lot)
+{
+    if (table_get(&a->lots, lot->lot_id, 0) != NULL)
+        return entry_diff(a, "creates lot %" PRIu64 ", which already exists", lot->lot_id);
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    if (acc->lots_open == UINT32_MAX)
+        return entry_diff(a, "member %" PRIu64 ": lots_open overflows", m);
+    struct fold_lot *l = table_add(&a->lots, lot->lot_id, 0);
+    if (l == NULL)
+        return -ENOMEM;
+    l->program = a->cur.e.program;
+    l->member = m;
+    l->lot = *lot;
+    l->lot.origin_seq = a->cur.e.seq;
+    l->last_seq = a->cur.e.seq;
+    acc->lots_open++;
+    if (lot->lot_id > a->max_lot_id)
+        a->max_lot_id = lot->lot_id;
+    lot_settle(a, lot->lot_id);
+    return 0;
+}
+
+/* The lot a ref of the current entry names: it must exist, be member m's, with the same expiry. */
+static int lot_of_ref(struct audit *a, uint64_t m, const struct tally_lot_ref *r,
+                      struct fold_lot **out)
+{
+    struct fold_lot *l = table_get(&a->lots, r->lot_id, 0);
+    if (l == NULL)
+        return entry_diff(a, "its lineage names lot %" PRIu64 ", which does not exist", r->lot_id);
+    if (l->program != a->cur.e.program || l->member != m)
+        return entry_diff(a, "lot %" PRIu64 " belongs to program %" PRIu32 " member %" PRIu64
+                             ", not to member %" PRIu64,
+                          r->lot_id, l->program, l->member, m);
+    if (l->lot.expires_at != r->expires_at)
+        return entry_diff(a, "its lineage gives lot %" PRIu64 " expiry %" PRIu64
+                             ", the lot has %" PRIu64,
+                          r->lot_id, r->expires_at, l->lot.expires_at);
+    l->last_seq = a->cur.e.seq;
+    *out = l;
+    return 0;
+}
+
+static int lot_field_sub(struct audit *a, const struct fold_lot *l, const char *field,
+                         uint64_t *x, uint64_t v)
+{
+    if (*x < v)
+        return entry_diff(a, "lot %" PRIu64 " of member %" PRIu64 ": %s %" PRIu64
+                             ", the entry takes %" PRIu64,
+                          l->lot.lot_id, l->member, field, *x, v);
+    *x -= v;
+    return 0;
+}
+
+static int lot_field_add(struct audit *a, const struct fold_lot *l, const char *field,
+                         uint64_t *x, uint64_t v)
+{
+    if (__builtin_add_overflow(*x, v, x))
+        return entry_diff(a, "lot %" PRIu64 ": %s overflows", l->lot.lot_id, field);
+    return 0;
+}
+
+enum lot_op {
+    LOT_TAKE,    /* remaining -= a */
+    LOT_HOLD,    /* remaining -= a, held += a */
+    LOT_CAPTURE, /* held -= a */
+    LOT_RELEASE, /* held -= a, remaining += a */
+};
+
+/* Apply one lot operation to every ref in refs[0..n) of member m. */
+static int lots_apply(struct audit *a, uint64_t m, const struct tally_lot_ref *refs, uint32_t n,
+                      enum lot_op op)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct fold_lot *l = NULL;
+        uint64_t v = refs[i].amount;
+        TRY(lot_of_ref(a, m, &refs[i], &l));
+        if (op == LOT_TAKE || op == LOT_HOLD)
+            TRY(lot_field_sub(a, l, "remaining", &l->lot.remaining, v));
+        if (op == LOT_HOLD)
+            TRY(lot_field_add(a, l, "held", &l->lot.held, v));
+        if (op == LOT_CAPTURE || op == LOT_RELEASE)
+            TRY(lot_field_sub(a, l, "held", &l->lot.held, v));
+        if (op == LOT_RELEASE)
+            TRY(lot_field_add(a, l, "remaining", &l->lot.remaining, v));
+        lot_settle(a, refs[i].lot_id);
+    }
+    return 0;
+}
+
+/* The lineage of the current entry must total exactly `amount` (exact) or at most it. */
+static int lineage_total(struct audit *a, const struct tally_lot_ref *refs, uint32_t n,
+                         bool exact)
+{
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (__builtin_add_overflow(sum, refs[i].amount, &sum))
+            return entry_diff(a, "its lineage total overflows");
+    uint64_t amount = a->cur.e.amount;
+    if (exact ? sum != amount : sum > amount)
+        return entry_diff(a, "its lineage totals %" PRIu64 " points, its amount is %" PRIu64, sum,
+                          amount);
+    return 0;
+}
+
+/* =============================================================================================
+ * Folding: holds and reversal records.
+ * =========================================================================================== */
+
+/* Compare a hold as folded with the stored record (and its refs with its HOLD entry's). */
+static int hold_compare(struct audit *a, uint64_t seq, const struct store_hold *h, uint64_t at)
+{
+    MDB_val k = {.mv_size = sizeof(seq), .mv_data = &seq};
+    MDB_val v;
+    int rc = a->has_db[STORE_DB_HOLDS] ? mdb_get(a->txn, a->dbi[STORE_DB_HOLDS], &k, &v)
+                                       : MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND)
+        return audit_diff(a, at, "hold %" PRIu64 " (member %" PRIu64 "): no record in holds", seq,
+                          h->member);
+    if (rc != 0)
+        return lmdb_error(rc);
+    size_t want = sizeof(*h) + (size_t)h->lot_count * sizeof(struct tally_lot_ref);
+    if (v.mv_size != want)
+        return audit_diff(a, at, "hold %" PRIu64 ": record of %zu bytes, expected %zu", seq,
+                          v.mv_size, want);
+    struct store_hold got;
+    memcpy(&got, v.mv_data, sizeof(got));
+    char what[64];
+    snprintf(what, sizeof(what), "hold %" PRIu64, seq);
+    TRY(compare_fields(a, at, what, hold_fields, COUNT_OF(hold_fields), h, &got, sizeof(got)));
+    rc = entry_read(a, seq, &a->ref);
+    if (rc != 0)
+        return rc == TALLY_ENOT_FOUND ? audit_diff(a, at, "hold %" PRIu64 ": no HOLD entry", seq)
+                                      : rc;
+    if (memcmp((const uint8_t *)v.mv_data + sizeof(got), a->ref.refs, want - sizeof(got)) != 0)
+        return audit_diff(a, at, "hold %" PRIu64 ": its lot refs differ from its HOLD entry's",
+                          seq);
+    a->rep->holds++;
+    return 0;
+}
+
+/* Resolve active hold `seq` (CAPTURE, or RELEASE of an active hold): compare, then drop it. */
+static int hold_resolve(struct audit *a, uint64_t seq, struct tally_account *acc, uint32_t status,
+                        uint64_t captured)
+{
+    struct store_hold *h = table_get(&a->holds, seq, 0);
+    if (h == NULL)
+        return 0;
+    h->status = status;
+    h->captured = captured;
+    h->resolved_seq = a->cur.e.seq;
+    if (acc->holds_active == 0)
+        return entry_diff(a, "member %" PRIu64 ": holds_active would go below zero", acc->member);
+    acc->holds_active--;
+    struct store_hold done = *h;
+    table_remove(&a->holds, seq, 0);
+    return hold_compare(a, seq, &done, a->cur.e.seq);
+}
+
+/* The reversal record of entry `orig` (in a->ref), created on first use. */
+static int reversal_get(struct audit *a, uint64_t orig, uint32_t lot_count,
+                        struct fold_reversal **out)
+{
+    struct fold_reversal *r = table_get(&a->reversals, orig, 0);
+    if (r == NULL) {
+        uint64_t *restored = NULL;
+        if (lot_count > 0 && (restored = calloc(lot_count, sizeof(*restored))) == NULL)
+            return -ENOMEM;
+        r = table_add(&a->reversals, orig, 0);
+        if (r == NULL) {
+            free(restored);
+            return -ENOMEM;
+        }
+        r->restored = restored;
+        r->lot_count = lot_count;
+    }
+    r->last_seq = a->cur.e.seq;
+    *out = r;
+    return 0;
+}
+
+/* =============================================================================================
+ * Folding: the entry's sides and the entry it acts upon.
+ * =========================================================================================== */
+
+/* In expected sides, a member (any member id) rather than one system account. */
+#define SIDE_MEMBER 0u
+
+static bool is_member(uint64_t id)
+{
+    return id != 0 && id < TALLY_SYS_FIRST;
+}
+
+static void sides_expected(const struct tally_entry *e, uint16_t ref_kind, uint64_t *debit,
+                           uint64_t *credit)
+{
+    *debit = SIDE_MEMBER;
+    *credit = SIDE_MEMBER;
+    switch (e->kind) {
+    case TALLY_KIND_ACCRUE:
+        *debit = TALLY_SYS_ISSUANCE;
+        break;
+    case TALLY_KIND_CANCEL:
+        *credit = TALLY_SYS_ISSUANCE;
+        break;
+    case TALLY_KIND_REDEEM:
+    case TALLY_KIND_CAPTURE:
+        *credit = TALLY_SYS_REDEMPTION;
+        break;
+    case TALLY_KIND_REVERSE:
+        if (ref_kind == TALLY_KIND_ACCRUE)
+            *credit = TALLY_SYS_ISSUANCE;
+        else
+            *debit = TALLY_SYS_REDEMPTION;
+        break;
+    case TALLY_KIND_ADJUST:
+        if ((e->flags & TALLY_ENTRY_NEGATIVE) != 0)
+            *credit = TALLY_SYS_ADJUSTMENT;
+        else
+            *debit = TALLY_SYS_ADJUSTMENT;
+        break;
+    case TALLY_KIND_EXPIRE:
+    case TALLY_KIND_CLOSE:
+        *credit = TALLY_SYS_BREAKAGE;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Check debit and credit against the kind; give the member m (and m2 for a TRANSFER). */
+static int sides_check(struct audit *a, uint16_t ref_kind, uint64_t *m, uint64_t *m2)
+{
+    const struct tally_entry *e = &a->cur.e;
+    uint64_t d, c;
+    sides_expected(e, ref_kind, &d, &c);
+    bool bad = d == SIDE_MEMBER ? !is_member(e->debit) : e->debit != d;
+    bad = bad || (c == SIDE_MEMBER ? !is_member(e->credit) : e->credit != c);
+    if (!bad && d == SIDE_MEMBER && c == SIDE_MEMBER)
+        bad = (e->kind == TALLY_KIND_TRANSFER) == (e->debit == e->credit);
+    if (bad) {
+        char dn[MEMBER_NAME_MAX], cn[MEMBER_NAME_MAX], wd[MEMBER_NAME_MAX], wc[MEMBER_NAME_MAX];
+        const char *to = e->kind == TALLY_KIND_TRANSFER ? "another member"
+                         : d == SIDE_MEMBER             ? "the same member"
+                                                        : "a member";
+        return entry_diff(a, "moves points from %s to %s; this kind moves them from %s to %s",
+                          member_name(e->debit, dn), member_name(e->credit, cn),
+                          d == SIDE_MEMBER ? "a member" : member_name(d, wd),
+                          c == SIDE_MEMBER ? to : member_name(c, wc));
+    }
+    *m = d == SIDE_MEMBER ? e->debit : e->credit;
+    *m2 = e->kind == TALLY_KIND_TRANSFER ? e->credit : 0;
+    return 0;
+}
+
+static bool ref_kind_ok(uint16_t kind, const struct tally_entry *r)
+{
+    switch (kind) {
+    case TALLY_KIND_ACTIVATE:
+    case TALLY_KIND_CANCEL:
+        return r->kind == TALLY_KIND_ACCRUE && (r->flags & TALLY_ENTRY_PENDING) != 0;
+    case TALLY_KIND_CAPTURE:
+    case TALLY_KIND_RELEASE:
+        return r->kind == TALLY_KIND_HOLD;
+    case TALLY_KIND_REVERSE:
+        return r->kind == TALLY_KIND_ACCRUE || r->kind == TALLY_KIND_REDEEM ||
+               r->kind == TALLY_KIND_CAPTURE;
+    default:
+        return false;
+    }
+}
+
+static bool kind_has_ref(uint16_t kind)
+{
+    return kind == TALLY_KIND_ACTIVATE || kind == TALLY_KIND_CANCEL ||
+           kind == TALLY_KIND_CAPTURE || kind == TALLY_KIND_RELEASE || kind == TALLY_KIND_REVERSE;
+}
+
+/* The member an entry that can be acted upon belongs to. */
+static uint64_t ref_member(const struct tally_entry *r)
+{
+    return r->kind == TALLY_KIND_ACCRUE ? r->credit : r->debit;
+}
+
+/* Load the entry the current one acts upon into a->ref and check that it may act upon it. */
+static int ref_load(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (e->ref_seq == 0 || e->ref_seq >= e->seq)
+        return entry_diff(a, "acts upon entry %" PRIu64 ", which is not an earlier entry",
+                          e->ref_seq);
+    int rc = entry_read(a, e->ref_seq, &a->ref);
+    if (rc == TALLY_ENOT_FOUND)
+        return entry_diff(a, "acts upon entry %" PRIu64 ", which does not exist", e->ref_seq);
+    if (rc != 0)
+        return rc;
+    const struct tally_entry *r = &a->ref.e;
+    if (!ref_kind_ok(e->kind, r))
+        return entry_diff(a, "acts upon entry %" PRIu64 ", a%s %s, which this kind cannot act upon",
+                          e->ref_seq,
+                          r->kind == TALLY_KIND_ACCRUE && (r->flags & TALLY_ENTRY_PENDING) == 0
+                              ? "n active"
+                              : "",
+                          kind_name(r->kind));
+    if (r->program != e->program)
+        return entry_diff(a, "acts upon entry %" PRIu64 " of program %" PRIu32, e->ref_seq,
+                          r->program);
+    return 0;
+}
+
+/* =============================================================================================
+ * Folding: one function per kind (the member's side; the system side is generic).
+ * =========================================================================================== */
+
+static int fold_program(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (e->program == 0 || e->debit != 0 || e->credit != 0 || e->amount != 0)
+        return entry_diff(a, "a PROGRAM entry needs a program id, debit 0, credit 0, amount 0");
+    if (table_get(&a->programs, e->program, 0) != NULL)
+        return entry_diff(a, "creates program %" PRIu32 ", which already exists", e->program);
+    struct fold_program *p = table_add(&a->programs, e->program, 0);
+    if (p == NULL)
+        return -ENOMEM;
+    memcpy(&p->rec.config, a->cur.raw + sizeof(*e), sizeof(p->rec.config));
+    p->rec.created_at = e->timestamp;
+    p->rec.created_seq = e->seq;
+    p->rec.rule_version = 1;
+    p->last_seq = e->seq;
+    for (uint64_t i = 0; i < TALLY_SYS_COUNT; i++) {
+        uint64_t member = UINT64_MAX - i;
+        if (account_find(a, e->program, member) != NULL)
+            return entry_diff(a, "system account %" PRIu64 " exists before its program", member);
+        struct fold_account *f = table_add(&a->accounts, e->program, member);
+        if (f == NULL)
+            return -ENOMEM;
+        f->acc.program = e->program;
+        f->acc.status = TALLY_ACCOUNT_STATUS_SYSTEM;
+        f->acc.member = member;
+        f->acc.opened_at = e->timestamp;
+        f->acc.tier_valid_until = UINT64_MAX;
+        f->acc.last_seq = e->seq;
+    }
+    return 0;
+}
+
+static int fold_open(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (e->amount != 0)
+        return entry_diff(a, "an OPEN entry moves no points, this one moves %" PRIu64, e->amount);
+    if (account_find(a, e->program, m) != NULL)
+        return entry_diff(a, "opens member %" PRIu64 ", whose account already exists", m);
+    struct fold_program *p = table_get(&a->programs, e->program, 0);
+    struct fold_account *f = table_add(&a->accounts, e->program, m);
+    if (f == NULL)
+        return -ENOMEM;
+    f->acc.program = e->program;
+    f->acc.status = TALLY_ACCOUNT_STATUS_OPEN;
+    f->acc.member = m;
+    f->acc.opened_at = e->timestamp;
+    f->acc.tier_valid_until = UINT64_MAX;
+    f->acc.qv_month = calendar_month_of(e->timestamp, p->rec.config.tz_offset_min);
+    p->rec.members++;
+    p->last_seq = e->seq;
+    return 0;
+}
+
+/* The one lot ref of an entry that creates a lot (ACCRUE, positive ADJUST). */
+static int created_lot_ref(struct audit *a, const struct tally_lot_ref **out)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (a->cur.nrefs != 1)
+        return entry_diff(a, "has %" PRIu32 " lot refs; it creates one lot", a->cur.nrefs);
+    const struct tally_lot_ref *r = &a->cur.refs[0];
+    if (r->lot_id != e->lot_id)
+        return entry_diff(a, "creates lot %" PRIu64 " but its lineage names lot %" PRIu64,
+                          e->lot_id, r->lot_id);
+    if (r->expires_at != e->time_a)
+        return entry_diff(a, "gives the new lot expiry %" PRIu64 " but its lineage %" PRIu64,
+                          e->time_a, r->expires_at);
+    *out = r;
+    return 0;
+}
+
+static int fold_accrue(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    const struct tally_lot_ref *r = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(created_lot_ref(a, &r));
+    bool pending = (e->flags & TALLY_ENTRY_PENDING) != 0;
+    if (pending && e->time_b == 0)
+        return entry_diff(a, "is PENDING but has no activation time (time_b)");
+    TRY(lineage_total(a, r, 1, false));
+    TRY(u64_add(a, acc, "earned", &acc->earned, e->amount));
+    TRY(qv_add(a, acc, month_of(a, e->timestamp), e->value));
+    struct tally_lot lot = {
+        .lot_id = r->lot_id, .expires_at = r->expires_at, .earned_at = r->earned_at};
+    if (pending) {
+        TRY(u64_add(a, acc, "pending", &acc->pending, e->amount));
+        lot.amount = e->amount;
+        lot.remaining = e->amount;
+        lot.activate_at = e->time_b;
+    } else {
+        TRY(avail_add(a, acc, e->amount));
+        lot.amount = r->amount;
+        lot.remaining = r->amount;
+    }
+    return lot_create(a, m, &lot);
+}
+
+static int fold_activate(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    struct fold_lot *l = NULL;
+    TRY(account_need(a, m, &acc));
+    if (a->cur.nrefs != 1)
+        return entry_diff(a, "has %" PRIu32 " lot refs; it activates one lot", a->cur.nrefs);
+    const struct tally_lot_ref *r = &a->cur.refs[0];
+    if (r->lot_id != a->ref.e.lot_id)
+        return entry_diff(a, "activates lot %" PRIu64 ", but accrual %" PRIu64 " created lot %" PRIu64,
+                          r->lot_id, a->ref.e.seq, a->ref.e.lot_id);
+    TRY(lot_of_ref(a, m, r, &l));
+    if (l->lot.activate_at == 0)
+        return entry_diff(a, "activates lot %" PRIu64 ", which is not pending", r->lot_id);
+    if (l->lot.remaining != e->amount)
+        return entry_diff(a, "activates %" PRIu64 " points; pending lot %" PRIu64 " has %" PRIu64,
+                          e->amount, r->lot_id, l->lot.remaining);
+    TRY(lineage_total(a, r, 1, false));
+    l->lot.activate_at = 0;
+    l->lot.remaining = r->amount;
+    lot_settle(a, r->lot_id);
+    TRY(u64_sub(a, acc, "pending", &acc->pending, e->amount));
+    return avail_add(a, acc, e->amount);
+}
+
+static int fold_cancel(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    const struct tally_entry *o = &a->ref.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    struct fold_lot *l = table_get(&a->lots, o->lot_id, 0);
+    if (l == NULL || l->member != m || l->program != e->program)
+        return entry_diff(a, "cancels accrual %" PRIu64 ", whose lot %" PRIu64 " does not exist",
+                          o->seq, o->lot_id);
+    if (l->lot.activate_at == 0)
+        return entry_diff(a, "cancels lot %" PRIu64 ", which is no longer pending", o->lot_id);
+    if (l->lot.remaining != e->amount)
+        return entry_diff(a, "cancels %" PRIu64 " points; pending lot %" PRIu64 " has %" PRIu64,
+                          e->amount, o->lot_id, l->lot.remaining);
+    if (e->value != o->value)
+        return entry_diff(a, "removes qualifying value %" PRIu64 "; accrual %" PRIu64
+                             " added %" PRIu64,
+                          e->value, o->seq, o->value);
+    struct fold_reversal *rv = NULL;
+    TRY(reversal_get(a, o->seq, 0, &rv));
+    if (rv->amount != 0)
+        return entry_diff(a, "cancels accrual %" PRIu64 ", which was reversed before", o->seq);
+    rv->amount = e->amount;
+    rv->value = e->value;
+    table_remove(&a->lots, o->lot_id, 0);
+    if (acc->lots_open == 0)
+        return entry_diff(a, "member %" PRIu64 ": lots_open would go below zero", m);
+    acc->lots_open--;
+    TRY(u64_sub(a, acc, "pending", &acc->pending, e->amount));
+    TRY(u64_sub(a, acc, "earned", &acc->earned, e->amount));
+    qv_remove(acc, month_of(a, o->timestamp), e->value);
+    return 0;
+}
+
+static int fold_redeem(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
+    TRY(avail_sub(a, acc, e->amount));
+    TRY(u64_add(a, acc, "redeemed", &acc->redeemed, e->amount));
+    return lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_TAKE);
+}
+
+static int fold_hold(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
+    TRY(avail_sub(a, acc, e->amount));
+    TRY(u64_add(a, acc, "held", &acc->held, e->amount));
+    if (acc->holds_active == UINT32_MAX)
+        return entry_diff(a, "member %" PRIu64 ": holds_active overflows", m);
+    acc->holds_active++;
+    TRY(lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_HOLD));
+    struct store_hold *h = table_add(&a->holds, e->seq, 0);
+    if (h == NULL)
+        return -ENOMEM;
+    h->program = e->program;
+    h->status = TALLY_HOLD_ACTIVE;
+    h->member = m;
+    h->amount = e->amount;
+    h->timeout_at = e->time_a;
+    memcpy(h->posting_id, e->posting_id, sizeof(h->posting_id));
+    h->lot_count = a->cur.nrefs;
+    a->holds_created++;
+    return 0;
+}
+
+static int fold_capture(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    const struct store_hold *h = table_get(&a->holds, e->ref_seq, 0);
+    if (h == NULL)
+        return entry_diff(a, "captures hold %" PRIu64 ", which is not active", e->ref_seq);
+    if (e->amount > h->amount)
+        return entry_diff(a, "captures %" PRIu64 " points from a hold of %" PRIu64, e->amount,
+                          h->amount);
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
+    TRY(u64_sub(a, acc, "held", &acc->held, e->amount));
+    TRY(u64_add(a, acc, "redeemed", &acc->redeemed, e->amount));
+    TRY(lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_CAPTURE));
+    return hold_resolve(a, e->ref_seq, acc, TALLY_HOLD_CAPTURED, e->amount);
+}
+
+static int fold_release(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
+    TRY(u64_sub(a, acc, "held", &acc->held, e->amount));
+    TRY(avail_add(a, acc, e->amount));
+    TRY(lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_RELEASE));
+    const struct store_hold *h = table_get(&a->holds, e->ref_seq, 0);
+    if (h == NULL)
+        return 0; /* the rest of a captured hold: the hold is already resolved */
+    if (e->amount != h->amount)
+        return entry_diff(a, "releases %" PRIu64 " points of active hold %" PRIu64
+                             " of %" PRIu64,
+                          e->amount, e->ref_seq, h->amount);
+    bool timeout = (e->flags & TALLY_ENTRY_AUTO) != 0 && id_is_zero(e->posting_id);
+    return hold_resolve(a, e->ref_seq, acc,
+                        timeout ? TALLY_HOLD_TIMED_OUT : TALLY_HOLD_RELEASED, 0);
+}
+
+static int fold_reverse_accrual(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    const struct tally_entry *o = &a->ref.e;
+    struct tally_account *acc = NULL;
+    struct fold_reversal *rv = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(reversal_get(a, o->seq, 0, &rv));
+    uint64_t before = rv->amount;
+    uint64_t after;
+    if (o->amount == 0 || __builtin_add_overflow(before, e->amount, &after) || after > o->amount)
+        return entry_diff(a, "reverses %" PRIu64 " points of accrual %" PRIu64
+                             ", of which %" PRIu64 " remain unreversed",
+                          e->amount, o->seq, o->amount - (before < o->amount ? before : o->amount));
+    /* floor(V * R_after / A) - floor(V * R_before / A): partial reversals add up exactly. */
+    unsigned __int128 v_after = (unsigned __int128)o->value * after / o->amount;
+    unsigned __int128 v_before = (unsigned __int128)o->value * before / o->amount;
+    uint64_t share = (uint64_t)(v_after - v_before);
+    if (e->value != share)
+        return entry_diff(a, "removes qualifying value %" PRIu64 "; its proportional share of accrual "
+                             "%" PRIu64 " is %" PRIu64,
+                          e->value, o->seq, share);
+    rv->amount = after;
+    rv->value += e->value;
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, false));
+    TRY(avail_sub(a, acc, e->amount));
+    TRY(u64_sub(a, acc, "earned", &acc->earned, e->amount));
+    qv_remove(acc, month_of(a, o->timestamp), e->value);
+    return lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_TAKE);
+}
+
+/* Put ref's points back into its lot, re-creating the lot if it is gone. */
+static int lot_restore(struct audit *a, uint64_t m, const struct tally_lot_ref *r)
+{
+    if (table_get(&a->lots, r->lot_id, 0) == NULL) {
+        struct tally_lot lot = {.lot_id = r->lot_id,
+                                .expires_at = r->expires_at,
+                                .earned_at = r->earned_at,
+                                .amount = r->amount,
+                                .remaining = r->amount};
+        return lot_create(a, m, &lot);
+    }
+    struct fold_lot *l = NULL;
+    TRY(lot_of_ref(a, m, r, &l));
+    TRY(lot_field_add(a, l, "remaining", &l->lot.remaining, r->amount));
+    lot_settle(a, r->lot_id);
+    return 0;
+}
+
+static int fold_reverse_redemption(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    const struct audit_entry *o = &a->ref;
+    struct tally_account *acc = NULL;
+    struct fold_reversal *rv = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(reversal_get(a, o->e.seq, o->nrefs, &rv));
+    uint64_t after;
+    if (__builtin_add_overflow(rv->amount, e->amount, &after) || after > o->e.amount)
+        return entry_diff(a, "reverses %" PRIu64 " points of entry %" PRIu64 " (%" PRIu64
+                             " points), of which %" PRIu64 " were reversed before",
+                          e->amount, o->e.seq, o->e.amount, rv->amount);
+    rv->amount = after;
+    rv->value += e->value;
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, false));
+    TRY(avail_add(a, acc, e->amount));
+    TRY(u64_sub(a, acc, "redeemed", &acc->redeemed, e->amount));
+    for (uint32_t i = 0; i < a->cur.nrefs; i++) {
+        const struct tally_lot_ref *r = &a->cur.refs[i];
+        uint32_t j = 0;
+        while (j < o->nrefs && o->refs[j].lot_id != r->lot_id)
+            j++;
+        if (j == o->nrefs || j >= rv->lot_count)
+            return entry_diff(a, "restores lot %" PRIu64 ", which entry %" PRIu64
+                                 " did not take points from",
+                              r->lot_id, o->e.seq);
+        if (__builtin_add_overflow(rv->restored[j], r->amount, &rv->restored[j]))
+            return entry_diff(a, "restored points of lot %" PRIu64 " overflow", r->lot_id);
+        TRY(lot_restore(a, m, r));
+    }
+    return 0;
+}
+
+static int fold_transfer(struct audit *a, uint64_t m, uint64_t m2)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *src = NULL, *dst = NULL;
+    if (a->cur.nrefs % 2 != 0)
+        return entry_diff(a, "has %" PRIu32 " lot refs; a TRANSFER has n sources and n "
+                             "destinations",
+                          a->cur.nrefs);
+    uint32_t half = a->cur.nrefs / 2;
+    const struct tally_lot_ref *from = a->cur.refs;
+    const struct tally_lot_ref *to = a->cur.refs + half;
+    TRY(account_need(a, m, &src));
+    TRY(account_need(a, m2, &dst));
+    TRY(lineage_total(a, from, half, true));
+    TRY(lineage_total(a, to, half, false));
+    TRY(avail_sub(a, src, e->amount));
+    TRY(u64_add(a, src, "transferred_out", &src->transferred_out, e->amount));
+    TRY(avail_add(a, dst, e->amount));
+    TRY(u64_add(a, dst, "transferred_in", &dst->transferred_in, e->amount));
+    TRY(lots_apply(a, m, from, half, LOT_TAKE));
+    for (uint32_t i = 0; i < half; i++) {
+        if (to[i].amount == 0)
+            continue;
+        if (to[i].lot_id != e->lot_id + i)
+            return entry_diff(a, "destination %" PRIu32 " names lot %" PRIu64 ", expected lot %" PRIu64,
+                              i, to[i].lot_id, e->lot_id + i);
+        struct tally_lot lot = {.lot_id = e->lot_id + i,
+                                .expires_at = from[i].expires_at,
+                                .earned_at = from[i].earned_at,
+                                .amount = to[i].amount,
+                                .remaining = to[i].amount};
+        TRY(lot_create(a, m2, &lot));
+    }
+    return 0;
+}
+
+static int fold_adjust(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    if ((e->flags & TALLY_ENTRY_NEGATIVE) != 0) {
+        TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, false));
+        TRY(avail_sub(a, acc, e->amount));
+        TRY(i64_add(a, acc, "adjusted", &acc->adjusted, e->amount, true));
+        return lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_TAKE);
+    }
+    const struct tally_lot_ref *r = NULL;
+    TRY(created_lot_ref(a, &r));
+    TRY(lineage_total(a, r, 1, false));
+    TRY(avail_add(a, acc, e->amount));
+    TRY(i64_add(a, acc, "adjusted", &acc->adjusted, e->amount, false));
+    struct tally_lot lot = {.lot_id = r->lot_id,
+                            .expires_at = r->expires_at,
+                            .earned_at = r->earned_at,
+                            .amount = r->amount,
+                            .remaining = r->amount};
+    return lot_create(a, m, &lot);
+}
+
+static int fold_expire(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
+    TRY(avail_sub(a, acc, e->amount));
+    TRY(u64_add(a, acc, "expired", &acc->expired, e->amount));
+    return lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_TAKE);
+}
+
+static int fold_close(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    if (acc->status != TALLY_ACCOUNT_STATUS_OPEN)
+        return entry_diff(a, "closes member %" PRIu64 ", whose account is not open (status %" PRIu32 ")",
+                          m, acc->status);
+    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
+    TRY(u64_add(a, acc, "expired", &acc->expired, e->amount));
+    for (uint32_t i = 0; i < a->cur.nrefs; i++) {
+        const struct tally_lot_ref *r = &a->cur.refs[i];
+        struct fold_lot *l = NULL;
+        TRY(lot_of_ref(a, m, r, &l));
+        TRY(lot_field_sub(a, l, "remaining", &l->lot.remaining, r->amount));
+        if (l->lot.activate_at != 0) {
+            if (l->lot.remaining == 0)
+                l->lot.activate_at = 0; /* a forfeited pending lot is gone (see the notes) */
+            TRY(u64_sub(a, acc, "pending", &acc->pending, r->amount));
+        } else {
+            TRY(avail_sub(a, acc, r->amount));
+        }
+        lot_settle(a, r->lot_id);
+    }
+    acc->status = TALLY_ACCOUNT_STATUS_CLOSED;
+    acc->closed_at = e->timestamp;
+    return 0;
+}
+
+/* =============================================================================================
+ * Tiers: every TIER_CHANGE is recomputed from the QV ring and the program's ladder.
+ * =========================================================================================== */
+
+/* Window QV at instant t (docs/LEDGER.md, "Tiers"), from the ring as folded so far: months after
+ * qv_month hold nothing yet, months before the ring's reach are gone. */
+static uint64_t window_qv(const struct tally_program_config *c, const struct tally_account *acc,
+                          uint64_t t)
+{
+    uint32_t m = calendar_month_of(t, c->tz_offset_min);
+    uint32_t first;
+    if (c->window == TALLY_WINDOW_CALENDAR)
+        first = m - m % 12; /* month 0 is January 1970 */
+    else
+        first = m + 1 >= c->window_months ? m + 1 - c->window_months : 0;
+    uint64_t sum = 0;
+    for (uint32_t k = first; k <= m && k >= first; k++)
+        if (k <= acc->qv_month && (uint64_t)k + TALLY_QV_MONTHS > acc->qv_month)
+            sum = __builtin_add_overflow(sum, acc->qv[k % TALLY_QV_MONTHS], &sum) ? UINT64_MAX
+                                                                                   : sum;
+    return sum;
+}
+
+/* The highest tier whose threshold the window QV reaches. */
+static uint32_t earned_tier(const struct tally_program_config *c, uint64_t qv)
+{
+    for (uint32_t k = c->tier_count > TALLY_TIERS_MAX ? TALLY_TIERS_MAX - 1 : c->tier_count - 1u;
+         k >= 1 && k < TALLY_TIERS_MAX; k--)
+        if (c->thresholds[k - 1] != 0 && c->thresholds[k - 1] <= qv)
+            return k;
+    return 0;
+}
+
+/* A tier reached or kept at instant t stays until the start of month(t) + validity + 1. */
+static uint64_t tier_until(const struct tally_program_config *c, uint64_t t, uint32_t tier)
+{
+    if (tier == 0 || c->tier_mode == TALLY_TIER_UP_ONLY)
+        return UINT64_MAX;
+    uint32_t m = calendar_month_of(t, c->tz_offset_min);
+    return calendar_month_start(m + c->validity_months + 1u, c->tz_offset_min);
+}
+
+/* What the current TIER_CHANGE must say: its reason, new tier, validity and window QV. */
+static int tier_expected(struct audit *a, const struct tally_account *acc,
+                         const struct tally_program_config *c, uint32_t *reason, uint32_t *to,
+                         uint64_t *until, uint64_t *qv)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (e->code == TALLY_TIER_UPGRADE) {
+        *reason = TALLY_TIER_UPGRADE;
+        *qv = window_qv(c, acc, e->timestamp);
+        *to = earned_tier(c, *qv);
+        *until = tier_until(c, e->timestamp, *to);
+        return 0;
+    }
+    if (c->tier_mode == TALLY_TIER_UP_ONLY || e->timestamp != acc->tier_valid_until ||
+        e->timestamp == 0)
+        return entry_diff(a, "evaluates member %" PRIu64 "'s tier at %" PRIu64
+                             ", but the tier is valid until %" PRIu64 "%s",
+                          acc->member, e->timestamp, acc->tier_valid_until,
+                          c->tier_mode == TALLY_TIER_UP_ONLY ? " (UP_ONLY: never evaluated)"
+                                                              : "");
+    *qv = window_qv(c, acc, e->timestamp - 1);
+    uint32_t earned = earned_tier(c, *qv);
+    *reason = earned >= acc->tier ? TALLY_TIER_RENEW : TALLY_TIER_DOWNGRADE;
+    *to = earned;
+    if (earned < acc->tier && c->tier_mode == TALLY_TIER_DOWN_STEP && earned + 1 < acc->tier)
+        *to = acc->tier - 1;
+    *until = tier_until(c, e->timestamp - 1, *to);
+    return 0;
+}
+
+static int fold_tier_change(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct tally_account *acc = NULL;
+    TRY(account_need(a, m, &acc));
+    const struct tally_program_config *c =
+        &((const struct fold_program *)table_get(&a->programs, e->program, 0))->rec.config;
+    if (e->amount != 0)
+        return entry_diff(a, "a TIER_CHANGE moves no points, this one moves %" PRIu64, e->amount);
+    if (e->tier_from != acc->tier)
+        return entry_diff(a, "moves member %" PRIu64 " from tier %u, but the member is at tier %" PRIu32,
+                          m, e->tier_from, acc->tier);
+    uint32_t reason = 0, to = 0;
+    uint64_t until = 0, qv = 0;
+    TRY(tier_expected(a, acc, c, &reason, &to, &until, &qv));
+    if (e->code != reason || e->tier_to != to || e->time_a != until || e->value != qv ||
+        e->time_b != 1 || (reason == TALLY_TIER_UPGRADE && to <= acc->tier))
+        return entry_diff(a, "member %" PRIu64 ": tier %u -> %u (reason %" PRIu32 ", valid until %" PRIu64
+                             ", window QV %" PRIu64 ", rules %" PRIu64 "); the window QV %" PRIu64
+                             " and the ladder give tier %" PRIu32 " (reason %" PRIu32
+                             ", valid until %" PRIu64 ", rules 1)",
+                          m, e->tier_from, e->tier_to, e->code, e->time_a, e->value, e->time_b, qv,
+                          to, reason, until);
+    acc->tier = e->tier_to;
+    acc->tier_valid_until = e->time_a;
+    return 0;
+}
+
+/* After an ACCRUE: if it lifted the member above its tier, the next entry must upgrade it. */
+static void upgrade_watch(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    const struct fold_account *f = account_find(a, e->program, m);
+    const struct fold_program *p = table_get(&a->programs, e->program, 0);
+    if (f == NULL || p == NULL)
+        return;
+    uint64_t qv = window_qv(&p->rec.config, &f->acc, e->timestamp);
+    if (earned_tier(&p->rec.config, qv) > f->acc.tier) {
+        a->upgrade_due = m;
+        a->upgrade_seq = e->seq;
+    }
+}
+
+static int upgrade_check(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    uint64_t m = a->upgrade_due;
+    if (m == 0)
+        return 0;
+    a->upgrade_due = 0;
+    if (e->kind == TALLY_KIND_TIER_CHANGE && e->code == TALLY_TIER_UPGRADE && e->debit == m)
+        return 0;
+    return audit_diff(a, e->seq, "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
+                                 " above its tier, but entry %" PRIu64 " is no UPGRADE of it",
+                      a->upgrade_seq, m, e->seq);
+}
+
+static int fold_member_side(struct audit *a, uint64_t m, uint64_t m2)
+{
+    switch (a->cur.e.kind) {
+    case TALLY_KIND_OPEN:
+        return fold_open(a, m);
+    case TALLY_KIND_ACCRUE:
+        return fold_accrue(a, m);
+    case TALLY_KIND_ACTIVATE:
+        return fold_activate(a, m);
+    case TALLY_KIND_CANCEL:
+        return fold_cancel(a, m);
+    case TALLY_KIND_REDEEM:
+        return fold_redeem(a, m);
+    case TALLY_KIND_HOLD:
+        return fold_hold(a, m);
+    case TALLY_KIND_CAPTURE:
+        return fold_capture(a, m);
+    case TALLY_KIND_RELEASE:
+        return fold_release(a, m);
+    case TALLY_KIND_REVERSE:
+        return a->ref.e.kind == TALLY_KIND_ACCRUE ? fold_reverse_accrual(a, m)
+                                                  : fold_reverse_redemption(a, m);
+    case TALLY_KIND_TRANSFER:
+        return fold_transfer(a, m, m2);
+    case TALLY_KIND_ADJUST:
+        return fold_adjust(a, m);
+    case TALLY_KIND_EXPIRE:
+        return fold_expire(a, m);
+    case TALLY_KIND_CLOSE:
+        return fold_close(a, m);
+    case TALLY_KIND_TIER_CHANGE:
+        return fold_tier_change(a, m);
+    default:
+        return entry_diff(a, "unknown kind");
+    }
+}
+
+/* The system side: the debit account gives `amount`, the credit account receives it. */
+static int fold_system_side(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    const uint64_t side[2] = {e->debit, e->credit};
+    for (int i = 0; i < 2; i++) {
+        if (side[i] < TALLY_SYS_FIRST)
+            continue;
+        struct fold_account *f = account_find(a, e->program, side[i]);
+        char who[MEMBER_NAME_MAX];
+        if (f == NULL || f->acc.status != TALLY_ACCOUNT_STATUS_SYSTEM)
+            return entry_diff(a, "names %s, which the program does not have",
+                              member_name(side[i], who));
+        TRY(i64_add(a, &f->acc, "available", &f->acc.available, e->amount, i == 0));
+        f->acc.last_seq = e->seq;
+    }
+    return 0;
+}
+
+/* The history row the current entry must have left for the account. */
+static int history_check(struct audit *a, const struct tally_account *acc)
+{
+    const struct tally_entry *e = &a->cur.e;
+    uint8_t key[STORE_HISTORY_KEY];
+    store_history_key(key, acc->program, acc->member, e->timestamp, e->seq);
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = key};
+    MDB_val v;
+    int rc = a->has_db[STORE_DB_MEMBERS] ? mdb_get(a->txn, a->dbi[STORE_DB_MEMBERS], &k, &v)
+                                         : MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND)
+        return entry_diff(a, "the history row of member %" PRIu64 " at this entry is missing",
+                          acc->member);
+    if (rc != 0)
+        return lmdb_error(rc);
+    struct store_history want = {
+        .available = acc->available, .pending = acc->pending, .held = acc->held};
+    struct store_history got;
+    if (v.mv_size != sizeof(got))
+        return entry_diff(a, "the history row of member %" PRIu64 " has %zu bytes, expected 24",
+                          acc->member, v.mv_size);
+    memcpy(&got, v.mv_data, sizeof(got));
+    char what[160];
+    snprintf(what, sizeof(what),
+             "entry %" PRIu64 " (%s, program %" PRIu32 "): history row of member %" PRIu64,
+             e->seq, kind_name(e->kind), e->program, acc->member);
+    TRY(compare_fields(a, e->seq, what, history_fields, COUNT_OF(history_fields), &want, &got,
+                       sizeof(got)));
+    a->history_rows++;
+    return 0;
+}
+
+/* After an entry: the member's last_seq, the no-negative law and its history row. */
+static int touch_member(struct audit *a, uint64_t m)
+{
+    const struct tally_entry *e = &a->cur.e;
+    struct fold_account *f = account_find(a, e->program, m);
+    const struct fold_program *p = table_get(&a->programs, e->program, 0);
+    if (f == NULL)
+        return entry_diff(a, "member %" PRIu64 " has no account", m);
+    f->acc.last_seq = e->seq;
+    if (f->acc.available < 0 && (p->rec.config.flags & TALLY_PROGRAM_ALLOW_NEGATIVE) == 0)
+        return entry_diff(a, "member %" PRIu64 ": available is %" PRId64
+                             ", and the program does not allow negative balances",
+                          m, f->acc.available);
+    return history_check(a, &f->acc);
+}
+
+static int fold_one(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (e->timestamp > a->max_timestamp)
+        a->max_timestamp = e->timestamp;
+    TRY(posting_link_check(a));
+    TRY(upgrade_check(a));
+    if (e->kind == TALLY_KIND_PROGRAM)
+        return fold_program(a);
+    if (table_get(&a->programs, e->program, 0) == NULL)
+        return entry_diff(a, "program %" PRIu32 " does not exist", e->program);
+    uint16_t ref_kind = 0;
+    if (kind_has_ref(e->kind)) {
+        TRY(ref_load(a));
+        ref_kind = a->ref.e.kind;
+    }
+    uint64_t m = 0, m2 = 0;
+    TRY(sides_check(a, ref_kind, &m, &m2));
+    if (ref_kind != 0 && ref_member(&a->ref.e) != m)
+        return entry_diff(a, "acts upon entry %" PRIu64 " of member %" PRIu64 ", not member %" PRIu64,
+                          e->ref_seq, ref_member(&a->ref.e), m);
+    TRY(fold_member_side(a, m, m2));
+    TRY(fold_system_side(a));
+    TRY(touch_member(a, m));
+    if (m2 != 0)
+        TRY(touch_member(a, m2));
+    if (e->kind == TALLY_KIND_ACCRUE)
+        upgrade_watch(a, m);
+    return 0;
+}
+
+/* =============================================================================================
+ * The walk over the entries: numbering, hash chain, fold.
+ * =========================================================================================== */
+
+static int walk_one(struct audit *a, const MDB_val *k, const MDB_val *v, uint64_t expect)
+{
+    uint64_t seq;
+    if (k->mv_size != sizeof(seq))
+        return audit_diff(a, expect, "entries: a key of %zu bytes where entry %" PRIu64 " should be",
+                          k->mv_size, expect);
+    memcpy(&seq, k->mv_data, sizeof(seq));
+    if (seq != expect)
+        return audit_diff(a, expect, "entry %" PRIu64 " is missing: the next stored entry is %" PRIu64,
+                          expect, seq);
+    TRY(entry_decode(a, seq, v, &a->cur));
+    uint64_t h = XXH3_64bits_withSeed(a->cur.raw + 8, a->cur.size - 8, a->prev_hash);
+    if (h != a->cur.e.hash)
+        return audit_diff(a, seq,
+                          "entry %" PRIu64 " (%s): hash chain broken: stored hash %016" PRIx64
+                          ", its bytes and entry %" PRIu64 "'s hash give %016" PRIx64
+                          " (the entry was changed after it was written)",
+                          seq, kind_name(a->cur.e.kind), a->cur.e.hash, seq - 1, h);
+    a->prev_hash = h;
+    return fold_one(a);
+}
+
+static int walk_entries(struct audit *a)
+{
+    if (!a->has_db[STORE_DB_ENTRIES])
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(a->txn, a->dbi[STORE_DB_ENTRIES], &c);
+    if (rc != 0)
+        return lmdb_error(rc);
+    MDB_val k, v;
+    uint64_t expect = 1;
+    int res = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && res == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        res = walk_one(a, &k, &v, expect);
+        if (res == 0)
+            expect++;
+    }
+    mdb_cursor_close(c);
+    a->rep->entries = expect - 1;
+    if (res != 0)
+        return res;
+    if (a->upgrade_due != 0)
+        return audit_diff(a, a->upgrade_seq, "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
+                                             " above its tier, but no UPGRADE follows",
+                          a->upgrade_seq, a->upgrade_due);
+    return rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
+}
+
+/* The meta record must describe the entries just walked. */
+static int meta_check(struct audit *a)
+{
+    uint64_t n = a->rep->entries;
+    a->rep->chain_head = a->prev_hash;
+    if (!a->has_meta)
+        return n == 0 ? 0
+                      : audit_diff(a, 1, "the meta record is missing, but there are %" PRIu64
+                                         " entries",
+                                   n);
+    if (a->meta.next_seq != n + 1)
+        return audit_diff(a, a->meta.next_seq > n + 1 ? n + 1 : a->meta.next_seq,
+                          "meta: next_seq is %" PRIu64 ", but the entries end at %" PRIu64
+                          " (entries were %s)",
+                          a->meta.next_seq, n, a->meta.next_seq > n + 1 ? "removed" : "added");
+    if (a->meta.chain_head != a->prev_hash)
+        return audit_diff(a, n, "meta: chain_head is %016" PRIx64 ", entry %" PRIu64
+                                "'s hash is %016" PRIx64,
+                          a->meta.chain_head, n, a->prev_hash);
+    if (a->meta.last_timestamp < a->max_timestamp)
+        return audit_diff(a, 0, "meta: last_timestamp %" PRIu64 " is older than an entry's %" PRIu64,
+                          a->meta.last_timestamp, a->max_timestamp);
+    if (a->max_lot_id != 0 && a->meta.next_lot_id <= a->max_lot_id)
+        return audit_diff(a, 0, "meta: next_lot_id %" PRIu64 " was already used by lot %" PRIu64,
+                          a->meta.next_lot_id, a->max_lot_id);
+    return 0;
+}
+
+/* =============================================================================================
+ * The scans: every record of every derived table, compared with the fold and summed.
+ * =========================================================================================== */
+
+typedef int (*scan_fn)(struct audit *a, const MDB_val *k, const MDB_val *v);
+
+/* Add XXH3-128(tag || key || value) to the state sum. */
+static int sum_add(struct audit *a, int tag, const MDB_val *k, const MDB_val *v,
+                   unsigned __int128 *sum)
+{
+    size_t n = 1 + k->mv_size + v->mv_size;
+    if (n > a->scratch_cap) {
+        size_t cap = n > 2 * a->scratch_cap ? n : 2 * a->scratch_cap;
+        uint8_t *p = realloc(a->scratch, cap);
+        if (p == NULL)
+            return -ENOMEM;
+        a->scratch = p;
+        a->scratch_cap = cap;
+    }
+    a->scratch[0] = (uint8_t)tag;
+    memcpy(a->scratch + 1, k->mv_data, k->mv_size);
+    memcpy(a->scratch + 1 + k->mv_size, v->mv_data, v->mv_size);
+    XXH128_hash_t h = XXH3_128bits(a->scratch, n);
+    *sum += (unsigned __int128)h.high64 << 64 | h.low64;
+    return 0;
+}
+
+static int scan_db(struct audit *a, enum store_db db, scan_fn fn, unsigned __int128 *sum,
+                   uint64_t *rows)
+{
+    *rows = 0;
+    a->matched = 0;
+    if (!a->has_db[db])
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(a->txn, a->dbi[db], &c);
+    if (rc != 0)
+        return lmdb_error(rc);
+    MDB_val k, v;
+    int res = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && res == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        res = sum_add(a, (int)db, &k, &v, sum);
+        (*rows)++;
+        if (res == 0 && fn != NULL)
+            res = fn(a, &k, &v);
+    }
+    mdb_cursor_close(c);
+    if (res != 0)
+        return res;
+    return rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
+}
+
+static int scan_program(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != 4)
+        return audit_diff(a, 0, "programs: a key of %zu bytes", k->mv_size);
+    uint32_t id = store_get_be32(k->mv_data);
+    const struct fold_program *p = table_get(&a->programs, id, 0);
+    if (p == NULL)
+        return audit_diff(a, 0, "program %" PRIu32 " is stored, but no entry created it", id);
+    struct store_program got;
+    if (v->mv_size != sizeof(got))
+        return audit_diff(a, p->last_seq, "program %" PRIu32 ": record of %zu bytes, expected %zu",
+                          id, v->mv_size, sizeof(got));
+    memcpy(&got, v->mv_data, sizeof(got));
+    char what[48];
+    snprintf(what, sizeof(what), "program %" PRIu32, id);
+    TRY(compare_fields(a, p->last_seq, what, program_fields, COUNT_OF(program_fields), &p->rec,
+                       &got, sizeof(got)));
+    a->matched++;
+    a->rep->programs++;
+    return 0;
+}
+
+static int scan_account(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != STORE_ACCOUNT_KEY)
+        return audit_diff(a, 0, "members: an account key of %zu bytes", k->mv_size);
+    uint32_t program = store_get_be32(k->mv_data);
+    uint64_t member = store_get_be64((const uint8_t *)k->mv_data + 4);
+    const struct fold_account *f = account_find(a, program, member);
+    char who[MEMBER_NAME_MAX], what[96];
+    snprintf(what, sizeof(what), "account of %s in program %" PRIu32,
+             member_name(member, who), program);
+    if (f == NULL)
+        return audit_diff(a, 0, "%s is stored, but no entry opened it", what);
+    struct tally_account got;
+    if (v->mv_size != sizeof(got))
+        return audit_diff(a, f->acc.last_seq, "%s: record of %zu bytes, expected %zu", what,
+                          v->mv_size, sizeof(got));
+    memcpy(&got, v->mv_data, sizeof(got));
+    TRY(compare_fields(a, f->acc.last_seq, what, account_fields, COUNT_OF(account_fields),
+                       &f->acc, &got, sizeof(got)));
+    a->matched_accounts++;
+    a->rep->accounts++;
+    return 0;
+}
+
+static int scan_lot(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != STORE_LOT_KEY)
+        return audit_diff(a, 0, "members: a lot key of %zu bytes", k->mv_size);
+    const uint8_t *kb = k->mv_data;
+    uint32_t program = store_get_be32(kb);
+    uint64_t member = store_get_be64(kb + 4);
+    uint64_t expires_at = store_get_be64(kb + 13);
+    uint64_t lot_id = store_get_be64(kb + 21);
+    const struct fold_lot *l = table_get(&a->lots, lot_id, 0);
+    if (l == NULL)
+        return audit_diff(a, 0, "lot %" PRIu64 " of member %" PRIu64 " (program %" PRIu32
+                                ") is stored, but after the entries it has no points left or "
+                                "never existed",
+                          lot_id, member, program);
+    if (l->program != program || l->member != member || l->lot.expires_at != expires_at)
+        return audit_diff(a, l->last_seq, "lot %" PRIu64 " is stored under program %" PRIu32
+                                          " member %" PRIu64 " expiry %" PRIu64
+                                          "; the entries give program %" PRIu32
+                                          " member %" PRIu64 " expiry %" PRIu64,
+                          lot_id, program, member, expires_at, l->program, l->member,
+                          l->lot.expires_at);
+    struct tally_lot got;
+    if (v->mv_size != sizeof(got))
+        return audit_diff(a, l->last_seq, "lot %" PRIu64 ": record of %zu bytes, expected %zu",
+                          lot_id, v->mv_size, sizeof(got));
+    memcpy(&got, v->mv_data, sizeof(got));
+    char what[96];
+    snprintf(what, sizeof(what), "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32,
+             lot_id, member, program);
+    TRY(compare_fields(a, l->last_seq, what, lot_fields, COUNT_OF(lot_fields), &l->lot, &got,
+                       sizeof(got)));
+    a->matched_lots++;
+    a->rep->lots++;
+    return 0;
+}
+
+static int scan_hold(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    uint64_t seq;
+    if (k->mv_size != sizeof(seq))
+        return audit_diff(a, 0, "holds: a key of %zu bytes", k->mv_size);
+    memcpy(&seq, k->mv_data, sizeof(seq));
+    const struct store_hold *h = table_get(&a->holds, seq, 0);
+    if (h != NULL) {
+        struct store_hold want = *h;
+        a->matched++;
+        return hold_compare(a, seq, &want, seq);
+    }
+    /* Resolved holds were compared when they resolved; this one must be one of them. */
+    int rc = entry_read(a, seq, &a->ref);
+    if (rc == TALLY_ENOT_FOUND || (rc == 0 && a->ref.e.kind != TALLY_KIND_HOLD))
+        return audit_diff(a, 0, "hold %" PRIu64 " is stored, but entry %" PRIu64 " is no HOLD",
+                          seq, seq);
+    if (rc != 0)
+        return rc;
+    struct store_hold got;
+    if (v->mv_size < sizeof(got))
+        return audit_diff(a, seq, "hold %" PRIu64 ": record of %zu bytes", seq, v->mv_size);
+    memcpy(&got, v->mv_data, sizeof(got));
+    if (got.status == TALLY_HOLD_ACTIVE)
+        return audit_diff(a, seq, "hold %" PRIu64 " is stored as ACTIVE, but the entries "
+                                  "resolved it",
+                          seq);
+    return 0;
+}
+
+static int scan_reversal(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    uint64_t seq;
+    if (k->mv_size != sizeof(seq))
+        return audit_diff(a, 0, "reversals: a key of %zu bytes", k->mv_size);
+    memcpy(&seq, k->mv_data, sizeof(seq));
+    const struct fold_reversal *r = table_get(&a->reversals, seq, 0);
+    if (r == NULL)
+        return audit_diff(a, seq, "a reversal record of entry %" PRIu64
+                                  " is stored, but no REVERSE entry acts upon it",
+                          seq);
+    struct store_reversal want = {.amount = r->amount, .value = r->value,
+                                  .lot_count = r->lot_count};
+    struct store_reversal got;
+    size_t size = sizeof(got) + (size_t)r->lot_count * sizeof(uint64_t);
+    if (v->mv_size != size)
+        return audit_diff(a, r->last_seq, "reversal record of entry %" PRIu64
+                                          ": %zu bytes, expected %zu",
+                          seq, v->mv_size, size);
+    memcpy(&got, v->mv_data, sizeof(got));
+    if (memcmp(&want, &got, sizeof(got)) != 0)
+        return audit_diff(a, r->last_seq, "reversal record of entry %" PRIu64
+                                          ": expected amount %" PRIu64 " value %" PRIu64
+                                          " lots %" PRIu32 ", found amount %" PRIu64
+                                          " value %" PRIu64 " lots %" PRIu32,
+                          seq, want.amount, want.value, want.lot_count, got.amount, got.value,
+                          got.lot_count);
+    for (uint32_t i = 0; i < r->lot_count; i++) {
+        uint64_t x;
+        memcpy(&x, (const uint8_t *)v->mv_data + sizeof(got) + i * sizeof(x), sizeof(x));
+        if (x != r->restored[i])
+            return audit_diff(a, r->last_seq, "reversal record of entry %" PRIu64
+                                              ": restored[%" PRIu32 "]: expected %" PRIu64
+                                              ", found %" PRIu64,
+                              seq, i, r->restored[i], x);
+    }
+    a->matched++;
+    return 0;
+}
+
+/* A posting record: a success names its entries, a failure names none. */
+static int scan_posting(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != 16)
+        return audit_diff(a, 0, "postings: a key of %zu bytes", k->mv_size);
+    char hex[33];
+    ids_format(k->mv_data, hex);
+    struct store_posting p;
+    if (v->mv_size != sizeof(p))
+        return audit_diff(a, 0, "posting %s: record of %zu bytes, expected %zu", hex, v->mv_size,
+                          sizeof(p));
+    memcpy(&p, v->mv_data, sizeof(p));
+    a->rep->postings++;
+    if (p.code != TALLY_OK) {
+        if (!tally_result_recorded(p.code))
+            return audit_diff(a, 0, "posting %s is recorded with result %" PRIu32
+                                    ", which is never recorded",
+                              hex, p.code);
+        if (p.seq != 0 || p.entry_count != 0)
+            return audit_diff(a, p.seq, "posting %s failed but names entries %" PRIu64 " (+%" PRIu32 ")",
+                              hex, p.seq, p.entry_count);
+        return 0;
+    }
+    uint64_t n = a->rep->entries;
+    if (p.seq == 0 || p.entry_count == 0 || p.seq > n || p.entry_count - 1 > n - p.seq)
+        return audit_diff(a, 0, "posting %s succeeded with entries %" PRIu64 " (+%" PRIu32
+                                "), which are not all in the ledger (%" PRIu64 " entries)",
+                          hex, p.seq, p.entry_count, n);
+    int rc = entry_read(a, p.seq, &a->ref);
+    if (rc != 0)
+        return rc == TALLY_ENOT_FOUND ? audit_diff(a, p.seq, "entry %" PRIu64 " vanished", p.seq)
+                                      : rc;
+    const struct tally_entry *e = &a->ref.e;
+    if (memcmp(e->posting_id, k->mv_data, 16) != 0 || e->kind != p.kind ||
+        e->timestamp != p.timestamp)
+        return audit_diff(a, p.seq, "posting %s (%s at %" PRIu64 ") names entry %" PRIu64
+                                    ", which is a %s at %" PRIu64 " of another posting or time",
+                          hex, kind_name(p.kind), p.timestamp, p.seq, kind_name(e->kind),
+                          e->timestamp);
+    return 0;
+}
+
+/* History holds more rows than the entries produce: find one no entry produced. */
+static int scan_history_extra(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    (void)v;
+    if (k->mv_size != STORE_HISTORY_KEY)
+        return audit_diff(a, 0, "members: a history key of %zu bytes", k->mv_size);
+    const uint8_t *kb = k->mv_data;
+    uint32_t program = store_get_be32(kb);
+    uint64_t member = store_get_be64(kb + 4);
+    uint64_t time = store_get_be64(kb + 13);
+    uint64_t seq = store_get_be64(kb + 21);
+    int rc = entry_read(a, seq, &a->ref);
+    if (rc != 0 && rc != TALLY_ENOT_FOUND)
+        return rc;
+    const struct tally_entry *e = &a->ref.e;
+    bool produced = rc == 0 && e->kind != TALLY_KIND_PROGRAM && e->program == program &&
+                    e->timestamp == time && is_member(member) &&
+                    (e->debit == member || e->credit == member);
+    if (!produced)
+        return audit_diff(a, seq, "history row of member %" PRIu64 " (program %" PRIu32
+                                  ") at entry %" PRIu64 ", time %" PRIu64
+                                  " is stored, but no entry produced it",
+                          member, program, seq, time);
+    return 0;
+}
+
+typedef size_t (*key_fn)(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
+                         char *what, size_t what_size);
+
+static size_t program_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
+                          char *what, size_t what_size)
+{
+    const struct fold_program *p = table_item(&a->programs, pos);
+    store_be32(key, (uint32_t)a->programs.keys[pos].a);
+    *seq = p->last_seq;
+    snprintf(what, what_size, "program %" PRIu64, a->programs.keys[pos].a);
+    return 4;
+}
+
+static size_t account_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
+                          char *what, size_t what_size)
+{
+    const struct fold_account *f = table_item(&a->accounts, pos);
+    char who[MEMBER_NAME_MAX];
+    store_account_key(key, f->acc.program, f->acc.member);
+    *seq = f->acc.last_seq;
+    snprintf(what, what_size, "account of %s in program %" PRIu32,
+             member_name(f->acc.member, who), f->acc.program);
+    return STORE_ACCOUNT_KEY;
+}
+
+static size_t lot_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
+                      char *what, size_t what_size)
+{
+    const struct fold_lot *l = table_item(&a->lots, pos);
+    store_lot_key(key, l->program, l->member, l->lot.expires_at, l->lot.lot_id);
+    *seq = l->last_seq;
+    snprintf(what, what_size, "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32
+             " (%" PRIu64 " points, %" PRIu64 " held)",
+             l->lot.lot_id, l->member, l->program, l->lot.remaining, l->lot.held);
+    return STORE_LOT_KEY;
+}
+
+static size_t seq_key(const struct table *t, size_t pos, uint8_t key[32])
+{
+    memcpy(key, &t->keys[pos].a, sizeof(uint64_t));
+    return sizeof(uint64_t);
+}
+
+static size_t hold_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
+                       char *what, size_t what_size)
+{
+    *seq = a->holds.keys[pos].a;
+    snprintf(what, what_size, "active hold %" PRIu64, *seq);
+    return seq_key(&a->holds, pos, key);
+}
+
+static size_t reversal_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
+                           char *what, size_t what_size)
+{
+    const struct fold_reversal *r = table_item(&a->reversals, pos);
+    *seq = r->last_seq;
+    snprintf(what, what_size, "reversal record of entry %" PRIu64, a->reversals.keys[pos].a);
+    return seq_key(&a->reversals, pos, key);
+}
+
+/* Every item of the fold's table must be stored (called when the scan matched fewer). */
+static int find_missing(struct audit *a, const struct table *t, enum store_db db, key_fn fn)
+{
+    for (size_t i = 0; i < t->count; i++) {
+        uint8_t kb[32];
+        uint64_t seq;
+        char what[160];
+        MDB_val k = {.mv_size = fn(a, i, kb, &seq, what, sizeof(what)), .mv_data = kb};
+        MDB_val v;
+        int rc = a->has_db[db] ? mdb_get(a->txn, a->dbi[db], &k, &v) : MDB_NOTFOUND;
+        if (rc == MDB_NOTFOUND)
+            return audit_diff(a, seq, "%s: the entries produce it, but it is not stored", what);
+        if (rc != 0)
+            return lmdb_error(rc);
+    }
+    return 0;
+}
+
+/* Scan one table: compare each record, then look for what the fold has and the store lacks. */
+static int scan_compare(struct audit *a, enum store_db db, scan_fn fn, const struct table *t,
+                        key_fn kf, unsigned __int128 *sum)
+{
+    uint64_t rows;
+    TRY(scan_db(a, db, fn, sum, &rows));
+    if (t != NULL && a->matched != t->count)
+        TRY(find_missing(a, t, db, kf));
+    return 0;
+}
+
+/* One record of the members table: an account, a lot or a history row, by its tag. */
+static int scan_member_record(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size <= STORE_MEMBER_PREFIX)
+        return audit_diff(a, 0, "members: a key of %zu bytes", k->mv_size);
+    uint8_t tag = ((const uint8_t *)k->mv_data)[STORE_MEMBER_PREFIX];
+    switch (tag) {
+    case STORE_TAG_ACCOUNT:
+        return scan_account(a, k, v);
+    case STORE_TAG_LOT:
+        return scan_lot(a, k, v);
+    case STORE_TAG_HISTORY:
+        a->history_seen++;
+        return a->history_hunt ? scan_history_extra(a, k, v) : 0;
+    default:
+        return audit_diff(a, 0, "members: a key with unknown tag 0x%02x", tag);
+    }
+}
+
+/* The members table: accounts and lots compared both ways, history rows counted (each one the
+ * entries produce was found during the walk, so the count tells whether there are others). */
+static int scan_members(struct audit *a, unsigned __int128 *sum)
+{
+    uint64_t rows;
+    a->matched_accounts = a->matched_lots = a->history_seen = 0;
+    TRY(scan_db(a, STORE_DB_MEMBERS, scan_member_record, sum, &rows));
+    if (a->matched_accounts != a->accounts.count)
+        TRY(find_missing(a, &a->accounts, STORE_DB_MEMBERS, account_key));
+    if (a->matched_lots != a->lots.count)
+        TRY(find_missing(a, &a->lots, STORE_DB_MEMBERS, lot_key));
+    a->rep->history_rows = a->history_seen;
+    if (a->history_seen == a->history_rows)
+        return 0;
+    uint64_t seen = a->history_seen;
+    unsigned __int128 again = 0;
+    a->history_hunt = true;
+    TRY(scan_db(a, STORE_DB_MEMBERS, scan_member_record, &again, &rows));
+    return audit_diff(a, 0, "members: %" PRIu64 " history rows; the entries produce %" PRIu64, seen,
+                      a->history_rows);
+}
+
+static int scan_all(struct audit *a)
+{
+    unsigned __int128 sum = 0;
+    uint64_t rows;
+    TRY(scan_compare(a, STORE_DB_PROGRAMS, scan_program, &a->programs, program_key, &sum));
+    TRY(scan_members(a, &sum));
+    TRY(scan_compare(a, STORE_DB_HOLDS, scan_hold, &a->holds, hold_key, &sum));
+    TRY(scan_compare(a, STORE_DB_REVERSALS, scan_reversal, &a->reversals, reversal_key, &sum));
+    TRY(scan_db(a, STORE_DB_POSTINGS, scan_posting, &sum, &rows));
+    TRY(scan_db(a, STORE_DB_TIMERS, NULL, &sum, &rows));
+    uint64_t lo = (uint64_t)sum;
+    uint64_t hi = (uint64_t)(sum >> 64);
+    if (a->has_meta && (lo != a->meta.sum_lo || hi != a->meta.sum_hi))
+        return audit_diff(a, 0, "state sum: meta holds %016" PRIx64 "%016" PRIx64
+                                ", the stored tables sum to %016" PRIx64 "%016" PRIx64
+                                " (a derived record, probably a timer, was changed, added or "
+                                "removed outside the engine)",
+                          a->meta.sum_hi, a->meta.sum_lo, hi, lo);
+    return 0;
+}
+
+/* =============================================================================================
+ * The laws, on the folded state (which now equals the stored one).
+ * =========================================================================================== */
+
+static int check_double_entry(struct audit *a)
+{
+    for (size_t i = 0; i < a->programs.count; i++)
+        ((struct fold_program *)table_item(&a->programs, i))->sum = 0;
+    for (size_t i = 0; i < a->accounts.count; i++) {
+        const struct tally_account *acc = table_item(&a->accounts, i);
+        struct fold_program *p = table_get(&a->programs, acc->program, 0);
+        if (p == NULL)
+            continue;
+        p->sum += acc->available;
+        if (acc->status != TALLY_ACCOUNT_STATUS_SYSTEM)
+            p->sum += (__int128)acc->pending + acc->held;
+    }
+    for (size_t i = 0; i < a->programs.count; i++) {
+        const struct fold_program *p = table_item(&a->programs, i);
+        if (p->sum != 0)
+            return audit_diff(a, 0, "program %" PRIu64 " does not sum to zero: its accounts total "
+                                    "%s%" PRIu64 "%s",
+                              a->programs.keys[i].a, p->sum < 0 ? "-" : "",
+                              (uint64_t)(p->sum < 0 ? -p->sum : p->sum),
+                              p->sum > INT64_MAX || p->sum < INT64_MIN ? " (mod 2^64)" : "");
+    }
+    return 0;
+}
+
+/* Each member's buckets must be what its lots hold (available only while not in debt). */
+static int check_lots_vs_buckets(struct audit *a)
+{
+    for (size_t i = 0; i < a->accounts.count; i++) {
+        struct fold_account *f = table_item(&a->accounts, i);
+        f->lot_active = f->lot_pending = f->lot_held = 0;
+    }
+    for (size_t i = 0; i < a->lots.count; i++) {
+        const struct fold_lot *l = table_item(&a->lots, i);
+        struct fold_account *f = account_find(a, l->program, l->member);
+        if (f == NULL)
+            continue;
+        uint64_t *bucket = l->lot.activate_at != 0 ? &f->lot_pending : &f->lot_active;
+        if (__builtin_add_overflow(*bucket, l->lot.remaining, bucket) ||
+            __builtin_add_overflow(f->lot_held, l->lot.held, &f->lot_held))
+            return audit_diff(a, l->last_seq, "member %" PRIu64 ": its lots overflow", l->member);
+    }
+    for (size_t i = 0; i < a->accounts.count; i++) {
+        const struct fold_account *f = table_item(&a->accounts, i);
+        const struct tally_account *acc = &f->acc;
+        if (acc->status == TALLY_ACCOUNT_STATUS_SYSTEM)
+            continue;
+        uint64_t avail = acc->available > 0 ? (uint64_t)acc->available : 0;
+        const char *field = avail != f->lot_active     ? "available"
+                            : acc->pending != f->lot_pending ? "pending"
+                            : acc->held != f->lot_held       ? "held"
+                                                             : NULL;
+        if (field != NULL)
+            return audit_diff(a, acc->last_seq, "member %" PRIu64 " in program %" PRIu32
+                                                ": available %" PRId64 ", pending %" PRIu64
+                                                ", held %" PRIu64 ", but its lots hold %" PRIu64
+                                                ", %" PRIu64 " pending, %" PRIu64
+                                                " held (%s differs)",
+                              acc->member, acc->program, acc->available, acc->pending,
+                              acc->held, f->lot_active, f->lot_pending, f->lot_held, field);
+    }
+    return 0;
+}
+
+static int audit_run(struct audit *a)
+{
+    TRY(meta_read(a));
+    TRY(walk_entries(a));
+    TRY(meta_check(a));
+    TRY(scan_all(a));
+    TRY(check_double_entry(a));
+    return check_lots_vs_buckets(a);
+}
+
+int audit_verify(const char *dir, struct audit_report *report)
+{
+    struct audit a;
+    int rc = audit_init(&a, report);
+    if (rc == 0)
+        rc = audit_open(&a, dir);
+    if (rc == 0)
+        rc = audit_run(&a);
+    audit_release(&a);
+    if (rc == AUDIT_DIFF)
+        return 0;
+    if (rc != 0) {
+        report->ok = false;
+        snprintf(report->what, sizeof(report->what), "the audit could not run: %s",
+                 tally_strerror(rc));
+    }
+    return rc;
+}
+
+/* =============================================================================================
+ * Trial balance: the system accounts and the members' points of each program, as stored.
+ * =========================================================================================== */
+
+/* Fold one stored account into the program's totals. */
+static void trial_account(const struct tally_account *acc, struct tally_program_totals *t,
+                          __int128 *members, __int128 *system)
+{
+    uint64_t neg = 0 - (uint64_t)acc->available; /* -(balance), two's complement */
+    if (acc->member < TALLY_SYS_FIRST)
+        *members += (__int128)acc->available + acc->pending + acc->held;
+    else
+        *system += acc->available;
+    if (acc->member == TALLY_SYS_ISSUANCE)
+        t->issued = neg;
+    else if (acc->member == TALLY_SYS_REDEMPTION)
+        t->redeemed = (uint64_t)acc->available;
+    else if (acc->member == TALLY_SYS_BREAKAGE)
+        t->expired = (uint64_t)acc->available;
+    else if (acc->member == TALLY_SYS_ADJUSTMENT)
+        t->adjusted = (int64_t)neg;
+}
+
+/* The accounts of one program: seek from member to member (past their history and lots). */
+static int trial_program(MDB_cursor *c, uint32_t program,
+                         struct tally_program_totals *t, bool *balanced)
+{
+    __int128 members = 0, system = 0;
+    uint64_t next = 0;
+    int rc = 0;
+    for (;;) {
+        uint8_t key[STORE_ACCOUNT_KEY];
+        store_member_prefix(key, program, next);
+        MDB_val k = {.mv_size = STORE_MEMBER_PREFIX, .mv_data = key};
+        MDB_val v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc != 0 || k.mv_size <= STORE_MEMBER_PREFIX || store_get_be32(k.mv_data) != program)
+            break;
+        uint64_t member = store_get_be64((const uint8_t *)k.mv_data + 4);
+        store_account_key(key, program, member);
+        k = (MDB_val){.mv_size = STORE_ACCOUNT_KEY, .mv_data = key};
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+        struct tally_account acc;
+        if (rc != 0 || v.mv_size != sizeof(acc))
+            return rc == 0 || rc == MDB_NOTFOUND ? TALLY_ECORRUPT : lmdb_error(rc);
+        memcpy(&acc, v.mv_data, sizeof(acc));
+        trial_account(&acc, t, &members, &system);
+        if (member == UINT64_MAX)
+            break;
+        next = member + 1;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmdb_error(rc);
+    t->outstanding = (int64_t)members;
+    *balanced = members + system == 0;
+    return 0;
+}
+
+static int trial_programs(struct audit *a, struct tally_program_totals *out, bool *balanced,
+                          uint32_t max, uint32_t *count)
+{
+    MDB_cursor *c, *members = NULL;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(a->txn, a->dbi[STORE_DB_PROGRAMS], &c);
+    if (rc != 0)
+        return lmdb_error(rc);
+    if (a->has_db[STORE_DB_MEMBERS] &&
+        (rc = mdb_cursor_open(a->txn, a->dbi[STORE_DB_MEMBERS], &members)) != 0) {
+        mdb_cursor_close(c);
+        return lmdb_error(rc);
+    }
+    int res = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && res == 0 && *count < max;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct store_program p;
+        if (k.mv_size != 4 || v.mv_size != sizeof(p)) {
+            res = TALLY_ECORRUPT;
+            break;
+        }
+        memcpy(&p, v.mv_data, sizeof(p));
+        struct tally_program_totals *t = &out[*count];
+        memset(t, 0, sizeof(*t));
+        t->program = store_get_be32(k.mv_data);
+        t->tier_count = p.config.tier_count;
+        t->members = p.members;
+        balanced[*count] = true;
+        res = members == NULL ? 0 : trial_program(members, t->program, t, &balanced[*count]);
+        if (res == 0)
+            (*count)++;
+    }
+    mdb_cursor_close(c);
+    if (members != NULL)
+        mdb_cursor_close(members);
+    if (res != 0)
+        return res;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
+}
+
+int audit_trial_balance(const char *dir, struct tally_program_totals *out, bool *balanced,
+                        uint32_t max, uint32_t *count)
+{
+    struct audit a;
+    struct audit_report unused;
+    memset(&a, 0, sizeof(a));
+    a.rep = &unused;
+    *count = 0;
+    int rc = audit_open(&a, dir);
+    if (rc == 0 && a.has_db[STORE_DB_PROGRAMS])
+        rc = trial_programs(&a, out, balanced, max, count);
+    audit_release(&a);
+    return rc;
+}
