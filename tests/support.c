@@ -315,6 +315,9 @@ void fx_reopen(struct fx *f)
     fx_open_engine(f);
 }
 
+/* Programs the trial balance of fx_verify looks at (tests use a handful). */
+#define FX_PROGRAMS_MAX 64
+
 void fx_verify(struct fx *f)
 {
     /* LMDB forbids one process opening an environment twice (closing the second handle drops
@@ -329,6 +332,15 @@ void fx_verify(struct fx *f)
     if (!rep.ok)
         fail_msg("audit_verify(%s) found a difference at seq %llu: %s", f->dir,
                  (unsigned long long)rep.bad_seq, rep.what);
+    struct tally_program_totals tot[FX_PROGRAMS_MAX];
+    bool balanced[FX_PROGRAMS_MAX];
+    uint32_t n = 0;
+    rc = audit_trial_balance(f->dir, tot, balanced, FX_PROGRAMS_MAX, &n);
+    if (rc != 0)
+        fail_msg("audit_trial_balance(%s): %d %s", f->dir, rc, tally_strerror(rc));
+    for (uint32_t i = 0; i < n; i++)
+        if (!balanced[i])
+            fail_msg("trial balance of program %u is not zero", tot[i].program);
     fx_open_engine(f);
 }
 
@@ -359,8 +371,7 @@ uint64_t fx_ok(struct fx *f, uint64_t ts, struct tally_posting p)
 {
     struct tally_result r = fx_apply1(f, ts, p);
     if (r.code != TALLY_OK)
-        fail_msg("posting of kind %u got %s (%u), expected OK", p.kind, code_name(r.code),
-                 r.code);
+        fail_msg("posting of kind %u got %s (%u), expected OK", p.kind, code_name(r.code), r.code);
     assert_int_not_equal(r.seq, 0);
     return r.seq;
 }
@@ -445,8 +456,7 @@ struct engine_posting_info fx_posting(struct fx *f, uint64_t id_n)
     id_make(id, id_n);
     int rc = engine_posting(f->e, id, &pi);
     if (rc != 0)
-        fail_msg("engine_posting(%llu): %d %s", (unsigned long long)id_n, rc,
-                 tally_strerror(rc));
+        fail_msg("engine_posting(%llu): %d %s", (unsigned long long)id_n, rc, tally_strerror(rc));
     return pi;
 }
 
@@ -495,8 +505,8 @@ int64_t fx_program_sum(struct fx *f, uint32_t program, uint64_t members)
     return sum;
 }
 
-void assert_entry_kind(const struct tally_entry *en, uint16_t kind, uint64_t debit,
-                       uint64_t credit, uint64_t amount)
+void assert_entry_kind(const struct tally_entry *en, uint16_t kind, uint64_t debit, uint64_t credit,
+                       uint64_t amount)
 {
     if (en->kind != kind)
         fail_msg("entry %llu is of kind %u, expected %u", (unsigned long long)en->seq, en->kind,

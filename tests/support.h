@@ -36,14 +36,14 @@
 #define TEST_REFS_MAX TALLY_LINEAGE_MAX
 
 /* Shorthands for the four system accounts. */
-#define SYS_ISSUANCE TALLY_SYS_ISSUANCE
+#define SYS_ISSUANCE   TALLY_SYS_ISSUANCE
 #define SYS_REDEMPTION TALLY_SYS_REDEMPTION
-#define SYS_BREAKAGE TALLY_SYS_BREAKAGE
+#define SYS_BREAKAGE   TALLY_SYS_BREAKAGE
 #define SYS_ADJUSTMENT TALLY_SYS_ADJUSTMENT
 
 #define MINUTE_MS (UINT64_C(60000))
-#define HOUR_MS (UINT64_C(3600000))
-#define DAY_MS CALENDAR_DAY_MS
+#define HOUR_MS   (UINT64_C(3600000))
+#define DAY_MS    CALENDAR_DAY_MS
 
 /* ---------------------------------------------------------------------------------------------
  * Temporary directories.
@@ -133,7 +133,8 @@ int fx_teardown_all(void **state);
 /* Close and reopen the engine on the same directory. */
 void fx_reopen(struct fx *f);
 
-/* Close the engine, run audit_verify on the directory and assert it found nothing, reopen. */
+/* Close the engine, run audit_verify on the directory and assert it found nothing, check with
+ * audit_trial_balance that every program sums to zero, reopen. */
 void fx_verify(struct fx *f);
 
 /* A fresh posting id (ids from 1,000,000 up, clear of the small ids tests pick by hand). */
@@ -178,8 +179,8 @@ int64_t account_points(const struct tally_account *a);
 int64_t fx_program_sum(struct fx *f, uint32_t program, uint64_t members);
 
 /* Assert the entry's fixed fields that identify it. */
-void assert_entry_kind(const struct tally_entry *en, uint16_t kind, uint64_t debit,
-                       uint64_t credit, uint64_t amount);
+void assert_entry_kind(const struct tally_entry *en, uint16_t kind, uint64_t debit, uint64_t credit,
+                       uint64_t amount);
 
 /* Assert one lot ref. */
 void assert_ref(const struct tally_lot_ref *r, uint64_t lot_id, uint64_t amount);
@@ -191,13 +192,13 @@ bool id_is_zero(const uint8_t id[16]);
 const char *code_name(uint32_t code);
 
 /* Assert a result code by name, printing both names when they differ. */
-#define assert_code(got, want)                                                                    \
-    do {                                                                                          \
-        uint32_t got_ = (uint32_t)(got);                                                          \
-        uint32_t want_ = (uint32_t)(want);                                                        \
-        if (got_ != want_)                                                                        \
-            fail_msg("result %s (%u), expected %s (%u)", code_name(got_), got_,                   \
-                     code_name(want_), want_);                                                    \
+#define assert_code(got, want)                                                                     \
+    do {                                                                                           \
+        uint32_t got_ = (uint32_t)(got);                                                           \
+        uint32_t want_ = (uint32_t)(want);                                                         \
+        if (got_ != want_)                                                                         \
+            fail_msg("result %s (%u), expected %s (%u)", code_name(got_), got_, code_name(want_),  \
+                     want_);                                                                       \
     } while (0)
 
 #endif

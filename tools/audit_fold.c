@@ -12,7 +12,10 @@
  * held in memory. After the walk every derived table is scanned once: each record is compared
  * with the fold (both ways: a stored record the fold does not have is a difference too) and
  * hashed into the state sum, which must equal the one in meta. Finally the folded state must
- * keep the laws: every program sums to zero, and each member's buckets equal what its lots hold.
+ * keep the laws: every program sums to zero, each member's buckets equal what its lots hold, and
+ * no time-driven work (expiry, activation, hold timeout, tier evaluation) is overdue after the
+ * last batch. Every TIER_CHANGE is recomputed from the QV ring and the program's ladder, and an
+ * accrual that earns a higher tier must be followed by its UPGRADE.
  * The first difference stops the audit and is reported with the entry, account, lot and field.
  *
  * Memory: accounts (1M members: about 300 MB), open lots, active holds and reversal records are
@@ -26,9 +29,9 @@
  * --------------------------------------------------------------------------------------
  *  1. System accounts are created by the PROGRAM entry with status SYSTEM, opened_at = the
  *     entry's timestamp, tier 0, tier_valid_until = UINT64_MAX, last_seq = the PROGRAM entry,
- *     everything else 0 (qv_month too: they never earn QV). Afterwards a system account's last_seq is
- *     the newest entry that names it as debit or credit (whatever the amount). System accounts
- *     get no history rows; members get one row per entry that names them.
+ *     everything else 0 (qv_month too: they never earn QV). Afterwards a system account's
+ *     last_seq is the newest entry that names it as debit or credit (whatever the amount).
+ *     System accounts get no history rows; members get one row per entry that names them.
  *  2. A member account's qv_month starts at the month of its OPEN entry. Every ACCRUE advances
  *     the ring to its month, even with value 0. CANCEL and REVERSE never advance the ring; they
  *     subtract (saturating at 0) from the accrual's month only while that month is still within
@@ -44,18 +47,26 @@
  *  6. CLOSE: a pending lot emptied by the close stops being pending, and so is deleted (it would
  *     otherwise be a lot with no points kept forever). Its refs must total the entry's amount.
  *  7. Lineage totals: REDEEM, HOLD, CAPTURE, RELEASE, EXPIRE, CLOSE and the source half of a
- *     TRANSFER take exactly `amount` from their lots; ACCRUE, ADJUST, REVERSE and the destination
- *     half of a TRANSFER may land less than `amount` (a debt was paid, or made), never more.
+ *     TRANSFER take exactly `amount` from their lots. Entries that credit a member (an active
+ *     ACCRUE, ACTIVATE, positive ADJUST, REVERSE of a redemption, the destination half of a
+ *     TRANSFER) land exactly amount - min(amount, debt) in lots. A debit that may make a debt
+ *     (negative ADJUST, REVERSE of an accrual) takes at most `amount` from lots.
  *  8. REVERSE of an accrual: its value must be floor(V*R_after/A) - floor(V*R_before/A). The
- *     reversal record of an accrual has lot_count 0 and value = QV removed so far; the record of a
- *     redemption or capture has lot_count = the original lineage length, value 0, and restored[i]
- *     = the sum of the refs of later REVERSE entries naming lot i of the lineage (first match by
- *     lot id).
+ *     reversal record of an accrual has lot_count 0 and value = QV removed so far. A REVERSE of a
+ *     redemption or capture is split over the original lineage by the proportional rule (lots
+ *     matched by lot id, first match); restored[i] adds the split, what was meant for lot i, even
+ *     when a debt took part of it; each ref lands at most lot i's part (exactly, without debt).
  *  9. A hold record keeps the HOLD entry's refs, posting id and timeout; CAPTURE sets captured and
  *     resolved_seq; a RELEASE of an ACTIVE hold sets resolved_seq to itself. A resolved hold is
  *     never changed again.
  * 10. Every entry with a zero posting id is flagged AUTO; every entry with a nonzero one lies in
  *     the range [seq, seq + entry_count) of that posting's record, whose code is OK.
+ * 11. TIER_CHANGE: an UPGRADE at t records the window QV at t and the tier it earns, valid until
+ *     the start of month(t) + validity_months + 1 (never in UP_ONLY); RENEW and DOWNGRADE happen
+ *     exactly at tier_valid_until = t and use the window at t - 1 ms; time_b (rules) is 1.
+ *     Months after qv_month count 0 in a window (the ring has not reached them).
+ * 12. Due work: after the last batch (meta.last_timestamp) nothing is due at or before it; a
+ *     closed member's tier is never evaluated.
  */
 #include "audit_fold.h"
 
@@ -86,17 +97,17 @@
 /* Largest tail of one entry the auditor reads: a TRANSFER carries 2 x TALLY_LINEAGE_MAX refs;
  * twice that again leaves room for a time-driven EXPIRE, which no posting limit bounds. A larger
  * tail is reported as a difference, never read past. */
-#define AUDIT_TAIL_MAX (4u * TALLY_LINEAGE_MAX * (uint32_t)sizeof(struct tally_lot_ref))
+#define AUDIT_TAIL_MAX  (4u * TALLY_LINEAGE_MAX * (uint32_t)sizeof(struct tally_lot_ref))
 #define AUDIT_ENTRY_MAX ((size_t)sizeof(struct tally_entry) + AUDIT_TAIL_MAX)
 
 /* Slots of a table when it starts (a power of two); tables double past 70% load. */
 #define TABLE_SLOTS_MIN 1024u
 
-#define TRY(expr)                                                                                 \
-    do {                                                                                          \
-        int try_rc_ = (expr);                                                                     \
-        if (try_rc_ != 0)                                                                         \
-            return try_rc_;                                                                       \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int try_rc_ = (expr);                                                                      \
+        if (try_rc_ != 0)                                                                          \
+            return try_rc_;                                                                        \
     } while (0)
 
 /* =============================================================================================
@@ -324,18 +335,19 @@ struct audit {
     uint64_t max_timestamp;
     uint64_t holds_created;
     uint64_t history_rows;
-    uint64_t matched; /* records of the table being scanned that the fold has */
+    uint64_t matched;          /* records of the table being scanned that the fold has */
     uint64_t matched_accounts; /* the same for the two kinds of the members table */
     uint64_t matched_lots;
     uint64_t history_seen; /* history rows in the members table */
-    bool history_hunt; /* history has more rows than the entries produce: find one */
-    uint8_t *scratch;  /* tag || key || value, hashed into the state sum */
+    bool history_hunt;     /* history has more rows than the entries produce: find one */
+    uint64_t *share;       /* scratch: a reversal's split over the original lineage */
+    uint8_t *scratch;      /* tag || key || value, hashed into the state sum */
     size_t scratch_cap;
 };
 
 static const char *const kind_names[TALLY_KIND_LIMIT] = {
-    "?",        "PROGRAM", "OPEN",    "ACCRUE",   "ACTIVATE", "CANCEL", "REDEEM",  "HOLD",
-    "CAPTURE",  "RELEASE", "REVERSE", "TRANSFER", "ADJUST",   "CLOSE",  "EXPIRE",  "TIER_CHANGE",
+    "?",       "PROGRAM", "OPEN",    "ACCRUE",   "ACTIVATE", "CANCEL", "REDEEM", "HOLD",
+    "CAPTURE", "RELEASE", "REVERSE", "TRANSFER", "ADJUST",   "CLOSE",  "EXPIRE", "TIER_CHANGE",
 };
 
 static const char *kind_name(uint32_t kind)
@@ -360,6 +372,30 @@ static const char *member_name(uint64_t member, char buf[MEMBER_NAME_MAX])
     return buf;
 }
 
+/* An instant for messages: ISO-8601 UTC, or "never". */
+static const char *time_text(uint64_t t, char buf[32])
+{
+    if (t == UINT64_MAX)
+        snprintf(buf, 32, "never");
+    else
+        calendar_format(t, buf);
+    return buf;
+}
+
+static const char *reason_name(uint32_t reason)
+{
+    switch (reason) {
+    case TALLY_TIER_UPGRADE:
+        return "UPGRADE";
+    case TALLY_TIER_RENEW:
+        return "RENEW";
+    case TALLY_TIER_DOWNGRADE:
+        return "DOWNGRADE";
+    default:
+        return "unknown reason";
+    }
+}
+
 __attribute__((format(printf, 3, 4))) static int audit_diff(struct audit *a, uint64_t seq,
                                                             const char *fmt, ...)
 {
@@ -373,8 +409,7 @@ __attribute__((format(printf, 3, 4))) static int audit_diff(struct audit *a, uin
 }
 
 /* A difference found while folding the current entry: the message starts with the entry. */
-__attribute__((format(printf, 2, 3))) static int entry_diff(struct audit *a, const char *fmt,
-                                                            ...)
+__attribute__((format(printf, 2, 3))) static int entry_diff(struct audit *a, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
@@ -419,12 +454,12 @@ struct field {
     bool is_signed;
 };
 
-#define FIELD(type, member, sgn)                                                                  \
-    {                                                                                             \
-        #member, (uint16_t)offsetof(type, member), (uint16_t)sizeof(((type *)0)->member), sgn     \
+#define FIELD(type, member, sgn)                                                                   \
+    {                                                                                              \
+#member, (uint16_t)offsetof(type, member), (uint16_t)sizeof(((type *)0)->member), sgn      \
     }
 #define ACCOUNT_QV(i) FIELD(struct tally_account, qv[i], false)
-#define PROGRAM_T(i) FIELD(struct store_program, config.thresholds[i], false)
+#define PROGRAM_T(i)  FIELD(struct store_program, config.thresholds[i], false)
 
 static const struct field account_fields[] = {
     FIELD(struct tally_account, program, false),
@@ -463,10 +498,10 @@ static const struct field account_fields[] = {
 };
 
 static const struct field lot_fields[] = {
-    FIELD(struct tally_lot, lot_id, false),     FIELD(struct tally_lot, expires_at, false),
-    FIELD(struct tally_lot, earned_at, false),  FIELD(struct tally_lot, origin_seq, false),
-    FIELD(struct tally_lot, amount, false),     FIELD(struct tally_lot, remaining, false),
-    FIELD(struct tally_lot, held, false),       FIELD(struct tally_lot, activate_at, false),
+    FIELD(struct tally_lot, lot_id, false),    FIELD(struct tally_lot, expires_at, false),
+    FIELD(struct tally_lot, earned_at, false), FIELD(struct tally_lot, origin_seq, false),
+    FIELD(struct tally_lot, amount, false),    FIELD(struct tally_lot, remaining, false),
+    FIELD(struct tally_lot, held, false),      FIELD(struct tally_lot, activate_at, false),
 };
 
 static const struct field program_fields[] = {
@@ -497,11 +532,11 @@ static const struct field program_fields[] = {
 };
 
 static const struct field hold_fields[] = {
-    FIELD(struct store_hold, program, false),    FIELD(struct store_hold, status, false),
-    FIELD(struct store_hold, member, false),     FIELD(struct store_hold, amount, false),
-    FIELD(struct store_hold, captured, false),   FIELD(struct store_hold, timeout_at, false),
+    FIELD(struct store_hold, program, false),      FIELD(struct store_hold, status, false),
+    FIELD(struct store_hold, member, false),       FIELD(struct store_hold, amount, false),
+    FIELD(struct store_hold, captured, false),     FIELD(struct store_hold, timeout_at, false),
     FIELD(struct store_hold, resolved_seq, false), FIELD(struct store_hold, posting_id, false),
-    FIELD(struct store_hold, lot_count, false),  FIELD(struct store_hold, reserved, false),
+    FIELD(struct store_hold, lot_count, false),    FIELD(struct store_hold, reserved, false),
 };
 
 static const struct field history_fields[] = {
@@ -630,6 +665,11 @@ static int audit_open(struct audit *a, const char *dir)
     if (rc != 0)
         return lmdb_error(rc);
     rc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &a->txn);
+    if (rc == MDB_MAP_RESIZED) { /* a live writer grew the map since we opened: adopt its size */
+        rc = mdb_env_set_mapsize(a->env, 0);
+        if (rc == 0)
+            rc = mdb_txn_begin(a->env, NULL, MDB_RDONLY, &a->txn);
+    }
     if (rc != 0)
         return lmdb_error(rc);
     return dbs_open(a);
@@ -658,8 +698,8 @@ static int meta_read(struct audit *a)
     uint64_t sum = XXH3_64bits(&a->meta, offsetof(struct store_meta, checksum));
     if (sum != a->meta.checksum)
         return audit_diff(a, 0,
-                          "meta record: checksum %016" PRIx64 " does not match its bytes (%016" PRIx64
-                          "): the meta record was damaged",
+                          "meta record: checksum %016" PRIx64
+                          " does not match its bytes (%016" PRIx64 "): the meta record was damaged",
                           a->meta.checksum, sum);
     return 0;
 }
@@ -672,7 +712,8 @@ static int audit_init(struct audit *a, struct audit_report *rep)
     rep->ok = true;
     a->cur.raw = malloc(AUDIT_ENTRY_MAX);
     a->ref.raw = malloc(AUDIT_ENTRY_MAX);
-    if (a->cur.raw == NULL || a->ref.raw == NULL)
+    a->share = calloc(AUDIT_TAIL_MAX / sizeof(struct tally_lot_ref), sizeof(uint64_t));
+    if (a->cur.raw == NULL || a->ref.raw == NULL || a->share == NULL)
         return -ENOMEM;
     TRY(table_init(&a->programs, sizeof(struct fold_program)));
     TRY(table_init(&a->accounts, sizeof(struct fold_account)));
@@ -696,6 +737,7 @@ static void audit_release(struct audit *a)
     free(a->cur.raw);
     free(a->ref.raw);
     free(a->scratch);
+    free(a->share);
     if (a->txn != NULL)
         mdb_txn_abort(a->txn);
     if (a->env != NULL)
@@ -720,10 +762,12 @@ static int entry_decode(struct audit *a, uint64_t seq, const MDB_val *v, struct 
     dst->size = v->mv_size;
     const struct tally_entry *e = &dst->e;
     if (e->seq != seq)
-        return audit_diff(a, seq, "entry %" PRIu64 ": stored under seq %" PRIu64 " but says seq %" PRIu64,
+        return audit_diff(a, seq,
+                          "entry %" PRIu64 ": stored under seq %" PRIu64 " but says seq %" PRIu64,
                           seq, seq, e->seq);
     if ((size_t)e->tail_size + sizeof(*e) != v->mv_size)
-        return audit_diff(a, seq, "entry %" PRIu64 ": tail_size %" PRIu32 " but %zu bytes follow the entry",
+        return audit_diff(a, seq,
+                          "entry %" PRIu64 ": tail_size %" PRIu32 " but %zu bytes follow the entry",
                           seq, e->tail_size, v->mv_size - sizeof(*e));
     if (e->kind == 0 || e->kind >= TALLY_KIND_LIMIT)
         return audit_diff(a, seq, "entry %" PRIu64 ": unknown kind %" PRIu16, seq, e->kind);
@@ -732,8 +776,8 @@ static int entry_decode(struct audit *a, uint64_t seq, const MDB_val *v, struct 
     bool program = e->kind == TALLY_KIND_PROGRAM;
     if (program ? e->tail_size != sizeof(struct tally_program_config)
                 : e->tail_size % sizeof(struct tally_lot_ref) != 0)
-        return audit_diff(a, seq, "entry %" PRIu64 " (%s): tail of %" PRIu32 " bytes is malformed", seq,
-                          kind_name(e->kind), e->tail_size);
+        return audit_diff(a, seq, "entry %" PRIu64 " (%s): tail of %" PRIu32 " bytes is malformed",
+                          seq, kind_name(e->kind), e->tail_size);
     dst->refs = (const struct tally_lot_ref *)(const void *)(dst->raw + sizeof(*e));
     dst->nrefs = program ? 0 : e->tail_size / (uint32_t)sizeof(struct tally_lot_ref);
     return 0;
@@ -788,8 +832,9 @@ static int posting_link_check(struct audit *a)
         return entry_diff(a, "posting %s that caused it is recorded as failed (%s)", hex,
                           tally_result_name(p.code) ? tally_result_name(p.code) : "?");
     if (e->seq < p.seq || e->seq - p.seq >= p.entry_count)
-        return entry_diff(a, "posting %s is recorded with entries %" PRIu64 "..%" PRIu64
-                             ", which do not include this one",
+        return entry_diff(a,
+                          "posting %s is recorded with entries %" PRIu64 "..%" PRIu64
+                          ", which do not include this one",
                           hex, p.seq, p.seq + p.entry_count - 1);
     return 0;
 }
@@ -813,8 +858,8 @@ static int account_need(struct audit *a, uint64_t member, struct tally_account *
     return 0;
 }
 
-static int u64_add(struct audit *a, const struct tally_account *acc, const char *field,
-                   uint64_t *x, uint64_t v)
+static int u64_add(struct audit *a, const struct tally_account *acc, const char *field, uint64_t *x,
+                   uint64_t v)
 {
     char who[MEMBER_NAME_MAX];
     if (__builtin_add_overflow(*x, v, x))
@@ -822,8 +867,8 @@ static int u64_add(struct audit *a, const struct tally_account *acc, const char 
     return 0;
 }
 
-static int u64_sub(struct audit *a, const struct tally_account *acc, const char *field,
-                   uint64_t *x, uint64_t v)
+static int u64_sub(struct audit *a, const struct tally_account *acc, const char *field, uint64_t *x,
+                   uint64_t v)
 {
     char who[MEMBER_NAME_MAX];
     if (*x < v)
@@ -833,8 +878,8 @@ static int u64_sub(struct audit *a, const struct tally_account *acc, const char 
     return 0;
 }
 
-static int i64_add(struct audit *a, const struct tally_account *acc, const char *field,
-                   int64_t *x, uint64_t v, bool negate)
+static int i64_add(struct audit *a, const struct tally_account *acc, const char *field, int64_t *x,
+                   uint64_t v, bool negate)
 {
     char who[MEMBER_NAME_MAX];
     int64_t r;
@@ -936,31 +981,32 @@ static int lot_of_ref(struct audit *a, uint64_t m, const struct tally_lot_ref *r
     if (l == NULL)
         return entry_diff(a, "its lineage names lot %" PRIu64 ", which does not exist", r->lot_id);
     if (l->program != a->cur.e.program || l->member != m)
-        return entry_diff(a, "lot %" PRIu64 " belongs to program %" PRIu32 " member %" PRIu64
-                             ", not to member %" PRIu64,
+        return entry_diff(a,
+                          "lot %" PRIu64 " belongs to program %" PRIu32 " member %" PRIu64
+                          ", not to member %" PRIu64,
                           r->lot_id, l->program, l->member, m);
     if (l->lot.expires_at != r->expires_at)
-        return entry_diff(a, "its lineage gives lot %" PRIu64 " expiry %" PRIu64
-                             ", the lot has %" PRIu64,
-                          r->lot_id, r->expires_at, l->lot.expires_at);
+        return entry_diff(
+            a, "its lineage gives lot %" PRIu64 " expiry %" PRIu64 ", the lot has %" PRIu64,
+            r->lot_id, r->expires_at, l->lot.expires_at);
     l->last_seq = a->cur.e.seq;
     *out = l;
     return 0;
 }
 
-static int lot_field_sub(struct audit *a, const struct fold_lot *l, const char *field,
-                         uint64_t *x, uint64_t v)
+static int lot_field_sub(struct audit *a, const struct fold_lot *l, const char *field, uint64_t *x,
+                         uint64_t v)
 {
     if (*x < v)
-        return entry_diff(a, "lot %" PRIu64 " of member %" PRIu64 ": %s %" PRIu64
-                             ", the entry takes %" PRIu64,
-                          l->lot.lot_id, l->member, field, *x, v);
+        return entry_diff(
+            a, "lot %" PRIu64 " of member %" PRIu64 ": %s %" PRIu64 ", the entry takes %" PRIu64,
+            l->lot.lot_id, l->member, field, *x, v);
     *x -= v;
     return 0;
 }
 
-static int lot_field_add(struct audit *a, const struct fold_lot *l, const char *field,
-                         uint64_t *x, uint64_t v)
+static int lot_field_add(struct audit *a, const struct fold_lot *l, const char *field, uint64_t *x,
+                         uint64_t v)
 {
     if (__builtin_add_overflow(*x, v, x))
         return entry_diff(a, "lot %" PRIu64 ": %s overflows", l->lot.lot_id, field);
@@ -995,18 +1041,39 @@ static int lots_apply(struct audit *a, uint64_t m, const struct tally_lot_ref *r
     return 0;
 }
 
-/* The lineage of the current entry must total exactly `amount` (exact) or at most it. */
-static int lineage_total(struct audit *a, const struct tally_lot_ref *refs, uint32_t n,
-                         bool exact)
+static int lineage_sum(struct audit *a, const struct tally_lot_ref *refs, uint32_t n, uint64_t *sum)
 {
-    uint64_t sum = 0;
+    *sum = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (__builtin_add_overflow(sum, refs[i].amount, &sum))
+        if (__builtin_add_overflow(*sum, refs[i].amount, sum))
             return entry_diff(a, "its lineage total overflows");
+    return 0;
+}
+
+/* The lineage of the current entry must total exactly `amount` (exact) or at most it. */
+static int lineage_total(struct audit *a, const struct tally_lot_ref *refs, uint32_t n, bool exact)
+{
+    uint64_t sum;
+    TRY(lineage_sum(a, refs, n, &sum));
     uint64_t amount = a->cur.e.amount;
     if (exact ? sum != amount : sum > amount)
         return entry_diff(a, "its lineage totals %" PRIu64 " points, its amount is %" PRIu64, sum,
                           amount);
+    return 0;
+}
+
+/* Points credited to a member pay its debt first (docs/LEDGER.md, "Debt"): of the entry's
+ * amount, exactly what the debt leaves must land in lots. Call before crediting available. */
+static int landed_check(struct audit *a, const struct tally_account *acc, uint64_t landed)
+{
+    uint64_t debt = acc->available < 0 ? 0 - (uint64_t)acc->available : 0;
+    uint64_t amount = a->cur.e.amount;
+    uint64_t want = amount > debt ? amount - debt : 0;
+    if (landed != want)
+        return entry_diff(a,
+                          "credits %" PRIu64 " points to member %" PRIu64 ", whose debt is %" PRIu64
+                          ": %" PRIu64 " should land in lots, its lineage lands %" PRIu64,
+                          amount, acc->member, debt, want, landed);
     return 0;
 }
 
@@ -1019,8 +1086,8 @@ static int hold_compare(struct audit *a, uint64_t seq, const struct store_hold *
 {
     MDB_val k = {.mv_size = sizeof(seq), .mv_data = &seq};
     MDB_val v;
-    int rc = a->has_db[STORE_DB_HOLDS] ? mdb_get(a->txn, a->dbi[STORE_DB_HOLDS], &k, &v)
-                                       : MDB_NOTFOUND;
+    int rc =
+        a->has_db[STORE_DB_HOLDS] ? mdb_get(a->txn, a->dbi[STORE_DB_HOLDS], &k, &v) : MDB_NOTFOUND;
     if (rc == MDB_NOTFOUND)
         return audit_diff(a, at, "hold %" PRIu64 " (member %" PRIu64 "): no record in holds", seq,
                           h->member);
@@ -1179,8 +1246,8 @@ static bool ref_kind_ok(uint16_t kind, const struct tally_entry *r)
 
 static bool kind_has_ref(uint16_t kind)
 {
-    return kind == TALLY_KIND_ACTIVATE || kind == TALLY_KIND_CANCEL ||
-           kind == TALLY_KIND_CAPTURE || kind == TALLY_KIND_RELEASE || kind == TALLY_KIND_REVERSE;
+    return kind == TALLY_KIND_ACTIVATE || kind == TALLY_KIND_CANCEL || kind == TALLY_KIND_CAPTURE ||
+           kind == TALLY_KIND_RELEASE || kind == TALLY_KIND_REVERSE;
 }
 
 /* The member an entry that can be acted upon belongs to. */
@@ -1203,12 +1270,10 @@ static int ref_load(struct audit *a)
         return rc;
     const struct tally_entry *r = &a->ref.e;
     if (!ref_kind_ok(e->kind, r))
-        return entry_diff(a, "acts upon entry %" PRIu64 ", a%s %s, which this kind cannot act upon",
-                          e->ref_seq,
-                          r->kind == TALLY_KIND_ACCRUE && (r->flags & TALLY_ENTRY_PENDING) == 0
-                              ? "n active"
-                              : "",
-                          kind_name(r->kind));
+        return entry_diff(
+            a, "acts upon entry %" PRIu64 ", a%s %s, which this kind cannot act upon", e->ref_seq,
+            r->kind == TALLY_KIND_ACCRUE && (r->flags & TALLY_ENTRY_PENDING) == 0 ? "n active" : "",
+            kind_name(r->kind));
     if (r->program != e->program)
         return entry_diff(a, "acts upon entry %" PRIu64 " of program %" PRIu32, e->ref_seq,
                           r->program);
@@ -1300,7 +1365,8 @@ static int fold_accrue(struct audit *a, uint64_t m)
     bool pending = (e->flags & TALLY_ENTRY_PENDING) != 0;
     if (pending && e->time_b == 0)
         return entry_diff(a, "is PENDING but has no activation time (time_b)");
-    TRY(lineage_total(a, r, 1, false));
+    if (!pending)
+        TRY(landed_check(a, acc, r->amount));
     TRY(u64_add(a, acc, "earned", &acc->earned, e->amount));
     TRY(qv_add(a, acc, month_of(a, e->timestamp), e->value));
     struct tally_lot lot = {
@@ -1328,7 +1394,8 @@ static int fold_activate(struct audit *a, uint64_t m)
         return entry_diff(a, "has %" PRIu32 " lot refs; it activates one lot", a->cur.nrefs);
     const struct tally_lot_ref *r = &a->cur.refs[0];
     if (r->lot_id != a->ref.e.lot_id)
-        return entry_diff(a, "activates lot %" PRIu64 ", but accrual %" PRIu64 " created lot %" PRIu64,
+        return entry_diff(a,
+                          "activates lot %" PRIu64 ", but accrual %" PRIu64 " created lot %" PRIu64,
                           r->lot_id, a->ref.e.seq, a->ref.e.lot_id);
     TRY(lot_of_ref(a, m, r, &l));
     if (l->lot.activate_at == 0)
@@ -1336,7 +1403,7 @@ static int fold_activate(struct audit *a, uint64_t m)
     if (l->lot.remaining != e->amount)
         return entry_diff(a, "activates %" PRIu64 " points; pending lot %" PRIu64 " has %" PRIu64,
                           e->amount, r->lot_id, l->lot.remaining);
-    TRY(lineage_total(a, r, 1, false));
+    TRY(landed_check(a, acc, r->amount));
     l->lot.activate_at = 0;
     l->lot.remaining = r->amount;
     lot_settle(a, r->lot_id);
@@ -1360,9 +1427,9 @@ static int fold_cancel(struct audit *a, uint64_t m)
         return entry_diff(a, "cancels %" PRIu64 " points; pending lot %" PRIu64 " has %" PRIu64,
                           e->amount, o->lot_id, l->lot.remaining);
     if (e->value != o->value)
-        return entry_diff(a, "removes qualifying value %" PRIu64 "; accrual %" PRIu64
-                             " added %" PRIu64,
-                          e->value, o->seq, o->value);
+        return entry_diff(
+            a, "removes qualifying value %" PRIu64 "; accrual %" PRIu64 " added %" PRIu64, e->value,
+            o->seq, o->value);
     struct fold_reversal *rv = NULL;
     TRY(reversal_get(a, o->seq, 0, &rv));
     if (rv->amount != 0)
@@ -1447,12 +1514,11 @@ static int fold_release(struct audit *a, uint64_t m)
     if (h == NULL)
         return 0; /* the rest of a captured hold: the hold is already resolved */
     if (e->amount != h->amount)
-        return entry_diff(a, "releases %" PRIu64 " points of active hold %" PRIu64
-                             " of %" PRIu64,
+        return entry_diff(a, "releases %" PRIu64 " points of active hold %" PRIu64 " of %" PRIu64,
                           e->amount, e->ref_seq, h->amount);
     bool timeout = (e->flags & TALLY_ENTRY_AUTO) != 0 && id_is_zero(e->posting_id);
-    return hold_resolve(a, e->ref_seq, acc,
-                        timeout ? TALLY_HOLD_TIMED_OUT : TALLY_HOLD_RELEASED, 0);
+    return hold_resolve(a, e->ref_seq, acc, timeout ? TALLY_HOLD_TIMED_OUT : TALLY_HOLD_RELEASED,
+                        0);
 }
 
 static int fold_reverse_accrual(struct audit *a, uint64_t m)
@@ -1466,16 +1532,18 @@ static int fold_reverse_accrual(struct audit *a, uint64_t m)
     uint64_t before = rv->amount;
     uint64_t after;
     if (o->amount == 0 || __builtin_add_overflow(before, e->amount, &after) || after > o->amount)
-        return entry_diff(a, "reverses %" PRIu64 " points of accrual %" PRIu64
-                             ", of which %" PRIu64 " remain unreversed",
+        return entry_diff(a,
+                          "reverses %" PRIu64 " points of accrual %" PRIu64 ", of which %" PRIu64
+                          " remain unreversed",
                           e->amount, o->seq, o->amount - (before < o->amount ? before : o->amount));
     /* floor(V * R_after / A) - floor(V * R_before / A): partial reversals add up exactly. */
     unsigned __int128 v_after = (unsigned __int128)o->value * after / o->amount;
     unsigned __int128 v_before = (unsigned __int128)o->value * before / o->amount;
     uint64_t share = (uint64_t)(v_after - v_before);
     if (e->value != share)
-        return entry_diff(a, "removes qualifying value %" PRIu64 "; its proportional share of accrual "
-                             "%" PRIu64 " is %" PRIu64,
+        return entry_diff(a,
+                          "removes qualifying value %" PRIu64 "; its proportional share of accrual "
+                          "%" PRIu64 " is %" PRIu64,
                           e->value, o->seq, share);
     rv->amount = after;
     rv->value += e->value;
@@ -1504,38 +1572,77 @@ static int lot_restore(struct audit *a, uint64_t m, const struct tally_lot_ref *
     return 0;
 }
 
+/* How a reversal of `amount` points of a redemption or capture splits over its lineage
+ * (docs/LEDGER.md, "Reversals in proportion"): floor((a_i - r_i) * R / S) to lot i, then the
+ * remainder one point at a time, in lineage order, to the lots that still have room. */
+static int reversal_split(struct audit *a, const struct audit_entry *o,
+                          const struct fold_reversal *rv, uint64_t amount, uint64_t *share)
+{
+    unsigned __int128 room_total = 0;
+    for (uint32_t i = 0; i < o->nrefs; i++) {
+        if (rv->restored[i] > o->refs[i].amount)
+            return entry_diff(a, "entry %" PRIu64 ": lot %" PRIu64 " got back more than it gave",
+                              o->e.seq, o->refs[i].lot_id);
+        room_total += o->refs[i].amount - rv->restored[i];
+    }
+    if (amount > room_total)
+        return entry_diff(a,
+                          "reverses %" PRIu64 " points of entry %" PRIu64
+                          ", whose lots can take back only %" PRIu64,
+                          amount, o->e.seq, (uint64_t)room_total);
+    uint64_t given = 0;
+    for (uint32_t i = 0; i < o->nrefs; i++) {
+        uint64_t room = o->refs[i].amount - rv->restored[i];
+        share[i] = (uint64_t)((unsigned __int128)room * amount / room_total);
+        given += share[i];
+    }
+    for (uint32_t i = 0; i < o->nrefs && given < amount; i++) {
+        if (o->refs[i].amount - rv->restored[i] > share[i]) {
+            share[i]++;
+            given++;
+        }
+    }
+    if (given != amount)
+        return entry_diff(a, "the reversal of entry %" PRIu64 " does not split over its lots",
+                          o->e.seq);
+    return 0;
+}
+
 static int fold_reverse_redemption(struct audit *a, uint64_t m)
 {
     const struct tally_entry *e = &a->cur.e;
     const struct audit_entry *o = &a->ref;
     struct tally_account *acc = NULL;
     struct fold_reversal *rv = NULL;
+    uint64_t landed;
     TRY(account_need(a, m, &acc));
     TRY(reversal_get(a, o->e.seq, o->nrefs, &rv));
-    uint64_t after;
-    if (__builtin_add_overflow(rv->amount, e->amount, &after) || after > o->e.amount)
-        return entry_diff(a, "reverses %" PRIu64 " points of entry %" PRIu64 " (%" PRIu64
-                             " points), of which %" PRIu64 " were reversed before",
-                          e->amount, o->e.seq, o->e.amount, rv->amount);
-    rv->amount = after;
+    TRY(reversal_split(a, o, rv, e->amount, a->share));
+    TRY(lineage_sum(a, a->cur.refs, a->cur.nrefs, &landed));
+    TRY(landed_check(a, acc, landed));
+    rv->amount += e->amount; /* within the original's amount: the split checked the room */
     rv->value += e->value;
-    TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, false));
-    TRY(avail_add(a, acc, e->amount));
-    TRY(u64_sub(a, acc, "redeemed", &acc->redeemed, e->amount));
+    for (uint32_t j = 0; j < o->nrefs; j++)
+        rv->restored[j] += a->share[j];
     for (uint32_t i = 0; i < a->cur.nrefs; i++) {
         const struct tally_lot_ref *r = &a->cur.refs[i];
         uint32_t j = 0;
         while (j < o->nrefs && o->refs[j].lot_id != r->lot_id)
             j++;
-        if (j == o->nrefs || j >= rv->lot_count)
-            return entry_diff(a, "restores lot %" PRIu64 ", which entry %" PRIu64
-                                 " did not take points from",
-                              r->lot_id, o->e.seq);
-        if (__builtin_add_overflow(rv->restored[j], r->amount, &rv->restored[j]))
-            return entry_diff(a, "restored points of lot %" PRIu64 " overflow", r->lot_id);
+        if (j == o->nrefs)
+            return entry_diff(
+                a, "restores lot %" PRIu64 ", which entry %" PRIu64 " did not take points from",
+                r->lot_id, o->e.seq);
+        if (r->amount > a->share[j])
+            return entry_diff(a,
+                              "restores %" PRIu64 " points to lot %" PRIu64
+                              "; its share of the reversal is %" PRIu64,
+                              r->amount, r->lot_id, a->share[j]);
+        a->share[j] -= r->amount;
         TRY(lot_restore(a, m, r));
     }
-    return 0;
+    TRY(avail_add(a, acc, e->amount));
+    return u64_sub(a, acc, "redeemed", &acc->redeemed, e->amount);
 }
 
 static int fold_transfer(struct audit *a, uint64_t m, uint64_t m2)
@@ -1543,16 +1650,19 @@ static int fold_transfer(struct audit *a, uint64_t m, uint64_t m2)
     const struct tally_entry *e = &a->cur.e;
     struct tally_account *src = NULL, *dst = NULL;
     if (a->cur.nrefs % 2 != 0)
-        return entry_diff(a, "has %" PRIu32 " lot refs; a TRANSFER has n sources and n "
-                             "destinations",
+        return entry_diff(a,
+                          "has %" PRIu32 " lot refs; a TRANSFER has n sources and n "
+                          "destinations",
                           a->cur.nrefs);
     uint32_t half = a->cur.nrefs / 2;
     const struct tally_lot_ref *from = a->cur.refs;
     const struct tally_lot_ref *to = a->cur.refs + half;
     TRY(account_need(a, m, &src));
     TRY(account_need(a, m2, &dst));
+    uint64_t landed;
     TRY(lineage_total(a, from, half, true));
-    TRY(lineage_total(a, to, half, false));
+    TRY(lineage_sum(a, to, half, &landed));
+    TRY(landed_check(a, dst, landed));
     TRY(avail_sub(a, src, e->amount));
     TRY(u64_add(a, src, "transferred_out", &src->transferred_out, e->amount));
     TRY(avail_add(a, dst, e->amount));
@@ -1562,8 +1672,9 @@ static int fold_transfer(struct audit *a, uint64_t m, uint64_t m2)
         if (to[i].amount == 0)
             continue;
         if (to[i].lot_id != e->lot_id + i)
-            return entry_diff(a, "destination %" PRIu32 " names lot %" PRIu64 ", expected lot %" PRIu64,
-                              i, to[i].lot_id, e->lot_id + i);
+            return entry_diff(
+                a, "destination %" PRIu32 " names lot %" PRIu64 ", expected lot %" PRIu64, i,
+                to[i].lot_id, e->lot_id + i);
         struct tally_lot lot = {.lot_id = e->lot_id + i,
                                 .expires_at = from[i].expires_at,
                                 .earned_at = from[i].earned_at,
@@ -1587,7 +1698,7 @@ static int fold_adjust(struct audit *a, uint64_t m)
     }
     const struct tally_lot_ref *r = NULL;
     TRY(created_lot_ref(a, &r));
-    TRY(lineage_total(a, r, 1, false));
+    TRY(landed_check(a, acc, r->amount));
     TRY(avail_add(a, acc, e->amount));
     TRY(i64_add(a, acc, "adjusted", &acc->adjusted, e->amount, false));
     struct tally_lot lot = {.lot_id = r->lot_id,
@@ -1615,8 +1726,9 @@ static int fold_close(struct audit *a, uint64_t m)
     struct tally_account *acc = NULL;
     TRY(account_need(a, m, &acc));
     if (acc->status != TALLY_ACCOUNT_STATUS_OPEN)
-        return entry_diff(a, "closes member %" PRIu64 ", whose account is not open (status %" PRIu32 ")",
-                          m, acc->status);
+        return entry_diff(
+            a, "closes member %" PRIu64 ", whose account is not open (status %" PRIu32 ")", m,
+            acc->status);
     TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
     TRY(u64_add(a, acc, "expired", &acc->expired, e->amount));
     for (uint32_t i = 0; i < a->cur.nrefs; i++) {
@@ -1656,8 +1768,8 @@ static uint64_t window_qv(const struct tally_program_config *c, const struct tal
     uint64_t sum = 0;
     for (uint32_t k = first; k <= m && k >= first; k++)
         if (k <= acc->qv_month && (uint64_t)k + TALLY_QV_MONTHS > acc->qv_month)
-            sum = __builtin_add_overflow(sum, acc->qv[k % TALLY_QV_MONTHS], &sum) ? UINT64_MAX
-                                                                                   : sum;
+            sum =
+                __builtin_add_overflow(sum, acc->qv[k % TALLY_QV_MONTHS], &sum) ? UINT64_MAX : sum;
     return sum;
 }
 
@@ -1686,6 +1798,7 @@ static int tier_expected(struct audit *a, const struct tally_account *acc,
                          uint64_t *until, uint64_t *qv)
 {
     const struct tally_entry *e = &a->cur.e;
+    char t1[32], t2[32];
     if (e->code == TALLY_TIER_UPGRADE) {
         *reason = TALLY_TIER_UPGRADE;
         *qv = window_qv(c, acc, e->timestamp);
@@ -1695,11 +1808,12 @@ static int tier_expected(struct audit *a, const struct tally_account *acc,
     }
     if (c->tier_mode == TALLY_TIER_UP_ONLY || e->timestamp != acc->tier_valid_until ||
         e->timestamp == 0)
-        return entry_diff(a, "evaluates member %" PRIu64 "'s tier at %" PRIu64
-                             ", but the tier is valid until %" PRIu64 "%s",
-                          acc->member, e->timestamp, acc->tier_valid_until,
-                          c->tier_mode == TALLY_TIER_UP_ONLY ? " (UP_ONLY: never evaluated)"
-                                                              : "");
+        return entry_diff(a,
+                          "evaluates member %" PRIu64 "'s tier at %s, but the tier is valid "
+                          "until %s%s",
+                          acc->member, time_text(e->timestamp, t1),
+                          time_text(acc->tier_valid_until, t2),
+                          c->tier_mode == TALLY_TIER_UP_ONLY ? " (UP_ONLY: never evaluated)" : "");
     *qv = window_qv(c, acc, e->timestamp - 1);
     uint32_t earned = earned_tier(c, *qv);
     *reason = earned >= acc->tier ? TALLY_TIER_RENEW : TALLY_TIER_DOWNGRADE;
@@ -1720,19 +1834,23 @@ static int fold_tier_change(struct audit *a, uint64_t m)
     if (e->amount != 0)
         return entry_diff(a, "a TIER_CHANGE moves no points, this one moves %" PRIu64, e->amount);
     if (e->tier_from != acc->tier)
-        return entry_diff(a, "moves member %" PRIu64 " from tier %u, but the member is at tier %" PRIu32,
-                          m, e->tier_from, acc->tier);
+        return entry_diff(
+            a, "moves member %" PRIu64 " from tier %u, but the member is at tier %" PRIu32, m,
+            e->tier_from, acc->tier);
     uint32_t reason = 0, to = 0;
     uint64_t until = 0, qv = 0;
     TRY(tier_expected(a, acc, c, &reason, &to, &until, &qv));
     if (e->code != reason || e->tier_to != to || e->time_a != until || e->value != qv ||
-        e->time_b != 1 || (reason == TALLY_TIER_UPGRADE && to <= acc->tier))
-        return entry_diff(a, "member %" PRIu64 ": tier %u -> %u (reason %" PRIu32 ", valid until %" PRIu64
-                             ", window QV %" PRIu64 ", rules %" PRIu64 "); the window QV %" PRIu64
-                             " and the ladder give tier %" PRIu32 " (reason %" PRIu32
-                             ", valid until %" PRIu64 ", rules 1)",
-                          m, e->tier_from, e->tier_to, e->code, e->time_a, e->value, e->time_b, qv,
-                          to, reason, until);
+        e->time_b != 1 || (reason == TALLY_TIER_UPGRADE && to <= acc->tier)) {
+        char t1[32], t2[32];
+        return entry_diff(
+            a,
+            "member %" PRIu64 ": tier %u -> %u (%s, valid until %s, window QV %" PRIu64
+            ", rules %" PRIu64 "); the window QV %" PRIu64 " and the ladder give tier %" PRIu32
+            " (%s, valid until %s, rules 1)",
+            m, e->tier_from, e->tier_to, reason_name(e->code), time_text(e->time_a, t1), e->value,
+            e->time_b, qv, to, reason_name(reason), time_text(until, t2));
+    }
     acc->tier = e->tier_to;
     acc->tier_valid_until = e->time_a;
     return 0;
@@ -1762,8 +1880,9 @@ static int upgrade_check(struct audit *a)
     a->upgrade_due = 0;
     if (e->kind == TALLY_KIND_TIER_CHANGE && e->code == TALLY_TIER_UPGRADE && e->debit == m)
         return 0;
-    return audit_diff(a, e->seq, "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
-                                 " above its tier, but entry %" PRIu64 " is no UPGRADE of it",
+    return audit_diff(a, e->seq,
+                      "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
+                      " above its tier, but entry %" PRIu64 " is no UPGRADE of it",
                       a->upgrade_seq, m, e->seq);
 }
 
@@ -1847,8 +1966,8 @@ static int history_check(struct audit *a, const struct tally_account *acc)
     memcpy(&got, v.mv_data, sizeof(got));
     char what[160];
     snprintf(what, sizeof(what),
-             "entry %" PRIu64 " (%s, program %" PRIu32 "): history row of member %" PRIu64,
-             e->seq, kind_name(e->kind), e->program, acc->member);
+             "entry %" PRIu64 " (%s, program %" PRIu32 "): history row of member %" PRIu64, e->seq,
+             kind_name(e->kind), e->program, acc->member);
     TRY(compare_fields(a, e->seq, what, history_fields, COUNT_OF(history_fields), &want, &got,
                        sizeof(got)));
     a->history_rows++;
@@ -1865,8 +1984,9 @@ static int touch_member(struct audit *a, uint64_t m)
         return entry_diff(a, "member %" PRIu64 " has no account", m);
     f->acc.last_seq = e->seq;
     if (f->acc.available < 0 && (p->rec.config.flags & TALLY_PROGRAM_ALLOW_NEGATIVE) == 0)
-        return entry_diff(a, "member %" PRIu64 ": available is %" PRId64
-                             ", and the program does not allow negative balances",
+        return entry_diff(a,
+                          "member %" PRIu64 ": available is %" PRId64
+                          ", and the program does not allow negative balances",
                           m, f->acc.available);
     return history_check(a, &f->acc);
 }
@@ -1890,7 +2010,8 @@ static int fold_one(struct audit *a)
     uint64_t m = 0, m2 = 0;
     TRY(sides_check(a, ref_kind, &m, &m2));
     if (ref_kind != 0 && ref_member(&a->ref.e) != m)
-        return entry_diff(a, "acts upon entry %" PRIu64 " of member %" PRIu64 ", not member %" PRIu64,
+        return entry_diff(a,
+                          "acts upon entry %" PRIu64 " of member %" PRIu64 ", not member %" PRIu64,
                           e->ref_seq, ref_member(&a->ref.e), m);
     TRY(fold_member_side(a, m, m2));
     TRY(fold_system_side(a));
@@ -1910,12 +2031,14 @@ static int walk_one(struct audit *a, const MDB_val *k, const MDB_val *v, uint64_
 {
     uint64_t seq;
     if (k->mv_size != sizeof(seq))
-        return audit_diff(a, expect, "entries: a key of %zu bytes where entry %" PRIu64 " should be",
+        return audit_diff(a, expect,
+                          "entries: a key of %zu bytes where entry %" PRIu64 " should be",
                           k->mv_size, expect);
     memcpy(&seq, k->mv_data, sizeof(seq));
     if (seq != expect)
-        return audit_diff(a, expect, "entry %" PRIu64 " is missing: the next stored entry is %" PRIu64,
-                          expect, seq);
+        return audit_diff(a, expect,
+                          "entry %" PRIu64 " is missing: the next stored entry is %" PRIu64, expect,
+                          seq);
     TRY(entry_decode(a, seq, v, &a->cur));
     uint64_t h = XXH3_64bits_withSeed(a->cur.raw + 8, a->cur.size - 8, a->prev_hash);
     if (h != a->cur.e.hash)
@@ -1950,8 +2073,9 @@ static int walk_entries(struct audit *a)
     if (res != 0)
         return res;
     if (a->upgrade_due != 0)
-        return audit_diff(a, a->upgrade_seq, "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
-                                             " above its tier, but no UPGRADE follows",
+        return audit_diff(a, a->upgrade_seq,
+                          "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
+                          " above its tier, but no UPGRADE follows",
                           a->upgrade_seq, a->upgrade_due);
     return rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
 }
@@ -1962,21 +2086,22 @@ static int meta_check(struct audit *a)
     uint64_t n = a->rep->entries;
     a->rep->chain_head = a->prev_hash;
     if (!a->has_meta)
-        return n == 0 ? 0
-                      : audit_diff(a, 1, "the meta record is missing, but there are %" PRIu64
-                                         " entries",
-                                   n);
+        return n == 0
+                   ? 0
+                   : audit_diff(a, 1,
+                                "the meta record is missing, but there are %" PRIu64 " entries", n);
     if (a->meta.next_seq != n + 1)
         return audit_diff(a, a->meta.next_seq > n + 1 ? n + 1 : a->meta.next_seq,
                           "meta: next_seq is %" PRIu64 ", but the entries end at %" PRIu64
                           " (entries were %s)",
                           a->meta.next_seq, n, a->meta.next_seq > n + 1 ? "removed" : "added");
     if (a->meta.chain_head != a->prev_hash)
-        return audit_diff(a, n, "meta: chain_head is %016" PRIx64 ", entry %" PRIu64
-                                "'s hash is %016" PRIx64,
-                          a->meta.chain_head, n, a->prev_hash);
+        return audit_diff(
+            a, n, "meta: chain_head is %016" PRIx64 ", entry %" PRIu64 "'s hash is %016" PRIx64,
+            a->meta.chain_head, n, a->prev_hash);
     if (a->meta.last_timestamp < a->max_timestamp)
-        return audit_diff(a, 0, "meta: last_timestamp %" PRIu64 " is older than an entry's %" PRIu64,
+        return audit_diff(a, 0,
+                          "meta: last_timestamp %" PRIu64 " is older than an entry's %" PRIu64,
                           a->meta.last_timestamp, a->max_timestamp);
     if (a->max_lot_id != 0 && a->meta.next_lot_id <= a->max_lot_id)
         return audit_diff(a, 0, "meta: next_lot_id %" PRIu64 " was already used by lot %" PRIu64,
@@ -2067,8 +2192,8 @@ static int scan_account(struct audit *a, const MDB_val *k, const MDB_val *v)
     uint64_t member = store_get_be64((const uint8_t *)k->mv_data + 4);
     const struct fold_account *f = account_find(a, program, member);
     char who[MEMBER_NAME_MAX], what[96];
-    snprintf(what, sizeof(what), "account of %s in program %" PRIu32,
-             member_name(member, who), program);
+    snprintf(what, sizeof(what), "account of %s in program %" PRIu32, member_name(member, who),
+             program);
     if (f == NULL)
         return audit_diff(a, 0, "%s is stored, but no entry opened it", what);
     struct tally_account got;
@@ -2076,8 +2201,8 @@ static int scan_account(struct audit *a, const MDB_val *k, const MDB_val *v)
         return audit_diff(a, f->acc.last_seq, "%s: record of %zu bytes, expected %zu", what,
                           v->mv_size, sizeof(got));
     memcpy(&got, v->mv_data, sizeof(got));
-    TRY(compare_fields(a, f->acc.last_seq, what, account_fields, COUNT_OF(account_fields),
-                       &f->acc, &got, sizeof(got)));
+    TRY(compare_fields(a, f->acc.last_seq, what, account_fields, COUNT_OF(account_fields), &f->acc,
+                       &got, sizeof(got)));
     a->matched_accounts++;
     a->rep->accounts++;
     return 0;
@@ -2094,17 +2219,17 @@ static int scan_lot(struct audit *a, const MDB_val *k, const MDB_val *v)
     uint64_t lot_id = store_get_be64(kb + 21);
     const struct fold_lot *l = table_get(&a->lots, lot_id, 0);
     if (l == NULL)
-        return audit_diff(a, 0, "lot %" PRIu64 " of member %" PRIu64 " (program %" PRIu32
-                                ") is stored, but after the entries it has no points left or "
-                                "never existed",
+        return audit_diff(a, 0,
+                          "lot %" PRIu64 " of member %" PRIu64 " (program %" PRIu32
+                          ") is stored, but after the entries it has no points left or "
+                          "never existed",
                           lot_id, member, program);
     if (l->program != program || l->member != member || l->lot.expires_at != expires_at)
-        return audit_diff(a, l->last_seq, "lot %" PRIu64 " is stored under program %" PRIu32
-                                          " member %" PRIu64 " expiry %" PRIu64
-                                          "; the entries give program %" PRIu32
-                                          " member %" PRIu64 " expiry %" PRIu64,
-                          lot_id, program, member, expires_at, l->program, l->member,
-                          l->lot.expires_at);
+        return audit_diff(
+            a, l->last_seq,
+            "lot %" PRIu64 " is stored under program %" PRIu32 " member %" PRIu64 " expiry %" PRIu64
+            "; the entries give program %" PRIu32 " member %" PRIu64 " expiry %" PRIu64,
+            lot_id, program, member, expires_at, l->program, l->member, l->lot.expires_at);
     struct tally_lot got;
     if (v->mv_size != sizeof(got))
         return audit_diff(a, l->last_seq, "lot %" PRIu64 ": record of %zu bytes, expected %zu",
@@ -2135,8 +2260,8 @@ static int scan_hold(struct audit *a, const MDB_val *k, const MDB_val *v)
     /* Resolved holds were compared when they resolved; this one must be one of them. */
     int rc = entry_read(a, seq, &a->ref);
     if (rc == TALLY_ENOT_FOUND || (rc == 0 && a->ref.e.kind != TALLY_KIND_HOLD))
-        return audit_diff(a, 0, "hold %" PRIu64 " is stored, but entry %" PRIu64 " is no HOLD",
-                          seq, seq);
+        return audit_diff(a, 0, "hold %" PRIu64 " is stored, but entry %" PRIu64 " is no HOLD", seq,
+                          seq);
     if (rc != 0)
         return rc;
     struct store_hold got;
@@ -2144,8 +2269,9 @@ static int scan_hold(struct audit *a, const MDB_val *k, const MDB_val *v)
         return audit_diff(a, seq, "hold %" PRIu64 ": record of %zu bytes", seq, v->mv_size);
     memcpy(&got, v->mv_data, sizeof(got));
     if (got.status == TALLY_HOLD_ACTIVE)
-        return audit_diff(a, seq, "hold %" PRIu64 " is stored as ACTIVE, but the entries "
-                                  "resolved it",
+        return audit_diff(a, seq,
+                          "hold %" PRIu64 " is stored as ACTIVE, but the entries "
+                          "resolved it",
                           seq);
     return 0;
 }
@@ -2158,32 +2284,32 @@ static int scan_reversal(struct audit *a, const MDB_val *k, const MDB_val *v)
     memcpy(&seq, k->mv_data, sizeof(seq));
     const struct fold_reversal *r = table_get(&a->reversals, seq, 0);
     if (r == NULL)
-        return audit_diff(a, seq, "a reversal record of entry %" PRIu64
-                                  " is stored, but no REVERSE entry acts upon it",
+        return audit_diff(a, seq,
+                          "a reversal record of entry %" PRIu64
+                          " is stored, but no REVERSE entry acts upon it",
                           seq);
-    struct store_reversal want = {.amount = r->amount, .value = r->value,
-                                  .lot_count = r->lot_count};
+    struct store_reversal want = {
+        .amount = r->amount, .value = r->value, .lot_count = r->lot_count};
     struct store_reversal got;
     size_t size = sizeof(got) + (size_t)r->lot_count * sizeof(uint64_t);
     if (v->mv_size != size)
-        return audit_diff(a, r->last_seq, "reversal record of entry %" PRIu64
-                                          ": %zu bytes, expected %zu",
-                          seq, v->mv_size, size);
+        return audit_diff(a, r->last_seq,
+                          "reversal record of entry %" PRIu64 ": %zu bytes, expected %zu", seq,
+                          v->mv_size, size);
     memcpy(&got, v->mv_data, sizeof(got));
     if (memcmp(&want, &got, sizeof(got)) != 0)
-        return audit_diff(a, r->last_seq, "reversal record of entry %" PRIu64
-                                          ": expected amount %" PRIu64 " value %" PRIu64
-                                          " lots %" PRIu32 ", found amount %" PRIu64
-                                          " value %" PRIu64 " lots %" PRIu32,
-                          seq, want.amount, want.value, want.lot_count, got.amount, got.value,
-                          got.lot_count);
+        return audit_diff(
+            a, r->last_seq,
+            "reversal record of entry %" PRIu64 ": expected amount %" PRIu64 " value %" PRIu64
+            " lots %" PRIu32 ", found amount %" PRIu64 " value %" PRIu64 " lots %" PRIu32,
+            seq, want.amount, want.value, want.lot_count, got.amount, got.value, got.lot_count);
     for (uint32_t i = 0; i < r->lot_count; i++) {
         uint64_t x;
         memcpy(&x, (const uint8_t *)v->mv_data + sizeof(got) + i * sizeof(x), sizeof(x));
         if (x != r->restored[i])
-            return audit_diff(a, r->last_seq, "reversal record of entry %" PRIu64
-                                              ": restored[%" PRIu32 "]: expected %" PRIu64
-                                              ", found %" PRIu64,
+            return audit_diff(a, r->last_seq,
+                              "reversal record of entry %" PRIu64 ": restored[%" PRIu32
+                              "]: expected %" PRIu64 ", found %" PRIu64,
                               seq, i, r->restored[i], x);
     }
     a->matched++;
@@ -2205,18 +2331,20 @@ static int scan_posting(struct audit *a, const MDB_val *k, const MDB_val *v)
     a->rep->postings++;
     if (p.code != TALLY_OK) {
         if (!tally_result_recorded(p.code))
-            return audit_diff(a, 0, "posting %s is recorded with result %" PRIu32
-                                    ", which is never recorded",
-                              hex, p.code);
+            return audit_diff(
+                a, 0, "posting %s is recorded with result %" PRIu32 ", which is never recorded",
+                hex, p.code);
         if (p.seq != 0 || p.entry_count != 0)
-            return audit_diff(a, p.seq, "posting %s failed but names entries %" PRIu64 " (+%" PRIu32 ")",
-                              hex, p.seq, p.entry_count);
+            return audit_diff(a, p.seq,
+                              "posting %s failed but names entries %" PRIu64 " (+%" PRIu32 ")", hex,
+                              p.seq, p.entry_count);
         return 0;
     }
     uint64_t n = a->rep->entries;
     if (p.seq == 0 || p.entry_count == 0 || p.seq > n || p.entry_count - 1 > n - p.seq)
-        return audit_diff(a, 0, "posting %s succeeded with entries %" PRIu64 " (+%" PRIu32
-                                "), which are not all in the ledger (%" PRIu64 " entries)",
+        return audit_diff(a, 0,
+                          "posting %s succeeded with entries %" PRIu64 " (+%" PRIu32
+                          "), which are not all in the ledger (%" PRIu64 " entries)",
                           hex, p.seq, p.entry_count, n);
     int rc = entry_read(a, p.seq, &a->ref);
     if (rc != 0)
@@ -2225,8 +2353,9 @@ static int scan_posting(struct audit *a, const MDB_val *k, const MDB_val *v)
     const struct tally_entry *e = &a->ref.e;
     if (memcmp(e->posting_id, k->mv_data, 16) != 0 || e->kind != p.kind ||
         e->timestamp != p.timestamp)
-        return audit_diff(a, p.seq, "posting %s (%s at %" PRIu64 ") names entry %" PRIu64
-                                    ", which is a %s at %" PRIu64 " of another posting or time",
+        return audit_diff(a, p.seq,
+                          "posting %s (%s at %" PRIu64 ") names entry %" PRIu64
+                          ", which is a %s at %" PRIu64 " of another posting or time",
                           hex, kind_name(p.kind), p.timestamp, p.seq, kind_name(e->kind),
                           e->timestamp);
     return 0;
@@ -2251,9 +2380,10 @@ static int scan_history_extra(struct audit *a, const MDB_val *k, const MDB_val *
                     e->timestamp == time && is_member(member) &&
                     (e->debit == member || e->credit == member);
     if (!produced)
-        return audit_diff(a, seq, "history row of member %" PRIu64 " (program %" PRIu32
-                                  ") at entry %" PRIu64 ", time %" PRIu64
-                                  " is stored, but no entry produced it",
+        return audit_diff(a, seq,
+                          "history row of member %" PRIu64 " (program %" PRIu32
+                          ") at entry %" PRIu64 ", time %" PRIu64
+                          " is stored, but no entry produced it",
                           member, program, seq, time);
     return 0;
 }
@@ -2278,19 +2408,20 @@ static size_t account_key(const struct audit *a, size_t pos, uint8_t key[32], ui
     char who[MEMBER_NAME_MAX];
     store_account_key(key, f->acc.program, f->acc.member);
     *seq = f->acc.last_seq;
-    snprintf(what, what_size, "account of %s in program %" PRIu32,
-             member_name(f->acc.member, who), f->acc.program);
+    snprintf(what, what_size, "account of %s in program %" PRIu32, member_name(f->acc.member, who),
+             f->acc.program);
     return STORE_ACCOUNT_KEY;
 }
 
-static size_t lot_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
-                      char *what, size_t what_size)
+static size_t lot_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq, char *what,
+                      size_t what_size)
 {
     const struct fold_lot *l = table_item(&a->lots, pos);
     store_lot_key(key, l->program, l->member, l->lot.expires_at, l->lot.lot_id);
     *seq = l->last_seq;
-    snprintf(what, what_size, "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32
-             " (%" PRIu64 " points, %" PRIu64 " held)",
+    snprintf(what, what_size,
+             "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32 " (%" PRIu64
+             " points, %" PRIu64 " held)",
              l->lot.lot_id, l->member, l->program, l->lot.remaining, l->lot.held);
     return STORE_LOT_KEY;
 }
@@ -2401,10 +2532,11 @@ static int scan_all(struct audit *a)
     uint64_t lo = (uint64_t)sum;
     uint64_t hi = (uint64_t)(sum >> 64);
     if (a->has_meta && (lo != a->meta.sum_lo || hi != a->meta.sum_hi))
-        return audit_diff(a, 0, "state sum: meta holds %016" PRIx64 "%016" PRIx64
-                                ", the stored tables sum to %016" PRIx64 "%016" PRIx64
-                                " (a derived record, probably a timer, was changed, added or "
-                                "removed outside the engine)",
+        return audit_diff(a, 0,
+                          "state sum: meta holds %016" PRIx64 "%016" PRIx64
+                          ", the stored tables sum to %016" PRIx64 "%016" PRIx64
+                          " (a derived record, probably a timer, was changed, added or "
+                          "removed outside the engine)",
                           a->meta.sum_hi, a->meta.sum_lo, hi, lo);
     return 0;
 }
@@ -2429,8 +2561,9 @@ static int check_double_entry(struct audit *a)
     for (size_t i = 0; i < a->programs.count; i++) {
         const struct fold_program *p = table_item(&a->programs, i);
         if (p->sum != 0)
-            return audit_diff(a, 0, "program %" PRIu64 " does not sum to zero: its accounts total "
-                                    "%s%" PRIu64 "%s",
+            return audit_diff(a, 0,
+                              "program %" PRIu64 " does not sum to zero: its accounts total "
+                              "%s%" PRIu64 "%s",
                               a->programs.keys[i].a, p->sum < 0 ? "-" : "",
                               (uint64_t)(p->sum < 0 ? -p->sum : p->sum),
                               p->sum > INT64_MAX || p->sum < INT64_MIN ? " (mod 2^64)" : "");
@@ -2461,18 +2594,59 @@ static int check_lots_vs_buckets(struct audit *a)
         if (acc->status == TALLY_ACCOUNT_STATUS_SYSTEM)
             continue;
         uint64_t avail = acc->available > 0 ? (uint64_t)acc->available : 0;
-        const char *field = avail != f->lot_active     ? "available"
+        const char *field = avail != f->lot_active           ? "available"
                             : acc->pending != f->lot_pending ? "pending"
                             : acc->held != f->lot_held       ? "held"
                                                              : NULL;
         if (field != NULL)
-            return audit_diff(a, acc->last_seq, "member %" PRIu64 " in program %" PRIu32
-                                                ": available %" PRId64 ", pending %" PRIu64
-                                                ", held %" PRIu64 ", but its lots hold %" PRIu64
-                                                ", %" PRIu64 " pending, %" PRIu64
-                                                " held (%s differs)",
-                              acc->member, acc->program, acc->available, acc->pending,
-                              acc->held, f->lot_active, f->lot_pending, f->lot_held, field);
+            return audit_diff(a, acc->last_seq,
+                              "member %" PRIu64 " in program %" PRIu32 ": available %" PRId64
+                              ", pending %" PRIu64 ", held %" PRIu64 ", but its lots hold %" PRIu64
+                              ", %" PRIu64 " pending, %" PRIu64 " held (%s differs)",
+                              acc->member, acc->program, acc->available, acc->pending, acc->held,
+                              f->lot_active, f->lot_pending, f->lot_held, field);
+    }
+    return 0;
+}
+
+/* Time-driven work is done in the first batch at or after its time (docs/LEDGER.md): after the
+ * last batch nothing may be overdue: no lot past its expiry with points left, no pending lot
+ * past its activation, no active hold past its timeout, no open member's tier past its validity. */
+static int check_overdue(struct audit *a)
+{
+    uint64_t now = a->meta.last_timestamp;
+    char t1[32], t2[32];
+    time_text(now, t2);
+    for (size_t i = 0; a->has_meta && i < a->lots.count; i++) {
+        const struct fold_lot *l = table_item(&a->lots, i);
+        bool pending = l->lot.activate_at != 0;
+        uint64_t due = pending ? l->lot.activate_at : l->lot.expires_at;
+        if (due <= now && (pending || l->lot.remaining != 0))
+            return audit_diff(a, l->last_seq,
+                              "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32
+                              " was due to %s at %s, but "
+                              "is still %s after the last batch (at %s)",
+                              l->lot.lot_id, l->member, l->program, pending ? "activate" : "expire",
+                              time_text(due, t1), pending ? "pending" : "holding points", t2);
+    }
+    for (size_t i = 0; a->has_meta && i < a->holds.count; i++) {
+        const struct store_hold *h = table_item(&a->holds, i);
+        if (h->timeout_at <= now)
+            return audit_diff(a, a->holds.keys[i].a,
+                              "hold %" PRIu64 " of member %" PRIu64
+                              " timed out at %s, but is still active after "
+                              "the last batch (at %s)",
+                              a->holds.keys[i].a, h->member, time_text(h->timeout_at, t1), t2);
+    }
+    for (size_t i = 0; a->has_meta && i < a->accounts.count; i++) {
+        const struct tally_account *acc = table_item(&a->accounts, i);
+        if (acc->status == TALLY_ACCOUNT_STATUS_OPEN && acc->tier_valid_until <= now)
+            return audit_diff(a, acc->last_seq,
+                              "member %" PRIu64 " in program %" PRIu32 ": tier %" PRIu32
+                              " was valid until %s, and no "
+                              "evaluation followed by the last batch (at %s)",
+                              acc->member, acc->program, acc->tier,
+                              time_text(acc->tier_valid_until, t1), t2);
     }
     return 0;
 }
@@ -2484,7 +2658,8 @@ static int audit_run(struct audit *a)
     TRY(meta_check(a));
     TRY(scan_all(a));
     TRY(check_double_entry(a));
-    return check_lots_vs_buckets(a);
+    TRY(check_lots_vs_buckets(a));
+    return check_overdue(a);
 }
 
 int audit_verify(const char *dir, struct audit_report *report)
@@ -2530,8 +2705,8 @@ static void trial_account(const struct tally_account *acc, struct tally_program_
 }
 
 /* The accounts of one program: seek from member to member (past their history and lots). */
-static int trial_program(MDB_cursor *c, uint32_t program,
-                         struct tally_program_totals *t, bool *balanced)
+static int trial_program(MDB_cursor *c, uint32_t program, struct tally_program_totals *t,
+                         bool *balanced)
 {
     __int128 members = 0, system = 0;
     uint64_t next = 0;

@@ -23,7 +23,7 @@
 /* Programs asked of audit_trial_balance at first; doubled while the answer fills the buffer.
  * Program ids are 32-bit, so the doubling is bounded by TRIAL_PROGRAMS_MAX. */
 #define TRIAL_PROGRAMS_FIRST 64u
-#define TRIAL_PROGRAMS_MAX (UINT32_C(1) << 31)
+#define TRIAL_PROGRAMS_MAX   (UINT32_C(1) << 31)
 
 static const char usage_text[] =
     "tally-audit: verify a tally ledger and print its trial balance (read-only).\n"
@@ -190,7 +190,7 @@ static void verify_text(const struct args *a, const struct audit_report *r)
         if (r->bad_seq != 0)
             printf("  at entry   %" PRIu64 "\n", r->bad_seq);
         printf("  what       %s\n", r->what);
-        printf("  checked    %" PRIu64 " entries before stopping\n", r->entries);
+        printf("  entries    %" PRIu64 " checked\n", r->entries);
         printf("next: this copy of the ledger does not match its own entries. Run tally-audit "
                "verify on another replica's directory; if that one is clean, restore this "
                "replica from it and keep this directory for investigation.\n");
@@ -284,8 +284,8 @@ static void trial_text(const struct args *a, const struct tally_program_totals *
         printf("  no programs in this ledger\n");
         return;
     }
-    printf("%10s %16s %16s %16s %16s %16s %10s  %s\n", "program", "issued", "redeemed",
-           "expired", "adjusted", "outstanding", "members", "status");
+    printf("%10s %16s %16s %16s %16s %16s %10s  %s\n", "program", "issued", "redeemed", "expired",
+           "adjusted", "outstanding", "members", "status");
     for (uint32_t i = 0; i < n; i++)
         printf("%10" PRIu32 " %16" PRIu64 " %16" PRIu64 " %16" PRIu64 " %16" PRId64 " %16" PRId64
                " %10" PRIu64 "  %s\n",

@@ -36,15 +36,13 @@ static void test_every_day_round_trips_through_its_civil_date(void **state)
             unsigned len = month_days[m - 1] + (m == 2 && leap ? 1u : 0u);
             for (unsigned d = 1; d <= len; d++, day++) {
                 if (calendar_days_from_civil(y, m, d) != day)
-                    fail_msg("%lld-%02u-%02u is not day %lld", (long long)y, m, d,
-                             (long long)day);
+                    fail_msg("%lld-%02u-%02u is not day %lld", (long long)y, m, d, (long long)day);
                 int64_t yy;
                 unsigned mm;
                 unsigned dd;
                 calendar_civil_from_days(day, &yy, &mm, &dd);
                 if (yy != y || mm != m || dd != d)
-                    fail_msg("day %lld gave %lld-%02u-%02u", (long long)day, (long long)yy, mm,
-                             dd);
+                    fail_msg("day %lld gave %lld-%02u-%02u", (long long)day, (long long)yy, mm, dd);
             }
         }
     }
@@ -133,10 +131,22 @@ static void test_parse_refuses_other_text(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",           "abc",          "2026-3-15",         "2026-03-15X",      "2026-13-01",
-        "2026-00-10", "2026-03-00",   "2026-03-32",        "1969-12-31",       "2026-03-15T10",
-        "2026-03-15T24:00Z", "2026-03-15T10:60Z", "2026-03-15T10:30:60Z", "2026-03-15T10:30Zz",
-        "-5",         "12 34",
+        "",
+        "abc",
+        "2026-3-15",
+        "2026-03-15X",
+        "2026-13-01",
+        "2026-00-10",
+        "2026-03-00",
+        "2026-03-32",
+        "1969-12-31",
+        "2026-03-15T10",
+        "2026-03-15T24:00Z",
+        "2026-03-15T10:60Z",
+        "2026-03-15T10:30:60Z",
+        "2026-03-15T10:30Zz",
+        "-5",
+        "12 34",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 42;

@@ -17,12 +17,9 @@ static void run_scenario(struct fx *f, uint64_t twist)
     c.validity_months = 1;
     fx_program(f, t("2026-03-01"), 1, &c, 3);
     struct tally_posting b1[] = {
-        post_accrue(100, 1, 1, 500, 1200),
-        post_accrue_pending(101, 1, 2, 80, 100, DAY_MS),
-        post_hold(102, 1, 1, 50, HOUR_MS),
-        post_redeem(103, 1, 3, 10), /* fails */
-        linked(post_transfer(104, 1, 1, 3, 40)),
-        post_redeem(105, 1, 3, 30),
+        post_accrue(100, 1, 1, 500, 1200),       post_accrue_pending(101, 1, 2, 80, 100, DAY_MS),
+        post_hold(102, 1, 1, 50, HOUR_MS),       post_redeem(103, 1, 3, 10), /* fails */
+        linked(post_transfer(104, 1, 1, 3, 40)), post_redeem(105, 1, 3, 30),
     };
     struct tally_result r[8];
     fx_apply(f, t("2026-03-02"), b1, 6, r);

@@ -78,10 +78,12 @@ static void test_hold_takes_soonest_expiring_lots_first(void **state)
     c.expiry = TALLY_EXPIRY_DAYS;
     c.expiry_n = 100;
     fx_program(f, t("2026-03-01"), 1, &c, 1);
-    uint64_t l1 = fx_entry(f, fx_ok(f, t("2026-03-02"), post_accrue(101, 1, 1, 100, 0)), NULL,
-                           0, NULL).lot_id;
-    uint64_t l2 = fx_entry(f, fx_ok(f, t("2026-03-05"), post_accrue(102, 1, 1, 100, 0)), NULL,
-                           0, NULL).lot_id;
+    uint64_t l1 =
+        fx_entry(f, fx_ok(f, t("2026-03-02"), post_accrue(101, 1, 1, 100, 0)), NULL, 0, NULL)
+            .lot_id;
+    uint64_t l2 =
+        fx_entry(f, fx_ok(f, t("2026-03-05"), post_accrue(102, 1, 1, 100, 0)), NULL, 0, NULL)
+            .lot_id;
     fx_ok(f, t("2026-03-06"), post_accrue(103, 1, 1, 100, 0));
     uint64_t h = fx_ok(f, t("2026-03-07"), post_hold(200, 1, 1, 150, HOUR_MS));
     struct tally_lot_ref refs[4];

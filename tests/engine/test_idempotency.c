@@ -68,8 +68,7 @@ static void test_same_id_different_body_gives_id_exists_different(void **state)
     other = p;
     other.user_data[31] = 1; /* one byte anywhere counts */
     assert_code(fx_code(f, t("2026-01-03"), other), TALLY_ID_EXISTS_DIFFERENT);
-    assert_code(fx_code(f, t("2026-01-03"), post_redeem(100, 1, 1, 10)),
-                TALLY_ID_EXISTS_DIFFERENT);
+    assert_code(fx_code(f, t("2026-01-03"), post_redeem(100, 1, 1, 10)), TALLY_ID_EXISTS_DIFFERENT);
     assert_int_equal(fx_entries(f), before);
     assert_int_equal(fx_account(f, 1, 1).available, 100);
 

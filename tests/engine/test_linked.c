@@ -27,11 +27,11 @@ static void test_failing_posting_leaves_no_entries_of_its_chain(void **state)
     setup_linked(f);
     uint64_t before = fx_entries(f);
     struct tally_posting p[5] = {
-        post_accrue(200, 1, 1, 50, 0),          /* alone */
-        linked(post_open(201, 1, 3)),           /* chain ... */
-        linked(post_accrue(202, 1, 3, 70, 0)),  /* ... */
-        post_redeem(203, 1, 1, 500),            /* ... ends here, and fails */
-        post_accrue(204, 1, 2, 10, 0),          /* alone */
+        post_accrue(200, 1, 1, 50, 0),         /* alone */
+        linked(post_open(201, 1, 3)),          /* chain ... */
+        linked(post_accrue(202, 1, 3, 70, 0)), /* ... */
+        post_redeem(203, 1, 1, 500),           /* ... ends here, and fails */
+        post_accrue(204, 1, 2, 10, 0),         /* alone */
     };
     struct tally_result r[5];
     fx_apply(f, t("2026-01-03"), p, 5, r);

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TINY_MAP ((size_t)256 << 10)
-#define MEMBERS 50u
+#define TINY_MAP  ((size_t)256 << 10)
+#define MEMBERS   50u
 #define PER_BATCH 250u
 
 static void tiny_options(struct engine_options *o, size_t max)

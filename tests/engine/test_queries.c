@@ -62,8 +62,8 @@ static void test_history_pages_newest_first(void **state)
     uint64_t seqs[7];
     seqs[0] = fx_account(f, 1, 1).last_seq; /* OPEN */
     for (int i = 1; i <= 5; i++)
-        seqs[i] = fx_ok(f, t("2026-03-02"), post_accrue((uint64_t)(100 + i), 1, 1,
-                                                          (uint64_t)(10 * i), 0));
+        seqs[i] = fx_ok(f, t("2026-03-02"),
+                        post_accrue((uint64_t)(100 + i), 1, 1, (uint64_t)(10 * i), 0));
     fx_ok(f, t("2026-03-02"), post_accrue(110, 1, 2, 1, 0)); /* someone else's */
     seqs[6] = fx_ok(f, t("2026-03-03"), post_transfer(111, 1, 1, 2, 5));
 
@@ -116,24 +116,30 @@ static void test_every_kind_keeps_program_sum_at_zero(void **state)
     fx_program(f, t("2026-03-01"), 1, &c, 3);
     assert_int_equal(fx_program_sum(f, 1, 3), 0);
 
-    step(f, "2026-03-01", post_accrue(100, 1, 1, 1000, 0));               /* lot until 04-01 */
-    step(f, "2026-03-02", post_accrue_pending(101, 1, 2, 300, 0, 2 * DAY_MS)); /* until 04-02 */
-    step(f, "2026-03-05", post_redeem(102, 1, 1, 200));                   /* 101 activates */
+    /* Member 1 earns 1000 (lot until 04-01) and spends: 200 redeemed, a hold of 100 captured
+     * for 60 (40 released), a hold released, a hold timed out, 100 of the redemption reversed,
+     * 150 given to member 3. Member 2 earns 300 pending (activated 03-04, lot until 04-02), has
+     * 100 of it reversed, and 10 with 1200 QV (tier 1, lot until 04-10). Member 3 gets the
+     * transfer (lot until 04-01), +25 and -5 by adjustment, a pending accrual cancelled, and
+     * closes. On 04-05 the lots of 04-01 and 04-02 have expired. */
+    step(f, "2026-03-01", post_accrue(100, 1, 1, 1000, 0));
+    step(f, "2026-03-02", post_accrue_pending(101, 1, 2, 300, 0, 2 * DAY_MS));
+    step(f, "2026-03-05", post_redeem(102, 1, 1, 200));
     step(f, "2026-03-05", post_hold(103, 1, 1, 100, 10 * MINUTE_MS));
-    step(f, "2026-03-05", post_capture(104, 1, 1, 103, 60));              /* and releases 40 */
+    step(f, "2026-03-05", post_capture(104, 1, 1, 103, 60));
     step(f, "2026-03-06", post_hold(105, 1, 1, 50, 10 * MINUTE_MS));
     step(f, "2026-03-06", post_release(106, 1, 1, 105));
-    step(f, "2026-03-06", post_hold(107, 1, 1, 20, 10 * MINUTE_MS));      /* times out */
+    step(f, "2026-03-06", post_hold(107, 1, 1, 20, 10 * MINUTE_MS));
     step(f, "2026-03-07", post_reverse(108, 1, 1, 102, 100));
     step(f, "2026-03-07", post_reverse(109, 1, 2, 101, 100));
-    step(f, "2026-03-08", post_transfer(110, 1, 1, 3, 150));              /* lot until 04-01 */
-    step(f, "2026-03-08", post_adjust(111, 1, 3, 25, false, 1));          /* lot until 04-08 */
+    step(f, "2026-03-08", post_transfer(110, 1, 1, 3, 150));
+    step(f, "2026-03-08", post_adjust(111, 1, 3, 25, false, 1));
     step(f, "2026-03-08", post_adjust(112, 1, 3, 5, true, 2));
     step(f, "2026-03-09", post_accrue_pending(113, 1, 3, 40, 0, 10 * DAY_MS));
     step(f, "2026-03-09", post_cancel(114, 1, 3, 113));
     step(f, "2026-03-10", post_close(115, 1, 3));
-    step(f, "2026-03-10", post_accrue(116, 1, 2, 10, 1200));              /* lot until 04-10 */
-    fx_tick(f, t("2026-04-05"));                                          /* 04-01, 04-02 expire */
+    step(f, "2026-03-10", post_accrue(116, 1, 2, 10, 1200));
+    fx_tick(f, t("2026-04-05"));
     assert_int_equal(fx_program_sum(f, 1, 3), 0);
 
     struct tally_account m1 = fx_account(f, 1, 1);

@@ -170,8 +170,7 @@ static void test_reversal_of_capture_restores_its_lots(void **state)
     fx_ok(f, t("2026-01-03"), post_hold(200, 1, 1, 60, HOUR_MS));
     uint64_t cap = fx_ok(f, t("2026-01-03"), post_capture(201, 1, 1, 200, 0));
 
-    assert_code(fx_code(f, t("2026-01-04"), post_reverse(202, 1, 1, 200, 0)),
-                TALLY_REF_WRONG_KIND);
+    assert_code(fx_code(f, t("2026-01-04"), post_reverse(202, 1, 1, 200, 0)), TALLY_REF_WRONG_KIND);
     uint64_t rev = fx_ok(f, t("2026-01-04"), post_reverse(203, 1, 1, 201, 0));
     struct tally_lot_ref ref;
     uint32_t n = 0;
@@ -349,6 +348,87 @@ static void test_reversal_of_spent_accrual_with_allow_negative_leaves_debt(void 
     fx_verify(f);
 }
 
+static uint64_t refs_sum(struct fx *f, uint64_t seq, uint64_t *amount)
+{
+    struct tally_lot_ref refs[8];
+    uint32_t n = 0;
+    struct tally_entry en = fx_entry(f, seq, refs, 8, &n);
+    assert_true(n <= 8);
+    *amount = en.amount;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += refs[i].amount;
+    return sum;
+}
+
+static void test_reversal_of_redemption_while_in_debt_pays_the_debt_first(void **state)
+{
+    struct fx *f = *state;
+    struct tally_program_config c;
+    config_default(&c);
+    c.flags = TALLY_PROGRAM_ALLOW_NEGATIVE;
+    fx_program(f, t("2026-01-01"), 1, &c, 1);
+    fx_ok(f, t("2026-01-02"), post_accrue(101, 1, 1, 100, 0));
+    fx_ok(f, t("2026-01-02"), post_accrue(102, 1, 1, 100, 0));
+    fx_ok(f, t("2026-01-03"), post_redeem(103, 1, 1, 150));
+    fx_ok(f, t("2026-01-04"), post_adjust(104, 1, 1, 60, true, 1)); /* 50 in lots: debt 10 */
+    assert_int_equal(fx_account(f, 1, 1).available, -10);
+
+    /* 30 restored: 10 pay the debt, 20 land in the redemption's lots. */
+    uint64_t amount = 0;
+    uint64_t landed =
+        refs_sum(f, fx_ok(f, t("2026-01-05"), post_reverse(105, 1, 1, 103, 30)), &amount);
+    assert_int_equal(amount, 30);
+    assert_int_equal(landed, 20);
+    assert_int_equal(fx_account(f, 1, 1).available, 20);
+    assert_int_equal(fx_account(f, 1, 1).redeemed, 120);
+    fx_verify(f);
+
+    /* The rest: 120, all of it landing. */
+    landed = refs_sum(f, fx_ok(f, t("2026-01-06"), post_reverse(106, 1, 1, 103, 0)), &amount);
+    assert_int_equal(amount, 120);
+    assert_int_equal(landed, 120);
+    struct tally_account a = fx_account(f, 1, 1);
+    assert_int_equal(a.available, 140);
+    assert_int_equal(a.redeemed, 0);
+    assert_int_equal(fx_program_sum(f, 1, 1), 0);
+    fx_verify(f);
+}
+
+static void test_reversal_into_expired_lot_while_in_debt_pays_debt_then_expires(void **state)
+{
+    struct fx *f = *state;
+    struct tally_program_config c;
+    config_default(&c);
+    c.flags = TALLY_PROGRAM_ALLOW_NEGATIVE;
+    c.expiry = TALLY_EXPIRY_FIXED;
+    c.expiry_fixed_at = t("2026-04-01");
+    fx_program(f, t("2026-03-01"), 1, &c, 1);
+    uint64_t lot = lot_of(f, fx_ok(f, t("2026-03-01"), post_accrue(101, 1, 1, 100, 0)));
+    fx_ok(f, t("2026-03-10"), post_redeem(102, 1, 1, 100));
+    fx_tick(f, t("2026-04-02"));
+    fx_ok(f, t("2026-04-03"), post_adjust(103, 1, 1, 10, true, 1)); /* a debt of 10 */
+
+    /* 100 restored: 10 pay the debt, 90 land in the expired lot and expire at once. */
+    uint64_t rev = fx_ok(f, t("2026-04-04"), post_reverse(104, 1, 1, 102, 0));
+    struct tally_lot_ref ref;
+    uint32_t n = 0;
+    struct tally_entry en = fx_entry(f, rev, &ref, 1, &n);
+    assert_entry_kind(&en, TALLY_KIND_REVERSE, SYS_REDEMPTION, 1, 100);
+    assert_int_equal(n, 1);
+    assert_ref(&ref, lot, 90);
+    en = fx_entry(f, rev + 1, &ref, 1, &n);
+    assert_entry_kind(&en, TALLY_KIND_EXPIRE, 1, SYS_BREAKAGE, 90);
+    assert_int_equal(n, 1);
+    assert_ref(&ref, lot, 90);
+    struct tally_account a = fx_account(f, 1, 1);
+    assert_int_equal(a.available, 0);
+    assert_int_equal(a.expired, 90);
+    assert_int_equal(a.redeemed, 0);
+    assert_int_equal(fx_program_sum(f, 1, 1), 0);
+    fx_verify(f);
+}
+
 static void test_debt_cannot_be_created_while_points_are_held(void **state)
 {
     struct fx *f = *state;
@@ -423,6 +503,8 @@ int main(void)
         FX_TEST(test_reversal_beyond_original_gives_exceeds_original),
         FX_TEST(test_reversal_of_spent_accrual_gives_insufficient_points),
         FX_TEST(test_reversal_of_spent_accrual_with_allow_negative_leaves_debt),
+        FX_TEST(test_reversal_of_redemption_while_in_debt_pays_the_debt_first),
+        FX_TEST(test_reversal_into_expired_lot_while_in_debt_pays_debt_then_expires),
         FX_TEST(test_debt_cannot_be_created_while_points_are_held),
         FX_TEST(test_points_restored_into_expired_lot_expire_at_once),
     };

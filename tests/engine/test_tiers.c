@@ -117,8 +117,7 @@ static void test_down_earned_falls_to_earned_tier(void **state)
     fx_tick(f, t("2027-04-05"));
     assert_int_equal(fx_entries(f), seq + 2);
     /* Tier 0 never expires. */
-    assert_tier_change(f, seq + 2, 1, 2, 0, TALLY_TIER_DOWNGRADE, UINT64_MAX, 0,
-                       t("2027-04-01"));
+    assert_tier_change(f, seq + 2, 1, 2, 0, TALLY_TIER_DOWNGRADE, UINT64_MAX, 0, t("2027-04-01"));
     assert_tier(f, 1, 1, 0, UINT64_MAX);
     fx_tick(f, t("2028-05-01"));
     assert_int_equal(fx_entries(f), seq + 2);
@@ -146,8 +145,7 @@ static void test_down_step_falls_one_step_per_validity(void **state)
                        t("2027-04-01"));
     fx_tick(f, t("2028-04-02"));
     assert_int_equal(fx_entries(f), seq + 3);
-    assert_tier_change(f, seq + 3, 1, 1, 0, TALLY_TIER_DOWNGRADE, UINT64_MAX, 0,
-                       t("2028-04-01"));
+    assert_tier_change(f, seq + 3, 1, 1, 0, TALLY_TIER_DOWNGRADE, UINT64_MAX, 0, t("2028-04-01"));
     assert_tier(f, 1, 1, 0, UINT64_MAX);
     fx_verify(f);
 }
@@ -224,8 +222,7 @@ static void test_calendar_window_counts_only_this_year(void **state)
     /* Evaluated on 2028 up to February: nothing earned. */
     fx_tick(f, t("2028-03-05"));
     assert_int_equal(fx_entries(f), seq + 2);
-    assert_tier_change(f, seq + 2, 1, 1, 0, TALLY_TIER_DOWNGRADE, UINT64_MAX, 0,
-                       t("2028-03-01"));
+    assert_tier_change(f, seq + 2, 1, 1, 0, TALLY_TIER_DOWNGRADE, UINT64_MAX, 0, t("2028-03-01"));
     fx_verify(f);
 }
 

@@ -164,8 +164,8 @@ static void test_close_forfeits_available_and_pending_points_to_breakage(void **
     struct fx *f = *state;
     fx_program(f, t("2026-03-01"), 1, NULL, 2);
     uint64_t l1 = lot_of(f, fx_ok(f, t("2026-03-02"), post_accrue(100, 1, 1, 100, 0)));
-    uint64_t l2 = lot_of(f, fx_ok(f, t("2026-03-02"),
-                                  post_accrue_pending(101, 1, 1, 50, 0, 7 * DAY_MS)));
+    uint64_t l2 =
+        lot_of(f, fx_ok(f, t("2026-03-02"), post_accrue_pending(101, 1, 1, 50, 0, 7 * DAY_MS)));
     uint64_t ts = t("2026-03-03");
     uint64_t seq = fx_ok(f, ts, post_close(102, 1, 1));
 

@@ -1,10 +1,24 @@
 /* test_validation.c: every validation result, decided by a posting's bytes alone
  * (include/tally_results.h, codes 2..14). Each case breaks exactly one rule of a posting that
  * would otherwise succeed, so a check the engine skips shows up as an OK. Validation failures
- * create no entry and are not recorded under the posting id. */
+ * create no entry and are not recorded under the posting id.
+ *
+ * Where the other result codes are provoked and asserted:
+ *   EXISTS, ID_EXISTS_DIFFERENT                       test_idempotency.c, test_linked.c
+ *   PROGRAM_EXISTS, PROGRAM_NOT_FOUND, ACCOUNT_EXISTS,
+ *   ACCOUNT_NOT_FOUND                                 test_program_open.c
+ *   ACCOUNT_CLOSED, ACCOUNT_HAS_HOLDS                 test_transfer_adjust_close.c, test_refs.c
+ *   INSUFFICIENT_POINTS                               test_accrue_redeem.c and most others
+ *   REF_NOT_FOUND, REF_WRONG_KIND, REF_FAILED,
+ *   REF_ACCOUNT_MISMATCH                              test_refs.c
+ *   NOT_PENDING, REF_PENDING                          test_pending.c
+ *   HOLD_NOT_ACTIVE, EXCEEDS_HOLD                     test_holds.c
+ *   EXCEEDS_ORIGINAL                                  test_reverse.c
+ *   OVERFLOW, LOTS_LIMIT                              test_accrue_redeem.c
+ *   LINKED_EVENT_FAILED, LINKED_CHAIN_OPEN            test_linked.c
+ */
 #include "../support.h"
 
-#include <stdio.h>
 #include <string.h>
 
 struct vcase {
@@ -29,8 +43,8 @@ static void run_cases(struct fx *f, const struct vcase *cases, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         struct tally_result r = fx_apply1(f, t("2026-01-02T01:00Z"), cases[i].p);
         if (r.code != cases[i].want)
-            fail_msg("%s: got %s (%u), expected %s (%u)", cases[i].what, code_name(r.code),
-                     r.code, code_name(cases[i].want), cases[i].want);
+            fail_msg("%s: got %s (%u), expected %s (%u)", cases[i].what, code_name(r.code), r.code,
+                     code_name(cases[i].want), cases[i].want);
         assert_int_equal(r.detail, 0);
         assert_int_equal(r.seq, 0);
         if (!id_is_zero(cases[i].p.id)) {
@@ -149,8 +163,7 @@ static void test_member_zero_or_system_id_gives_account_invalid(void **state)
         {"open first system id", post_open(102, 1, TALLY_SYS_FIRST), TALLY_ACCOUNT_INVALID},
         {"open issuance", post_open(103, 1, SYS_ISSUANCE), TALLY_ACCOUNT_INVALID},
         {"accrue to breakage", post_accrue(104, 1, SYS_BREAKAGE, 10, 0), TALLY_ACCOUNT_INVALID},
-        {"redeem from redemption", post_redeem(105, 1, SYS_REDEMPTION, 10),
-         TALLY_ACCOUNT_INVALID},
+        {"redeem from redemption", post_redeem(105, 1, SYS_REDEMPTION, 10), TALLY_ACCOUNT_INVALID},
         {"transfer to adjustment", post_transfer(106, 1, 1, SYS_ADJUSTMENT, 10),
          TALLY_ACCOUNT_INVALID},
         {"transfer from issuance", post_transfer(107, 1, SYS_ISSUANCE, 1, 10),
@@ -180,8 +193,7 @@ static void test_amount_above_2_pow_53_gives_amount_too_large(void **state)
     struct fx *f = *state;
     setup_valid(f);
     struct vcase c[] = {
-        {"accrue 2^53+1", post_accrue(100, 1, 1, TALLY_AMOUNT_MAX + 1, 0),
-         TALLY_AMOUNT_TOO_LARGE},
+        {"accrue 2^53+1", post_accrue(100, 1, 1, TALLY_AMOUNT_MAX + 1, 0), TALLY_AMOUNT_TOO_LARGE},
         {"accrue value 2^53+1", post_accrue(101, 1, 1, 10, TALLY_AMOUNT_MAX + 1),
          TALLY_AMOUNT_TOO_LARGE},
         {"accrue UINT64_MAX", post_accrue(102, 1, 1, UINT64_MAX, 0), TALLY_AMOUNT_TOO_LARGE},
@@ -267,8 +279,7 @@ static void test_duration_beyond_ten_years_gives_duration_invalid(void **state)
         {"hold beyond ten years", post_hold(100, 1, 1, 10, TALLY_DURATION_MAX_MS + 1),
          TALLY_DURATION_INVALID},
         {"pending beyond ten years",
-         post_accrue_pending(101, 1, 1, 10, 0, TALLY_DURATION_MAX_MS + 1),
-         TALLY_DURATION_INVALID},
+         post_accrue_pending(101, 1, 1, 10, 0, TALLY_DURATION_MAX_MS + 1), TALLY_DURATION_INVALID},
         {"hold UINT64_MAX", post_hold(102, 1, 1, 10, UINT64_MAX), TALLY_DURATION_INVALID},
     };
     run_cases(f, c, N_OF(c));
@@ -306,37 +317,108 @@ enum cfg_break {
     CFG_COUNT
 };
 
+static const char *const cfg_break_names[CFG_COUNT] = {
+    "tier_count 0",
+    "tier_count 9",
+    "thresholds decrease",
+    "thresholds equal",
+    "threshold above the ladder",
+    "expiry policy 6",
+    "tier mode 3",
+    "window 2",
+    "rolling window of 0 months",
+    "rolling window of 13 months",
+    "calendar window with window_months",
+    "validity 0 months",
+    "validity 121 months",
+    "DAYS 0",
+    "DAYS 3661",
+    "MONTH 121",
+    "tz_offset_min 841",
+    "tz_offset_min -841",
+    "hold timeout 0",
+    "hold timeout above ten years",
+    "expiry_fixed_at without FIXED",
+};
+
 static void config_broken(struct tally_program_config *c, int how)
 {
     config_default(c);
     c->tier_mode = TALLY_TIER_DOWN_STEP;
     switch (how) {
-    case CFG_TIERS_0: c->tier_count = 0; c->thresholds[0] = 0; c->thresholds[1] = 0; break;
-    case CFG_TIERS_9: c->tier_count = 9; break;
-    case CFG_THRESHOLDS_DECREASE: c->thresholds[0] = 5000; c->thresholds[1] = 1000; break;
-    case CFG_THRESHOLDS_EQUAL: c->thresholds[1] = 1000; break;
-    case CFG_THRESHOLD_ABOVE_LADDER: c->thresholds[2] = 9000; break;
-    case CFG_EXPIRY_UNKNOWN: c->expiry = 6; break;
-    case CFG_MODE_UNKNOWN: c->tier_mode = 3; break;
-    case CFG_WINDOW_UNKNOWN: c->window = 2; break;
-    case CFG_ROLLING_0_MONTHS: c->window_months = 0; break;
-    case CFG_ROLLING_13_MONTHS: c->window_months = 13; break;
-    case CFG_CALENDAR_WITH_MONTHS: c->window = TALLY_WINDOW_CALENDAR; break;
-    case CFG_VALIDITY_0: c->validity_months = 0; break;
-    case CFG_VALIDITY_121: c->validity_months = 121; break;
-    case CFG_DAYS_0: c->expiry = TALLY_EXPIRY_DAYS; c->expiry_n = 0; break;
-    case CFG_DAYS_3661: c->expiry = TALLY_EXPIRY_DAYS; c->expiry_n = 3661; break;
-    case CFG_MONTH_121: c->expiry = TALLY_EXPIRY_MONTH; c->expiry_n = 121; break;
-    case CFG_TZ_841: c->tz_offset_min = 841; break;
-    case CFG_TZ_MINUS_841: c->tz_offset_min = -841; break;
-    case CFG_HOLD_TIMEOUT_0: c->hold_timeout_ms = 0; break;
-    case CFG_HOLD_TIMEOUT_TOO_LONG: c->hold_timeout_ms = TALLY_DURATION_MAX_MS + 1; break;
+    case CFG_TIERS_0:
+        c->tier_count = 0;
+        c->thresholds[0] = 0;
+        c->thresholds[1] = 0;
+        break;
+    case CFG_TIERS_9:
+        c->tier_count = 9;
+        break;
+    case CFG_THRESHOLDS_DECREASE:
+        c->thresholds[0] = 5000;
+        c->thresholds[1] = 1000;
+        break;
+    case CFG_THRESHOLDS_EQUAL:
+        c->thresholds[1] = 1000;
+        break;
+    case CFG_THRESHOLD_ABOVE_LADDER:
+        c->thresholds[2] = 9000;
+        break;
+    case CFG_EXPIRY_UNKNOWN:
+        c->expiry = 6;
+        break;
+    case CFG_MODE_UNKNOWN:
+        c->tier_mode = 3;
+        break;
+    case CFG_WINDOW_UNKNOWN:
+        c->window = 2;
+        break;
+    case CFG_ROLLING_0_MONTHS:
+        c->window_months = 0;
+        break;
+    case CFG_ROLLING_13_MONTHS:
+        c->window_months = 13;
+        break;
+    case CFG_CALENDAR_WITH_MONTHS:
+        c->window = TALLY_WINDOW_CALENDAR;
+        break;
+    case CFG_VALIDITY_0:
+        c->validity_months = 0;
+        break;
+    case CFG_VALIDITY_121:
+        c->validity_months = 121;
+        break;
+    case CFG_DAYS_0:
+        c->expiry = TALLY_EXPIRY_DAYS;
+        c->expiry_n = 0;
+        break;
+    case CFG_DAYS_3661:
+        c->expiry = TALLY_EXPIRY_DAYS;
+        c->expiry_n = 3661;
+        break;
+    case CFG_MONTH_121:
+        c->expiry = TALLY_EXPIRY_MONTH;
+        c->expiry_n = 121;
+        break;
+    case CFG_TZ_841:
+        c->tz_offset_min = 841;
+        break;
+    case CFG_TZ_MINUS_841:
+        c->tz_offset_min = -841;
+        break;
+    case CFG_HOLD_TIMEOUT_0:
+        c->hold_timeout_ms = 0;
+        break;
+    case CFG_HOLD_TIMEOUT_TOO_LONG:
+        c->hold_timeout_ms = TALLY_DURATION_MAX_MS + 1;
+        break;
     case CFG_FIXED_AT_WITHOUT_FIXED:
         c->expiry = TALLY_EXPIRY_DAYS;
         c->expiry_n = 30;
         c->expiry_fixed_at = t("2027-01-01");
         break;
-    default: fail_msg("no such case %d", how);
+    default:
+        fail_msg("no such case %d", how);
     }
 }
 
@@ -345,12 +427,10 @@ static void test_broken_program_config_gives_config_invalid(void **state)
     struct fx *f = *state;
     setup_valid(f);
     struct vcase c[CFG_COUNT];
-    char what[CFG_COUNT][32];
     for (int i = 0; i < CFG_COUNT; i++) {
         struct tally_program_config cfg;
         config_broken(&cfg, i);
-        snprintf(what[i], sizeof(what[i]), "program config case %d", i);
-        c[i].what = what[i];
+        c[i].what = cfg_break_names[i];
         c[i].p = post_program((uint64_t)(100 + i), (uint32_t)(100 + i), &cfg);
         c[i].want = TALLY_CONFIG_INVALID;
     }

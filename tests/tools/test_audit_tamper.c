@@ -29,6 +29,7 @@
 #include "../../tools/audit_fold.h"
 #include "calendar.h"
 #include "engine.h"
+#include "hash.h"
 #include "storage.h"
 #include "tally_records.h"
 #include "tally_results.h"
@@ -36,13 +37,13 @@
 /* The recognisable user_data of the accrual whose entry the first tamper test damages. */
 static const char marker[32] = "audit-tamper-marker:entry-bytes";
 
-#define PROG 1u
-#define ALICE 42u
-#define BOB 43u
-#define CAROL 44u
-#define MIN_MS (UINT64_C(60000))
+#define PROG    1u
+#define ALICE   42u
+#define BOB     43u
+#define CAROL   44u
+#define MIN_MS  (UINT64_C(60000))
 #define HOUR_MS (UINT64_C(3600000))
-#define DAY_MS CALENDAR_DAY_MS
+#define DAY_MS  CALENDAR_DAY_MS
 
 /* =============================================================================================
  * A ledger in a temporary directory, driven through the engine API.
@@ -129,8 +130,8 @@ static void ledger_tick(struct ledger *l, uint64_t ts)
 }
 
 /* Posting n of kind `kind`: id n big-endian in the low bytes, like the CLI's decimal ids. */
-static struct tally_posting posting(uint64_t id, uint32_t program, uint16_t kind,
-                                    uint64_t account, uint64_t amount)
+static struct tally_posting posting(uint64_t id, uint32_t program, uint16_t kind, uint64_t account,
+                                    uint64_t amount)
 {
     struct tally_posting p;
     memset(&p, 0, sizeof(p));
@@ -219,15 +220,15 @@ static void build_rich(struct ledger *l)
     b2[5].value = 30;
     ledger_apply(l, t1, b2, 9, 0);
 
-    ledger_tick(l, t1 + 20 * MIN_MS);  /* hold 18 times out */
-    ledger_tick(l, t0 + 8 * DAY_MS);   /* Carol's pending accrual activates */
+    ledger_tick(l, t1 + 20 * MIN_MS); /* hold 18 times out */
+    ledger_tick(l, t0 + 8 * DAY_MS);  /* Carol's pending accrual activates */
     struct tally_posting b3[] = {posting(19, PROG, TALLY_KIND_CLOSE, CAROL, 0)};
     ledger_apply(l, t0 + 8 * DAY_MS, b3, 1, 0);
     ledger_tick(l, at("2026-05-02")); /* March lots expired at 2026-05-01 local */
     struct tally_posting b4[] = {posting(20, PROG, TALLY_KIND_ACCRUE, ALICE, 40)};
     b4[0].value = 10;
     ledger_apply(l, at("2026-06-10"), b4, 1, 0);
-    ledger_tick(l, at("2027-04-02"));  /* tier evaluation: 2 falls to 1 or 0 */
+    ledger_tick(l, at("2027-04-02")); /* tier evaluation: 2 falls to 1 or 0 */
     struct tally_posting b5[] = {posting(21, PROG, TALLY_KIND_ACCRUE, ALICE, 5)};
     b5[0].value = 1;
     ledger_apply(l, at("2027-05-20"), b5, 1, 0);
@@ -264,6 +265,34 @@ static void build_small(struct ledger *l)
     b1[7].flags = TALLY_FLAG_NEGATIVE;
     b1[8].account2 = BOB;
     ledger_apply(l, t0, b1, 16, 0);
+}
+
+/* Program 3 allows debts: a reversal of an accrual already spent takes available below zero, and
+ * later credits (accrual, positive adjustment, activation) pay the debt before any lot gets
+ * points. */
+static void build_debt(struct ledger *l)
+{
+    uint64_t t0 = at("2026-03-15T10:00Z");
+    struct tally_posting b1[] = {
+        program_posting(1, 3, TALLY_EXPIRY_NONE, 0, 0),
+        posting(2, 3, TALLY_KIND_OPEN, ALICE, 0),
+        posting(3, 3, TALLY_KIND_ACCRUE, ALICE, 100),
+        posting(4, 3, TALLY_KIND_REDEEM, ALICE, 80),
+        with_ref(posting(5, 3, TALLY_KIND_REVERSE, ALICE, 0), 3), /* available 20 - 100 */
+        posting(6, 3, TALLY_KIND_ACCRUE, ALICE, 50),              /* pays 50 of the debt */
+        posting(7, 3, TALLY_KIND_ADJUST, ALICE, 50),              /* pays 30, lot of 20 */
+        posting(8, 3, TALLY_KIND_ADJUST, ALICE, 40),              /* 20 - 40: a debt again */
+        posting(9, 3, TALLY_KIND_ACCRUE, ALICE, 30),              /* pending */
+    };
+    b1[0].config.flags = TALLY_PROGRAM_ALLOW_NEGATIVE;
+    b1[2].value = 100;
+    b1[6].code = 1;
+    b1[7].code = 1;
+    b1[7].flags = TALLY_FLAG_NEGATIVE;
+    b1[8].flags = TALLY_FLAG_PENDING;
+    b1[8].duration_ms = DAY_MS;
+    ledger_apply(l, t0, b1, 9, 0);
+    ledger_tick(l, t0 + 2 * DAY_MS); /* activation pays the last 20, the lot keeps 10 */
 }
 
 /* =============================================================================================
@@ -343,14 +372,91 @@ static void file_flip(const char *dir, long off, uint8_t mask)
     close(fd);
 }
 
+/* Rewrite entry `seq` with `edit`, then re-hash it and every later entry and fix the chain head
+ * and checksum of meta: what someone who knows the format (XXH3 is no secret) could do. Only the
+ * fold can catch this. */
+static void rechain_edit(const char *dir, uint64_t seq, void (*edit)(struct tally_entry *))
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi entries, meta;
+    MDB_cursor *c;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "entries", MDB_INTEGERKEY, &entries), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    uint64_t prev = 0;
+    uint64_t key = seq - 1;
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = &key};
+    MDB_val v;
+    if (seq > 1) {
+        assert_int_equal(mdb_get(txn, entries, &k, &v), 0);
+        memcpy(&prev, v.mv_data, sizeof(prev));
+    }
+    key = seq;
+    assert_int_equal(mdb_cursor_open(txn, entries, &c), 0);
+    uint8_t *buf = malloc(1u << 20);
+    assert_non_null(buf);
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        assert_true(v.mv_size <= (1u << 20));
+        memcpy(buf, v.mv_data, v.mv_size);
+        struct tally_entry e;
+        memcpy(&e, buf, sizeof(e));
+        if (e.seq == seq)
+            edit(&e);
+        memcpy(buf, &e, sizeof(e));
+        e.hash = XXH3_64bits_withSeed(buf + 8, v.mv_size - 8, prev);
+        memcpy(buf, &e.hash, sizeof(e.hash));
+        prev = e.hash;
+        MDB_val nv = {.mv_size = v.mv_size, .mv_data = buf};
+        assert_int_equal(mdb_cursor_put(c, &k, &nv, MDB_CURRENT), 0);
+    }
+    mdb_cursor_close(c);
+    struct store_meta m;
+    k = (MDB_val){.mv_size = 5, .mv_data = "state"};
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    memcpy(&m, v.mv_data, sizeof(m));
+    m.chain_head = prev;
+    m.checksum = XXH3_64bits(&m, offsetof(struct store_meta, checksum));
+    v = (MDB_val){.mv_size = sizeof(m), .mv_data = &m};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(buf);
+}
+
+/* Delete (value NULL) or put one record of the members table, behind the engine's back. */
+static void members_write(const char *dir, const uint8_t *key, size_t key_size, const void *value,
+                          size_t size)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "members", 0, &dbi), 0);
+    MDB_val k = {.mv_size = key_size, .mv_data = (void *)key};
+    MDB_val v = {.mv_size = size, .mv_data = (void *)value};
+    assert_int_equal(value == NULL ? mdb_del(txn, dbi, &k, NULL) : mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
 static void verify_ok(const char *dir, struct audit_report *r)
 {
     int rc = audit_verify(dir, r);
     if (rc != 0)
         fail_msg("audit_verify: %d %s", rc, tally_strerror(rc));
     if (!r->ok)
-        fail_msg("audit_verify found a difference at seq %llu: %s",
-                 (unsigned long long)r->bad_seq, r->what);
+        fail_msg("audit_verify found a difference at seq %llu: %s", (unsigned long long)r->bad_seq,
+                 r->what);
 }
 
 /* audit_verify must run and report a difference whose text contains every one of `words`. */
@@ -388,6 +494,21 @@ static void test_verify_accepts_every_kind_of_entry_the_engine_writes(void **sta
     ledger_remove(&l);
 }
 
+static void test_verify_accepts_debts_in_a_program_that_allows_them(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_debt(&l);
+    struct tally_account acc;
+    assert_int_equal(engine_account(l.e, 3, ALICE, &acc), 0);
+    assert_int_equal(acc.available, 10);
+    ledger_close(&l);
+    struct audit_report r;
+    verify_ok(l.dir, &r);
+    ledger_remove(&l);
+}
+
 static void test_flipped_amount_byte_of_an_entry_is_reported_at_that_entry(void **state)
 {
     (void)state;
@@ -410,6 +531,55 @@ static void test_flipped_amount_byte_of_an_entry_is_reported_at_that_entry(void 
     verify_finds(l.dir, &r, words);
     assert_int_equal(r.bad_seq, seq);
     assert_int_equal(r.entries, seq - 1); /* everything before it checked out */
+    ledger_remove(&l);
+}
+
+static void add_one_point(struct tally_entry *e)
+{
+    e->amount += 1;
+}
+
+static void step_tier_down(struct tally_entry *e)
+{
+    e->tier_to = (uint8_t)(e->tier_to - 1);
+}
+
+static void test_rechained_edit_of_an_accrual_is_caught_by_the_fold(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    ledger_close(&l);
+    rechain_edit(l.dir, l.marker_seq, add_one_point);
+    struct audit_report r;
+    char name[32];
+    snprintf(name, sizeof(name), "entry %llu (ACCRUE", (unsigned long long)l.marker_seq);
+    const char *const words[] = {name, "member 42", "1001", NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, l.marker_seq);
+    ledger_remove(&l);
+}
+
+/* The accrual of value 6000 earns tier 2 (threshold 5000): a rewritten UPGRADE to tier 1 is
+ * recomputed from the QV ring and the ladder, and refused. */
+static void test_rechained_edit_of_a_tier_change_is_caught_by_the_ladder(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_rich(&l);
+    struct tally_entry en;
+    uint32_t n = 0;
+    assert_int_equal(engine_entry(l.e, l.marker_seq + 1, &en, NULL, 0, &n), 0);
+    assert_int_equal(en.kind, TALLY_KIND_TIER_CHANGE);
+    assert_int_equal(en.tier_to, 2);
+    ledger_close(&l);
+    rechain_edit(l.dir, l.marker_seq + 1, step_tier_down);
+    struct audit_report r;
+    const char *const words[] = {"TIER_CHANGE", "tier 0 -> 1", "give tier 2", NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, l.marker_seq + 1);
     ledger_remove(&l);
 }
 
@@ -487,6 +657,58 @@ static void test_flipped_byte_of_a_lot_is_reported_with_its_field(void **state)
 }
 
 /* Timers are not re-derived; only the state sum covers them. */
+static void test_deleted_account_is_reported_missing(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l);
+    ledger_close(&l);
+    uint8_t key[STORE_ACCOUNT_KEY];
+    store_account_key(key, 2, CAROL);
+    members_write(l.dir, key, sizeof(key), NULL, 0);
+    struct audit_report r;
+    const char *const words[] = {"account of member 44 in program 2", "not stored", NULL};
+    verify_finds(l.dir, &r, words);
+    ledger_remove(&l);
+}
+
+static void test_added_lot_is_reported_as_one_no_entry_made(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l);
+    ledger_close(&l);
+    struct tally_lot lot = {.lot_id = 999, .expires_at = UINT64_MAX, .amount = 5, .remaining = 5};
+    uint8_t key[STORE_LOT_KEY];
+    store_lot_key(key, 2, CAROL, lot.expires_at, lot.lot_id);
+    members_write(l.dir, key, sizeof(key), &lot, sizeof(lot));
+    struct audit_report r;
+    const char *const words[] = {"lot 999 of member 44", "is stored", NULL};
+    verify_finds(l.dir, &r, words);
+    ledger_remove(&l);
+}
+
+static void test_added_history_row_is_found_among_the_real_ones(void **state)
+{
+    (void)state;
+    struct ledger l;
+    ledger_init(&l);
+    build_small(&l);
+    ledger_close(&l);
+    struct store_history h = {.available = 1};
+    uint8_t key[STORE_HISTORY_KEY];
+    store_history_key(key, 2, CAROL, at("2026-03-16"), 3); /* entry 3 is Bob's OPEN */
+    members_write(l.dir, key, sizeof(key), &h, sizeof(h));
+    struct audit_report r;
+    const char *const words[] = {"history row of member 44", "at entry 3", "no entry produced it",
+                                 NULL};
+    verify_finds(l.dir, &r, words);
+    assert_int_equal(r.bad_seq, 3);
+    ledger_remove(&l);
+}
+
 static void test_flipped_byte_of_a_timer_breaks_the_state_sum(void **state)
 {
     (void)state;
@@ -614,10 +836,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verify_accepts_every_kind_of_entry_the_engine_writes),
+        cmocka_unit_test(test_verify_accepts_debts_in_a_program_that_allows_them),
         cmocka_unit_test(test_flipped_amount_byte_of_an_entry_is_reported_at_that_entry),
+        cmocka_unit_test(test_rechained_edit_of_an_accrual_is_caught_by_the_fold),
+        cmocka_unit_test(test_rechained_edit_of_a_tier_change_is_caught_by_the_ladder),
         cmocka_unit_test(test_flipped_byte_of_an_account_is_reported_with_its_field),
         cmocka_unit_test(test_flipped_byte_of_a_history_row_is_reported_at_its_entry),
         cmocka_unit_test(test_flipped_byte_of_a_lot_is_reported_with_its_field),
+        cmocka_unit_test(test_deleted_account_is_reported_missing),
+        cmocka_unit_test(test_added_lot_is_reported_as_one_no_entry_made),
+        cmocka_unit_test(test_added_history_row_is_found_among_the_real_ones),
         cmocka_unit_test(test_flipped_byte_of_a_timer_breaks_the_state_sum),
         cmocka_unit_test(test_flipped_byte_of_meta_fails_its_checksum),
         cmocka_unit_test(test_trial_balance_gives_worked_totals_per_program),
