@@ -29,7 +29,7 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         lmdb-utils:/usr/bin/mdb_stat
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-COMMON_SRC := common/codes.c common/calendar.c common/ids.c
+COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c
 ENGINE_SRC := $(wildcard engine/*.c)
 TOOLS_LIB_SRC := tools/cli_common.c
 ENGINE_LIB := $(BUILD)/libtally_engine.a
