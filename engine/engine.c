@@ -34,6 +34,7 @@ void engine_options_default(struct engine_options *opts)
     opts->map_size = ENGINE_MAP_SIZE_DEFAULT;
     opts->map_size_max = ENGINE_MAP_SIZE_MAX;
     opts->sync = true;
+    opts->member_cache = ENGINE_MEMBER_CACHE_DEFAULT;
 }
 
 static unsigned db_flags(int db)
@@ -44,15 +45,16 @@ static unsigned db_flags(int db)
 
 static int scratch_alloc(struct engine *e)
 {
-    e->lots = calloc(TALLY_LINEAGE_MAX, sizeof(*e->lots));
-    e->lot_keys = calloc(TALLY_LINEAGE_MAX, sizeof(*e->lot_keys));
+    e->plan_idx = calloc(TALLY_LINEAGE_MAX, sizeof(*e->plan_idx));
     e->refs = calloc(2 * TALLY_LINEAGE_MAX, sizeof(*e->refs));
     e->u64s = calloc(TALLY_LINEAGE_MAX, sizeof(*e->u64s));
     e->buf = malloc(ENGINE_BUF_SIZE);
     e->buf2 = malloc(ENGINE_BUF_SIZE);
     e->hash_buf = malloc(ENGINE_BUF_SIZE + 64);
-    bool ok = e->lots && e->lot_keys && e->refs && e->u64s && e->buf && e->buf2 && e->hash_buf;
-    return ok ? 0 : -ENOMEM;
+    bool ok = e->plan_idx && e->refs && e->u64s && e->buf && e->buf2 && e->hash_buf;
+    if (!ok)
+        return -ENOMEM;
+    return members_init(&e->cache, e->opts.member_cache);
 }
 
 static void meta_init(struct store_meta *m)
@@ -62,6 +64,7 @@ static void meta_init(struct store_meta *m)
     m->version = STORE_FORMAT_VERSION;
     m->next_seq = 1;
     m->next_lot_id = 1;
+    m->fold_from = 1;
 }
 
 static int meta_check(const struct store_meta *m)
@@ -117,6 +120,28 @@ err_after_txn:
     return rc == TALLY_ENOT_FOUND ? TALLY_ECORRUPT : rc;
 }
 
+/* Fold the entries the `members` B-tree may not include yet into the cached images (a crash, or
+ * a process that ended without engine_close). */
+static int recover(struct engine *e)
+{
+    if (e->meta.fold_from == 0)
+        e->meta.fold_from = 1;
+    if (e->meta.fold_from >= e->meta.next_seq)
+        return 0;
+    MDB_txn *txn;
+    int rc = store_translate(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn));
+    if (rc != 0)
+        return rc;
+    e->txn = txn;
+    e->work = e->meta;
+    rc = fold_recover(e, e->meta.fold_from);
+    mdb_txn_abort(txn);
+    e->txn = NULL;
+    if (rc == ENGINE_ECACHE_FULL)
+        return TALLY_ECONFIG; /* more members changed since fold_from than the cache holds */
+    return rc;
+}
+
 int engine_open(struct engine **out, const char *dir, const struct engine_options *opts)
 {
     struct stat st;
@@ -135,6 +160,11 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
         e->opts.map_size = ENGINE_MAP_SIZE_DEFAULT;
     if (e->opts.map_size_max == 0)
         e->opts.map_size_max = ENGINE_MAP_SIZE_MAX;
+    if (e->opts.turn_entries == 0)
+        e->opts.turn_entries = ENGINE_TURN_ENTRIES;
+    if (e->opts.member_cache < ENGINE_MEMBER_CACHE_MIN)
+        e->opts.member_cache = e->opts.member_cache == 0 ? ENGINE_MEMBER_CACHE_DEFAULT
+                                                         : ENGINE_MEMBER_CACHE_MIN;
     int rc = scratch_alloc(e);
     if (rc != 0)
         goto err_after_alloc;
@@ -150,6 +180,15 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
     mdb_env_info(e->env, &info);
     e->map_size = info.me_mapsize;
     if ((rc = open_dbs(e)) != 0)
+        goto err_after_env;
+    if ((rc = recover(e)) != 0)
+        goto err_after_env;
+    e->turn_seq = e->meta.next_seq;
+    /* Start from a clean cache: write back what recovery rebuilt. Without room for that (the map
+     * at its maximum, or the disk full) the ledger still opens: the recovered images are in the
+     * cache, fold_from still covers them, and the sweep writes them back once there is room. */
+    if (!e->opts.read_only && (rc = store_checkpoint(e)) != 0 && rc != TALLY_EMAP_LIMIT &&
+        rc != -ENOSPC)
         goto err_after_env;
     mdb_filehandle_t fd;
     e->fd = mdb_env_get_fd(e->env, &fd) == 0 ? fd : -1;
@@ -168,10 +207,13 @@ void engine_close(struct engine *e)
 {
     if (e == NULL)
         return;
-    if (e->env != NULL)
+    if (e->env != NULL) {
+        if (!e->opts.read_only)
+            (void)store_checkpoint(e); /* on failure fold_from stays: nothing is lost */
         mdb_env_close(e->env);
-    free(e->lots);
-    free(e->lot_keys);
+    }
+    members_deinit(&e->cache);
+    free(e->plan_idx);
     free(e->refs);
     free(e->u64s);
     free(e->buf);
@@ -193,6 +235,9 @@ void engine_status(struct engine *e, struct engine_status *out)
     out->entries = e->meta.next_seq - 1;
     out->chain_head = e->meta.chain_head;
     out->map_size = e->map_size;
+    out->fold_from = e->meta.fold_from;
+    out->members_cached = e->cache.used;
+    out->members_dirty = e->cache.ndirty;
     uint64_t words[7] = {e->meta.applied_index, out->entries, e->meta.chain_head,
                          e->meta.sum_lo, e->meta.sum_hi, e->meta.last_timestamp,
                          e->meta.next_lot_id};
@@ -265,10 +310,12 @@ static int apply_chain(struct engine *e, const struct tally_posting *postings, u
                        uint32_t end, uint64_t now, struct tally_result *results)
 {
     struct store_meta saved = e->work;
+    struct members_mark mark;
     MDB_txn *parent = e->txn, *child;
     int rc = store_translate(mdb_txn_begin(e->env, parent, 0, &child));
     if (rc != 0)
         return rc;
+    members_scope(&e->cache, &mark);
     e->txn = child;
     uint32_t failed = end;
     uint64_t hash = 0;
@@ -287,6 +334,7 @@ static int apply_chain(struct engine *e, const struct tally_posting *postings, u
     mdb_txn_abort(child);
     e->txn = parent;
     e->work = saved;
+    members_rollback(&e->cache, &mark);
     if (rc != 0)
         return rc;
     for (uint32_t i = first; i < end; i++) {
@@ -353,14 +401,21 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
                      struct tally_result *results)
 {
     MDB_txn *txn;
+    struct members_mark mark;
     int rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &txn));
     if (rc != 0)
         return rc;
     e->txn = txn;
     e->work = e->meta;
+    members_scope(&e->cache, &mark);
+    struct sweep sweep;
     rc = timers_sweep(e, now);
     if (rc == 0)
         rc = apply_postings(e, postings, count, now, results);
+    if (rc == 0) {
+        store_batch_end(e);
+        rc = store_write_back_some(e, e->work.next_seq - e->meta.next_seq, &sweep);
+    }
     if (rc != 0)
         goto err_after_txn;
     e->work.applied_index = index;
@@ -371,19 +426,29 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
     if ((rc = store_translate(mdb_put(txn, e->dbi[STORE_DB_META], &k, &v, 0))) != 0)
         goto err_after_txn;
     e->txn = NULL;
-    if ((rc = store_translate(mdb_txn_commit(txn))) != 0)
-        return rc; /* LMDB has freed the transaction */
+    if ((rc = store_translate(mdb_txn_commit(txn))) != 0) {
+        members_rollback(&e->cache, &mark); /* LMDB has freed the transaction */
+        members_batch_reset(&e->cache);
+        members_written_done(&e->cache, false);
+        e->work = e->meta;
+        return rc;
+    }
     e->meta = e->work;
+    members_batch_reset(&e->cache);
     small_folios(e);
+    store_sweep_done(e, &sweep);
     return 0;
 err_after_txn:
     mdb_txn_abort(txn);
     e->txn = NULL;
     e->work = e->meta;
+    members_rollback(&e->cache, &mark);
+    members_batch_reset(&e->cache);
+    members_written_done(&e->cache, false);
     return rc;
 }
 
-static int grow_map(struct engine *e)
+int engine_grow_map(struct engine *e)
 {
     if (e->map_size >= e->opts.map_size_max)
         return TALLY_EMAP_LIMIT;
@@ -410,11 +475,21 @@ int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
     if (index <= e->meta.applied_index)
         return 1;
     uint64_t now = timestamp > e->meta.last_timestamp ? timestamp : e->meta.last_timestamp;
+    bool evicted = false;
     for (;;) {
         int rc = apply_txn(e, index, now, postings, count, results);
-        if (rc != ENGINE_EMAP_FULL)
-            return rc;
-        if ((rc = grow_map(e)) != 0)
-            return rc;
+        if (rc == 0)
+            return 0;
+        if (rc == ENGINE_EMAP_FULL) {
+            if ((rc = engine_grow_map(e)) != 0)
+                return rc;
+        } else if (rc == ENGINE_ECACHE_FULL && !evicted) {
+            if ((rc = store_checkpoint(e)) != 0)
+                return rc;
+            members_evict_clean(&e->cache);
+            evicted = true;
+        } else {
+            return rc == ENGINE_ECACHE_FULL ? TALLY_ETOO_LARGE : rc;
+        }
     }
 }

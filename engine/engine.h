@@ -53,7 +53,19 @@ struct engine_options {
     size_t map_size_max; /* growth stops here (TALLY_EMAP_LIMIT); 0: ENGINE_MAP_SIZE_MAX */
     bool sync;           /* fsync at every commit (the default from engine_options_default) */
     bool read_only;      /* open for queries only (tools on a live data directory) */
+    uint32_t member_cache;       /* member records kept in memory; 0: the default */
+    uint64_t turn_entries;       /* entries per write-back turn; 0: ENGINE_TURN_ENTRIES */
 };
+
+/* Member records in memory: two million slots of 56 bytes, touched only as used (calloc), so a
+ * small ledger pays nothing; each cached member also holds its image (about 0.5 KiB). */
+#define ENGINE_MEMBER_CACHE_DEFAULT (UINT32_C(1) << 21)
+/* Fewer slots than this could not hold the members of one full batch and its sweep. */
+#define ENGINE_MEMBER_CACHE_MIN (UINT32_C(1) << 16)
+/* Entries per turn of the write-back hand (storage.h): a restart folds at most two turns of the
+ * log (a few seconds here); the longer the turn, the more rewrites of a busy member, and the
+ * more dirty neighbours on a page, one page write absorbs. */
+#define ENGINE_TURN_ENTRIES ((uint64_t)2 << 20)
 
 /* 64 MiB to start: small enough for a test directory, and LMDB's map is only address space. */
 #define ENGINE_MAP_SIZE_DEFAULT ((size_t)64 << 20)
@@ -91,6 +103,9 @@ struct engine_status {
     uint64_t chain_head;    /* hash of the newest entry */
     uint8_t digest[16];     /* XXH3-128 over applied index, entries, chain head and state sum */
     uint64_t map_size;      /* current LMDB map size */
+    uint64_t fold_from;     /* a restart now would fold the entries from here (storage.h) */
+    uint32_t members_cached;
+    uint32_t members_dirty; /* not yet written back */
 };
 
 /* Status as of the last committed batch. Cannot fail. */

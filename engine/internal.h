@@ -4,7 +4,10 @@
  *   engine.c   open, close, status; the batch loop: one write transaction per batch, linked
  *              chains in nested transactions, idempotency, map growth on MDB_MAP_FULL
  *   store.c    LMDB access: the only file that sees MDB_* codes; puts and deletes that keep the
- *              state sum; the entry log and its hash chain; account load and save with history
+ *              state sum; the entry log and its hash chain; accounts through the member cache;
+ *              the write-back sweep and checkpoints
+ *   fold.c     the effects of an entry on member images (run time and recovery)
+ *   members.c  the in-memory write-back cache of member records (account + lots), undo
  *   postings.c validation and execution of each posting kind
  *   lots.c     lots: creation, soonest-expiring-first consumption, holds, restoration, expiry
  *   tiers.c    qualifying value and tier rules; expiry-time computation from a program's policy
@@ -19,10 +22,17 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "members.h"
 #include "storage.h"
 
 /* An internal status (never returned to callers): the map is full, grow and re-run the batch. */
 #define ENGINE_EMAP_FULL (-30999)
+
+/* What a batch's write-back step did, applied to memory after its commit. */
+struct sweep {
+    uint64_t pos;       /* the hand after this batch */
+    uint64_t turn_seq;  /* the first entry of the turn in progress after this batch */
+};
 
 struct engine {
     MDB_env *env;
@@ -34,10 +44,12 @@ struct engine {
     MDB_txn *txn;           /* the running write transaction (a chain's child, if in one) */
     int fd;                 /* data.mdb, for page-cache advice */
     uint64_t cached_pages;  /* pages of data.mdb below which the cache holds 4 KiB folios */
+    struct members cache;   /* member records: see members.h */
+    uint64_t sweep_pos;     /* buckets the write-back hand has passed, ever */
+    uint64_t turn_seq;      /* first entry of the turn in progress: fold_from once it ends */
 
     /* Scratch space, allocated at open, sized by the limits in tally_records.h. */
-    struct tally_lot *lots;       /* TALLY_LINEAGE_MAX lots read for one entry */
-    uint8_t (*lot_keys)[STORE_LOT_KEY];
+    uint32_t *plan_idx;           /* TALLY_LINEAGE_MAX lot indexes of a plan */
     struct tally_lot_ref *refs;   /* 2 * TALLY_LINEAGE_MAX: a transfer's source and destination */
     uint64_t *u64s;               /* TALLY_LINEAGE_MAX: per-lot amounts */
     uint8_t *buf;                 /* ENGINE_BUF_SIZE: an entry, a hold or a reversal record */
@@ -45,14 +57,18 @@ struct engine {
     uint8_t *hash_buf;            /* ENGINE_BUF_SIZE + 64: tag || key || value for the sum */
 };
 
-/* The largest record: a TRANSFER entry with two full lineages. */
-#define ENGINE_BUF_SIZE (sizeof(struct tally_entry) + 2 * TALLY_LINEAGE_MAX * sizeof(struct tally_lot_ref))
+/* The largest record: a member image (account + TALLY_LINEAGE_MAX lots), which is also larger
+ * than a TRANSFER entry with two full lineages. */
+#define ENGINE_BUF_SIZE (STORE_MEMBER_MAX + 256)
+_Static_assert(ENGINE_BUF_SIZE >= sizeof(struct tally_entry) + 2 * TALLY_LINEAGE_MAX * 32,
+               "scratch holds the largest entry");
 
-/* An account loaded for change: `rec` is edited, `old` is what is stored (for the state sum). */
+/* An account loaded for change: `rec` is a copy that ops edit; acct_save writes it back into the
+ * member's cached image. The member's lots are edited in place in the image (lots.c). */
 struct acct {
     struct tally_account rec;
-    struct tally_account old;
-    bool stored;
+    struct member *m;
+    bool ghost; /* recovery: the image already has this entry; take no change (fold.c) */
 };
 
 /* The posting (or timer) being executed. */
@@ -81,54 +97,81 @@ void store_sum_add(struct engine *e, int db, const void *key, size_t klen, const
                    size_t len, bool subtract);
 uint64_t store_meta_checksum(const struct store_meta *m);
 
+/* Load an account (member or system) through the cache: 0, or TALLY_ENOT_FOUND. */
 int acct_load(struct engine *e, uint32_t program, uint64_t member, struct acct *a);
+/* Create an account (OPEN, and the system accounts of a PROGRAM); a->rec starts zeroed. */
+int acct_create(struct engine *e, uint32_t program, uint64_t member, struct acct *a);
+/* Write a->rec back into the member's image (the lots in the image are already current). */
 int acct_save(struct engine *e, struct acct *a);
+/* Call before editing a member's lots in place. */
+int acct_modify(struct engine *e, struct acct *a);
 int program_load(struct engine *e, uint32_t program, struct store_program *out);
 
 /* Append an entry (fixed part `en`, tail of tail_size bytes): assigns seq, timestamp, posting id
- * and user data from `op`, links the hash chain, saves the accounts a1 and a2 (either may be
- * NULL; a2 may equal a1) with their last_seq, and writes their history rows. */
+ * and user data from `op`, links the hash chain and each member's chain of entries (debit_prev,
+ * credit_prev), and saves the accounts a1 and a2 (either may be NULL; a2 may equal a1) with their
+ * last_seq. */
 int entry_emit(struct op *op, struct tally_entry *en, const void *tail, uint32_t tail_size,
                struct acct *a1, struct acct *a2);
 int entry_read(struct engine *e, uint64_t seq, struct tally_entry *out, const uint8_t **tail);
+/* End of a batch: add the changed members' new images to the state sum. */
+void store_batch_end(struct engine *e);
+/* Inside the batch's transaction: move the write-back hand by the share of a turn that
+ * `entries` entries are, writing back the dirty members it passes (see storage.h). */
+int store_write_back_some(struct engine *e, uint64_t entries, struct sweep *out);
+/* After the batch committed: mark written members clean, advance the hand. */
+void store_sweep_done(struct engine *e, const struct sweep *s);
+/* Write every dirty member into `members`; afterwards fold_from = next_seq (own transaction). */
+int store_checkpoint(struct engine *e);
+/* Double the map (up to the maximum): TALLY_EMAP_LIMIT at the maximum. No transaction open. */
+int engine_grow_map(struct engine *e);
 
 /* ---- lots.c ----------------------------------------------------------------------------- */
-/* A plan of lots to draw from: the lots read and how much to take from each. */
+/* A plan of lots to draw from: indexes into the member's lots (e->plan_idx) and how much to take
+ * from each (e->u64s). Plans change nothing. */
 struct lot_plan {
     uint32_t count;
     uint64_t total;
 };
 
-/* Plan taking `amount` from the member's active lots, soonest-expiring first, the lot
- * `first_lot` (key) first if given. Fills e->lots, e->lot_keys, e->u64s. Returns 0 with
- * plan->total <= amount (less if the member has less), or TALLY_RESULT via *result:
- * LOTS_LIMIT when more than TALLY_LINEAGE_MAX lots would be needed. */
-int lots_plan_take(struct engine *e, uint32_t program, uint64_t member, uint64_t amount,
-                   const uint8_t *first_lot, struct lot_plan *plan, uint32_t *result);
-/* Apply a plan: take from remaining (HOLD: move to held), write refs[0..count). */
-int lots_apply_take(struct engine *e, struct acct *a, const struct lot_plan *plan, bool to_held,
+/* Index of lot (expires_at, lot_id) in the member's lots, or -1. */
+int32_t lots_find(struct acct *a, uint64_t expires_at, uint64_t lot_id);
+/* Whether the member can take `more` new lots. */
+bool lots_room(const struct acct *a, uint32_t more);
+/* Plan taking `amount` from the member's active lots, soonest-expiring first, the lot at index
+ * `first` first if first >= 0. plan->total <= amount (less if the member has less); *result
+ * becomes LOTS_LIMIT when more than TALLY_LINEAGE_MAX lots would be needed. */
+void lots_plan_take(struct engine *e, struct acct *a, uint64_t amount, int32_t first,
+                    struct lot_plan *plan, uint32_t *result);
+/* Plan the member's active lots due at `now` (at most TALLY_LINEAGE_MAX). */
+void lots_plan_due(struct engine *e, struct acct *a, uint64_t now, struct lot_plan *plan);
+/* The lot refs of a plan. */
+void lots_plan_refs(struct engine *e, struct acct *a, const struct lot_plan *plan,
                     struct tally_lot_ref *refs);
-/* Create a lot (remaining = amount landed; pending if activate_at != 0) and its timers. */
-int lots_create(struct engine *e, struct acct *a, const struct tally_lot_ref *ref,
-                uint64_t origin_seq, uint64_t activate_at);
-/* Add points back to a lot (re-created if absent); from_held moves them from held instead. */
-int lots_restore(struct engine *e, struct acct *a, const struct tally_lot_ref *ref,
-                 uint64_t origin_seq, bool from_held);
-/* Take `amount` from the held part of the lots in refs (in order), writing what was taken. */
-int lots_take_held(struct engine *e, struct acct *a, const struct tally_lot_ref *held,
-                   uint32_t n, uint64_t amount, struct tally_lot_ref *out, uint32_t *out_n);
-int lots_get(struct engine *e, uint32_t program, uint64_t member, uint64_t expires_at,
-             uint64_t lot_id, struct tally_lot *out);
-int lots_put(struct engine *e, struct acct *a, const struct tally_lot *old,
-             const struct tally_lot *lot);
-/* Expire every active lot of the member due at op->now; emits EXPIRE entries. */
+/* Credit `amount` to a running `available`; a debt (below zero) is paid first. Returns how much
+ * lands in lots. */
+uint64_t lots_land(int64_t *available, uint64_t amount);
+/* The timers of a lot just created (activation if pending, expiry). */
+int lots_timers(struct engine *e, const struct acct *a, const struct tally_lot_ref *ref,
+                uint64_t activate_at);
+/* Image primitives for fold.c: insert a lot (nothing if empty), drop empty lots. */
+int lots_insert(struct acct *a, const struct tally_lot_ref *ref, uint64_t origin_seq,
+                uint64_t activate_at);
+void lots_compact(struct acct *a);
+/* Expire every active lot of the member due at op->now: EXPIRE entries. */
 int lots_expire_due(struct op *op, struct acct *a);
-/* Credit `amount` to the member's available points; a debt (available below zero) is paid
- * first. Returns how much lands in lots. */
-uint64_t lots_landed(struct acct *a, uint64_t amount);
-/* Activate a pending lot (by the ACTIVATE posting p, or by its timer when p is NULL). */
-int lots_activate(struct op *op, struct acct *a, const struct tally_lot *lot,
-                  const struct tally_posting *p);
+/* Activate the pending lot at index i (by the ACTIVATE posting p, or its timer when p is NULL). */
+int lots_activate(struct op *op, struct acct *a, uint32_t i, const struct tally_posting *p);
+
+/* ---- fold.c ----------------------------------------------------------------------------- */
+/* Apply an entry's effects to the accounts of its sides (a1, a2: loaded, in either order). */
+int fold_apply(struct op *op, const struct tally_entry *en, const void *tail, struct acct *a1,
+               struct acct *a2);
+/* A PROGRAM entry: create the program's system accounts. */
+int fold_program(struct op *op, const struct tally_entry *en);
+/* Recovery: fold entries from `from` to the newest into the member images, skipping each side
+ * whose image already includes the entry. */
+int fold_recover(struct engine *e, uint64_t from);
 
 /* ---- tiers.c ---------------------------------------------------------------------------- */
 uint64_t tiers_expiry_of(const struct tally_program_config *c, uint64_t earned_at);
@@ -145,8 +188,6 @@ int tiers_evaluate(struct op *op, struct acct *a);
 /* ---- timers.c --------------------------------------------------------------------------- */
 int timers_set(struct engine *e, uint64_t time, uint32_t kind, uint32_t program, uint64_t member,
                uint64_t object, uint64_t aux);
-int timers_clear(struct engine *e, uint64_t time, uint32_t kind, uint32_t program,
-                 uint64_t member, uint64_t object, uint64_t aux);
 /* Run every timer due at or before `now`, in time order. */
 int timers_sweep(struct engine *e, uint64_t now);
 
@@ -158,7 +199,7 @@ int postings_execute(struct engine *e, const struct tally_posting *p, uint64_t n
                      uint32_t *result, uint64_t *first_seq, uint32_t *entry_count);
 /* Give back what a hold still reserves: a RELEASE posting or a timeout (the hold must be
  * ACTIVE; a timeout of a resolved hold does nothing), or the remainder right after a partial
- * CAPTURE (remainder = true). */
+ * CAPTURE (remainder = true: the entry carries TALLY_ENTRY_REMAINDER). */
 int postings_release_hold(struct op *op, uint64_t hold_seq, struct acct *a, bool remainder);
 
 #endif

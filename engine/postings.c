@@ -274,20 +274,7 @@ static int do_program(struct op *op, uint32_t *result)
     en.program = p->program;
     en.kind = TALLY_KIND_PROGRAM;
     en.code = p->code;
-    if ((rc = entry_emit(op, &en, &p->config, sizeof(p->config), NULL, NULL)) != 0)
-        return rc;
-    for (uint32_t i = 0; i < TALLY_SYS_COUNT; i++) {
-        struct acct s = {0};
-        s.rec.program = p->program;
-        s.rec.status = TALLY_ACCOUNT_STATUS_SYSTEM;
-        s.rec.member = UINT64_MAX - i;
-        s.rec.opened_at = op->now;
-        s.rec.tier_valid_until = UINT64_MAX;
-        s.rec.last_seq = en.seq;
-        if ((rc = acct_save(e, &s)) != 0)
-            return rc;
-    }
-    return 0;
+    return entry_emit(op, &en, &p->config, sizeof(p->config), NULL, NULL);
 }
 
 static int do_open(struct op *op, uint32_t *result)
@@ -302,12 +289,8 @@ static int do_open(struct op *op, uint32_t *result)
     }
     if (rc != TALLY_ENOT_FOUND)
         return rc;
-    a.rec.program = p->program;
-    a.rec.status = TALLY_ACCOUNT_STATUS_OPEN;
-    a.rec.member = p->account;
-    a.rec.opened_at = op->now;
-    a.rec.tier_valid_until = UINT64_MAX;
-    a.rec.qv_month = calendar_month_of(op->now, op->prog.config.tz_offset_min);
+    if ((rc = acct_create(e, p->program, p->account, &a)) != 0)
+        return rc;
     struct store_program prog = op->prog;
     prog.members++;
     uint8_t k[4];
@@ -334,26 +317,24 @@ static int do_accrue(struct op *op, uint32_t *result)
     if ((rc = sys_load(op, TALLY_SYS_ISSUANCE, &src)) != 0)
         return rc;
     bool pending = (p->flags & TALLY_FLAG_PENDING) != 0;
+    if (!lots_room(&a, 1)) {
+        *result = TALLY_LOTS_LIMIT;
+        return 0;
+    }
     if (debit_overflows(src.rec.available, p->amount) ||
         credit_overflows(a.rec.available, p->amount) ||
         a.rec.pending > (uint64_t)INT64_MAX - p->amount) {
         *result = TALLY_OVERFLOW;
         return 0;
     }
-    uint64_t seq = e->work.next_seq;
     struct tally_lot_ref ref = {e->work.next_lot_id++, tiers_expiry_of(&op->prog.config, op->now),
                                 op->now, p->amount};
     uint64_t activate_at = pending ? op->now + p->duration_ms : 0;
-    if (pending)
-        a.rec.pending += p->amount;
-    else
-        ref.amount = lots_landed(&a, p->amount);
-    if ((rc = lots_create(e, &a, &ref, seq, activate_at)) != 0)
+    int64_t available = a.rec.available;
+    if (!pending)
+        ref.amount = lots_land(&available, p->amount);
+    if ((rc = lots_timers(e, &a, &ref, activate_at)) != 0)
         return rc;
-    src.rec.available -= (int64_t)p->amount;
-    a.rec.earned += p->amount;
-    tiers_qv_add(&a.rec, calendar_month_of(op->now, op->prog.config.tz_offset_min), p->value);
-
     struct tally_entry en = entry_for(op, TALLY_KIND_ACCRUE, TALLY_SYS_ISSUANCE, p->account,
                                       p->amount);
     en.flags = pending ? TALLY_ENTRY_PENDING : 0;
@@ -368,28 +349,28 @@ static int do_accrue(struct op *op, uint32_t *result)
     return !pending && ref.expires_at <= op->now ? lots_expire_due(op, &a) : 0;
 }
 
-/* The lot an ACCRUE entry created, if it is still pending. */
-static int pending_lot(struct op *op, const struct ref *r, struct tally_lot *lot, uint32_t *result)
+/* The index of the lot an ACCRUE entry created, if it is still pending. */
+static int32_t pending_lot(struct acct *a, const struct ref *r, uint32_t *result)
 {
-    int rc = lots_get(op->e, op->p->program, r->member, r->en.time_a, r->en.lot_id, lot);
-    if (rc != 0 && rc != TALLY_ENOT_FOUND)
-        return rc;
-    if (rc == TALLY_ENOT_FOUND || lot->activate_at == 0)
+    int32_t i = lots_find(a, r->en.time_a, r->en.lot_id);
+    if (i < 0 || member_lots(a->m)[i].activate_at == 0) {
         *result = TALLY_NOT_PENDING;
-    return 0;
+        return -1;
+    }
+    return i;
 }
 
 static int do_activate(struct op *op, uint32_t *result)
 {
     struct ref r;
     struct acct a;
-    struct tally_lot lot;
+    int32_t i = -1;
     int rc = ref_and_member(op, 1u << TALLY_KIND_ACCRUE, &r, &a, result);
     if (rc == 0 && *result == TALLY_OK)
-        rc = pending_lot(op, &r, &lot, result);
+        i = pending_lot(&a, &r, result);
     if (rc != 0 || *result != TALLY_OK)
         return rc;
-    return lots_activate(op, &a, &lot, op->p);
+    return lots_activate(op, &a, (uint32_t)i, op->p);
 }
 
 static int reversal_put(struct engine *e, uint64_t seq, const void *old, size_t old_len,
@@ -403,31 +384,18 @@ static int do_cancel(struct op *op, uint32_t *result)
     struct engine *e = op->e;
     struct ref r;
     struct acct a, sink;
-    struct tally_lot lot;
+    int32_t i = -1;
     int rc = ref_and_member(op, 1u << TALLY_KIND_ACCRUE, &r, &a, result);
     if (rc == 0 && *result == TALLY_OK)
-        rc = pending_lot(op, &r, &lot, result);
+        i = pending_lot(&a, &r, result);
     if (rc != 0 || *result != TALLY_OK)
         return rc;
     if ((rc = sys_load(op, TALLY_SYS_ISSUANCE, &sink)) != 0)
         return rc;
-    struct tally_lot gone = lot;
-    gone.remaining = 0;
-    gone.activate_at = 0;
-    if ((rc = lots_put(e, &a, &lot, &gone)) != 0)
-        return rc;
-    rc = timers_clear(e, lot.activate_at, STORE_TIMER_ACTIVATE, a.rec.program, a.rec.member,
-                      lot.lot_id, lot.expires_at);
-    if (rc != 0)
-        return rc;
+    struct tally_lot lot = member_lots(a.m)[i];
     struct store_reversal rev = {.amount = r.en.amount, .value = r.en.value};
     if ((rc = reversal_put(e, r.en.seq, NULL, 0, &rev, sizeof(rev))) != 0)
         return rc;
-    a.rec.pending -= lot.remaining;
-    a.rec.earned -= lot.remaining;
-    sink.rec.available += (int64_t)lot.remaining;
-    tiers_qv_remove(&a.rec, calendar_month_of(r.en.timestamp, op->prog.config.tz_offset_min),
-                    r.en.value);
     struct tally_entry en = entry_for(op, TALLY_KIND_CANCEL, a.rec.member, TALLY_SYS_ISSUANCE,
                                       lot.remaining);
     en.value = r.en.value;
@@ -441,7 +409,7 @@ static int do_cancel(struct op *op, uint32_t *result)
 
 /* Plan taking `amount` from the member: INSUFFICIENT_POINTS unless the program allows a debt
  * (allow_debt) and the member has no active holds; LOTS_LIMIT. */
-static int plan_spend(struct op *op, struct acct *a, uint64_t amount, const uint8_t *first_lot,
+static int plan_spend(struct op *op, struct acct *a, uint64_t amount, int32_t first_lot,
                       bool allow_debt, struct lot_plan *plan, uint32_t *result)
 {
     bool debt_ok = allow_debt && (op->prog.config.flags & TALLY_PROGRAM_ALLOW_NEGATIVE) &&
@@ -454,10 +422,9 @@ static int plan_spend(struct op *op, struct acct *a, uint64_t amount, const uint
         *result = TALLY_OVERFLOW;
         return 0;
     }
-    int rc = lots_plan_take(op->e, a->rec.program, a->rec.member, amount, first_lot, plan,
-                            result);
-    if (rc != 0 || *result != TALLY_OK)
-        return rc;
+    lots_plan_take(op->e, a, amount, first_lot, plan, result);
+    if (*result != TALLY_OK)
+        return 0;
     /* Lots hold exactly the available points: a shortfall while available covers the amount
      * means the stored state is inconsistent. */
     int64_t have = a->rec.available > 0 ? a->rec.available : 0;
@@ -473,7 +440,7 @@ static int do_redeem(struct op *op, uint32_t *result)
     struct lot_plan plan;
     int rc = member_load(op, p->account, &a, result);
     if (rc == 0 && *result == TALLY_OK)
-        rc = plan_spend(op, &a, p->amount, NULL, false, &plan, result);
+        rc = plan_spend(op, &a, p->amount, -1, false, &plan, result);
     if (rc != 0 || *result != TALLY_OK)
         return rc;
     if ((rc = sys_load(op, TALLY_SYS_REDEMPTION, &sink)) != 0)
@@ -482,11 +449,7 @@ static int do_redeem(struct op *op, uint32_t *result)
         *result = TALLY_OVERFLOW;
         return 0;
     }
-    if ((rc = lots_apply_take(e, &a, &plan, false, e->refs)) != 0)
-        return rc;
-    a.rec.available -= (int64_t)p->amount;
-    a.rec.redeemed += p->amount;
-    sink.rec.available += (int64_t)p->amount;
+    lots_plan_refs(e, &a, &plan, e->refs);
     struct tally_entry en = entry_for(op, TALLY_KIND_REDEEM, a.rec.member, TALLY_SYS_REDEMPTION,
                                       p->amount);
     return entry_emit(op, &en, e->refs, refs_size(plan.count), &a, &sink);
@@ -500,7 +463,7 @@ static int do_hold(struct op *op, uint32_t *result)
     struct lot_plan plan;
     int rc = member_load(op, p->account, &a, result);
     if (rc == 0 && *result == TALLY_OK)
-        rc = plan_spend(op, &a, p->amount, NULL, false, &plan, result);
+        rc = plan_spend(op, &a, p->amount, -1, false, &plan, result);
     if (rc != 0 || *result != TALLY_OK)
         return rc;
     uint64_t seq = e->work.next_seq;
@@ -515,17 +478,13 @@ static int do_hold(struct op *op, uint32_t *result)
     memcpy(h->posting_id, p->id, 16);
     h->lot_count = plan.count;
     struct tally_lot_ref *refs = (struct tally_lot_ref *)(h + 1);
-    if ((rc = lots_apply_take(e, &a, &plan, true, refs)) != 0)
-        return rc;
+    lots_plan_refs(e, &a, &plan, refs);
     rc = store_put(e, STORE_DB_HOLDS, &seq, sizeof(seq), NULL, 0, h,
                    sizeof(*h) + refs_size(plan.count));
     if (rc == 0)
         rc = timers_set(e, timeout, STORE_TIMER_HOLD_TIMEOUT, p->program, a.rec.member, seq, 0);
     if (rc != 0)
         return rc;
-    a.rec.available -= (int64_t)p->amount;
-    a.rec.held += p->amount;
-    a.rec.holds_active++;
     struct tally_entry en = entry_for(op, TALLY_KIND_HOLD, a.rec.member, a.rec.member, p->amount);
     en.time_a = timeout;
     return entry_emit(op, &en, refs, refs_size(plan.count), &a, NULL);
@@ -543,24 +502,23 @@ static int do_transfer(struct op *op, uint32_t *result)
     if (rc == 0 && *result == TALLY_OK && credit_overflows(b.rec.available, p->amount))
         *result = TALLY_OVERFLOW;
     if (rc == 0 && *result == TALLY_OK)
-        rc = plan_spend(op, &a, p->amount, NULL, false, &plan, result);
+        rc = plan_spend(op, &a, p->amount, -1, false, &plan, result);
+    if (rc == 0 && *result == TALLY_OK && !lots_room(&b, plan.count))
+        *result = TALLY_LOTS_LIMIT;
     if (rc != 0 || *result != TALLY_OK)
         return rc;
     struct tally_lot_ref *src = e->refs, *dst = e->refs + plan.count;
-    if ((rc = lots_apply_take(e, &a, &plan, false, src)) != 0)
-        return rc;
-    uint64_t seq = e->work.next_seq, first_lot = e->work.next_lot_id;
+    lots_plan_refs(e, &a, &plan, src);
+    uint64_t first_lot = e->work.next_lot_id;
     e->work.next_lot_id += plan.count;
+    int64_t available = b.rec.available;
     for (uint32_t i = 0; i < plan.count; i++) {
         dst[i] = src[i];
         dst[i].lot_id = first_lot + i;
-        dst[i].amount = lots_landed(&b, src[i].amount);
-        if ((rc = lots_create(e, &b, &dst[i], seq, 0)) != 0)
+        dst[i].amount = lots_land(&available, src[i].amount);
+        if ((rc = lots_timers(e, &b, &dst[i], 0)) != 0)
             return rc;
     }
-    a.rec.available -= (int64_t)p->amount;
-    a.rec.transferred_out += p->amount;
-    b.rec.transferred_in += p->amount;
     struct tally_entry en = entry_for(op, TALLY_KIND_TRANSFER, a.rec.member, b.rec.member,
                                       p->amount);
     en.lot_id = first_lot;
@@ -576,9 +534,11 @@ static int do_adjust(struct op *op, uint32_t *result)
     struct lot_plan plan = {0};
     int rc = member_load(op, p->account, &a, result);
     if (rc == 0 && *result == TALLY_OK && negative)
-        rc = plan_spend(op, &a, p->amount, NULL, true, &plan, result);
+        rc = plan_spend(op, &a, p->amount, -1, true, &plan, result);
     if (rc == 0 && *result == TALLY_OK && !negative && credit_overflows(a.rec.available, p->amount))
         *result = TALLY_OVERFLOW;
+    if (rc == 0 && *result == TALLY_OK && !negative && !lots_room(&a, 1))
+        *result = TALLY_LOTS_LIMIT;
     if (rc != 0 || *result != TALLY_OK)
         return rc;
     if ((rc = sys_load(op, TALLY_SYS_ADJUSTMENT, &adj)) != 0)
@@ -590,22 +550,17 @@ static int do_adjust(struct op *op, uint32_t *result)
     }
     struct tally_entry en;
     if (negative) {
-        if ((rc = lots_apply_take(e, &a, &plan, false, e->refs)) != 0)
-            return rc;
-        a.rec.available -= (int64_t)p->amount;
-        a.rec.adjusted -= (int64_t)p->amount;
-        adj.rec.available += (int64_t)p->amount;
+        lots_plan_refs(e, &a, &plan, e->refs);
         en = entry_for(op, TALLY_KIND_ADJUST, a.rec.member, TALLY_SYS_ADJUSTMENT, p->amount);
         en.flags = TALLY_ENTRY_NEGATIVE;
         return entry_emit(op, &en, e->refs, refs_size(plan.count), &a, &adj);
     }
     struct tally_lot_ref ref = {e->work.next_lot_id++, tiers_expiry_of(&op->prog.config, op->now),
                                 op->now, 0};
-    ref.amount = lots_landed(&a, p->amount);
-    if ((rc = lots_create(e, &a, &ref, e->work.next_seq, 0)) != 0)
+    int64_t available = a.rec.available;
+    ref.amount = lots_land(&available, p->amount);
+    if ((rc = lots_timers(e, &a, &ref, 0)) != 0)
         return rc;
-    a.rec.adjusted += (int64_t)p->amount;
-    adj.rec.available -= (int64_t)p->amount;
     en = entry_for(op, TALLY_KIND_ADJUST, TALLY_SYS_ADJUSTMENT, a.rec.member, p->amount);
     en.lot_id = ref.lot_id;
     en.time_a = ref.expires_at;
@@ -674,28 +629,21 @@ int postings_release_hold(struct op *op, uint64_t hold_seq, struct acct *a, bool
             continue;
         out[n] = held[i];
         out[n].amount = held[i].amount - s;
-        if ((rc = lots_restore(e, a, &out[n], hold_seq, true)) != 0)
-            return rc;
         due |= out[n].expires_at <= op->now;
         total += out[n++].amount;
     }
     if (!remainder) {
         h->status = op->p == NULL ? TALLY_HOLD_TIMED_OUT : TALLY_HOLD_RELEASED;
         h->resolved_seq = e->work.next_seq;
-        a->rec.holds_active--;
-        rc = timers_clear(e, h->timeout_at, STORE_TIMER_HOLD_TIMEOUT, h->program, h->member,
-                          hold_seq, 0);
-        if (rc == 0)
-            rc = hold_save(e, hold_seq, &before, h);
-        if (rc != 0)
+        if ((rc = hold_save(e, hold_seq, &before, h)) != 0)
             return rc;
     }
-    a->rec.held -= total;
-    a->rec.available += (int64_t)total;
     struct tally_entry en = {0};
     en.program = h->program;
     en.kind = TALLY_KIND_RELEASE;
-    en.flags = remainder || op->p == NULL ? TALLY_ENTRY_AUTO : 0;
+    en.flags = remainder ? TALLY_ENTRY_AUTO | TALLY_ENTRY_REMAINDER
+               : op->p == NULL ? TALLY_ENTRY_AUTO
+                               : 0;
     en.debit = a->rec.member;
     en.credit = a->rec.member;
     en.amount = total;
@@ -739,25 +687,21 @@ static int do_capture(struct op *op, uint32_t *result)
         *result = TALLY_OVERFLOW;
         return 0;
     }
-    uint32_t n;
+    /* The capture takes the held points in the order the hold reserved them. */
+    uint32_t n = 0;
     const struct tally_lot_ref *held = (const struct tally_lot_ref *)(h + 1);
-    if ((rc = lots_take_held(e, &a, held, h->lot_count, c, e->refs, &n)) != 0)
-        return rc;
+    for (uint64_t left = c; n < h->lot_count && left > 0; n++) {
+        e->refs[n] = held[n];
+        e->refs[n].amount = held[n].amount < left ? held[n].amount : left;
+        left -= e->refs[n].amount;
+    }
     struct store_hold before = *h;
     h->status = TALLY_HOLD_CAPTURED;
     h->captured = c;
     h->resolved_seq = e->work.next_seq;
     if ((rc = hold_save(e, r.en.seq, &before, h)) != 0)
         return rc;
-    rc = timers_clear(e, h->timeout_at, STORE_TIMER_HOLD_TIMEOUT, h->program, h->member,
-                      r.en.seq, 0);
-    if (rc != 0)
-        return rc;
     bool rest = c < h->amount;
-    a.rec.held -= c;
-    a.rec.redeemed += c;
-    a.rec.holds_active--;
-    sink.rec.available += (int64_t)c;
     struct tally_entry en = entry_for(op, TALLY_KIND_CAPTURE, a.rec.member, TALLY_SYS_REDEMPTION, c);
     en.ref_seq = r.en.seq;
     if ((rc = entry_emit(op, &en, e->refs, refs_size(n), &a, &sink)) != 0)
@@ -794,52 +738,22 @@ static int do_close(struct op *op, uint32_t *result)
         *result = TALLY_INSUFFICIENT_POINTS;
         return 0;
     }
-    if (a.rec.lots_open > TALLY_LINEAGE_MAX) {
-        *result = TALLY_LOTS_LIMIT;
-        return 0;
-    }
     if ((rc = sys_load(op, TALLY_SYS_BREAKAGE, &sink)) != 0)
         return rc;
-    uint8_t prefix[STORE_MEMBER_PREFIX + 1];
-    store_member_tag(prefix, p->program, p->account, STORE_TAG_LOT);
-    /* Read every lot of the member (lots_open bounds them), then delete them. */
-    uint32_t n = 0;
-    MDB_cursor *c;
-    if ((rc = store_translate(mdb_cursor_open(e->txn, e->dbi[STORE_DB_MEMBERS], &c))) != 0)
-        return rc;
-    MDB_val k = {.mv_size = sizeof(prefix), .mv_data = prefix}, v;
-    rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_SET_RANGE));
-    while (rc == 0 && k.mv_size == STORE_LOT_KEY && memcmp(k.mv_data, prefix, sizeof(prefix)) == 0) {
-        if (n == TALLY_LINEAGE_MAX || v.mv_size != sizeof(struct tally_lot)) {
-            rc = TALLY_ECORRUPT;
-            break;
-        }
-        memcpy(&e->lots[n++], v.mv_data, sizeof(struct tally_lot));
-        rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_NEXT));
-    }
-    mdb_cursor_close(c);
-    if (rc != 0 && rc != TALLY_ENOT_FOUND)
-        return rc;
-    uint64_t total = 0;
+    const struct tally_lot *lots = member_lots(a.m);
+    uint32_t n = member_lot_count(a.m);
+    uint64_t total = 0, pending = 0;
     for (uint32_t i = 0; i < n; i++) {
-        struct tally_lot gone = e->lots[i];
-        e->refs[i] = (struct tally_lot_ref){gone.lot_id, gone.expires_at, gone.earned_at,
-                                            gone.remaining};
-        total += gone.remaining;
-        gone.remaining = 0;
-        gone.activate_at = 0;
-        if ((rc = lots_put(e, &a, &e->lots[i], &gone)) != 0)
-            return rc;
+        e->refs[i] = (struct tally_lot_ref){lots[i].lot_id, lots[i].expires_at, lots[i].earned_at,
+                                            lots[i].remaining};
+        total += lots[i].remaining;
+        if (lots[i].activate_at != 0)
+            pending += lots[i].remaining;
     }
     if (total != (uint64_t)a.rec.available + a.rec.pending)
         return TALLY_ECORRUPT;
-    a.rec.expired += total;
-    a.rec.available = 0;
-    a.rec.pending = 0;
-    a.rec.status = TALLY_ACCOUNT_STATUS_CLOSED;
-    a.rec.closed_at = op->now;
-    sink.rec.available += (int64_t)total;
     struct tally_entry en = entry_for(op, TALLY_KIND_CLOSE, a.rec.member, TALLY_SYS_BREAKAGE, total);
+    en.value = pending;
     return entry_emit(op, &en, e->refs, refs_size(n), &a, &sink);
 }
 
@@ -894,24 +808,19 @@ static int reverse_accrual(struct op *op, struct ref *r, struct acct *a, uint64_
                            struct store_reversal *rev, bool stored, uint32_t *result)
 {
     struct engine *e = op->e;
-    struct tally_lot lot;
-    int rc = lots_get(e, op->p->program, r->member, r->en.time_a, r->en.lot_id, &lot);
-    if (rc != 0 && rc != TALLY_ENOT_FOUND)
-        return rc;
-    if (rc == 0 && lot.activate_at != 0) {
+    int32_t first = lots_find(a, r->en.time_a, r->en.lot_id);
+    if (first >= 0 && member_lots(a->m)[first].activate_at != 0) {
         *result = TALLY_REF_PENDING;
         return 0;
     }
-    uint8_t first[STORE_LOT_KEY];
-    store_lot_key(first, op->p->program, r->member, r->en.time_a, r->en.lot_id);
     struct lot_plan plan;
     struct acct sink;
+    int rc;
     if ((rc = plan_spend(op, a, amount, first, true, &plan, result)) != 0 || *result != TALLY_OK)
         return rc;
     if ((rc = sys_load(op, TALLY_SYS_ISSUANCE, &sink)) != 0)
         return rc;
-    if ((rc = lots_apply_take(e, a, &plan, false, e->refs)) != 0)
-        return rc;
+    lots_plan_refs(e, a, &plan, e->refs);
     struct store_reversal old = *rev;
     uint64_t value = mul_div(r->en.value, rev->amount + amount, r->en.amount) -
                      mul_div(r->en.value, rev->amount, r->en.amount);
@@ -919,11 +828,6 @@ static int reverse_accrual(struct op *op, struct ref *r, struct acct *a, uint64_
     rev->value += value;
     if ((rc = reversal_save(e, r->en.seq, rev, stored, &old, NULL)) != 0)
         return rc;
-    a->rec.available -= (int64_t)amount;
-    a->rec.earned -= amount;
-    tiers_qv_remove(&a->rec, calendar_month_of(r->en.timestamp, op->prog.config.tz_offset_min),
-                    value);
-    sink.rec.available += (int64_t)amount;
     struct tally_entry en = entry_for(op, TALLY_KIND_REVERSE, a->rec.member, TALLY_SYS_ISSUANCE,
                                       amount);
     en.value = value;
@@ -966,6 +870,10 @@ static int reverse_redemption(struct op *op, struct ref *r, struct acct *a, uint
     uint32_t n;
     if ((rc = lineage_copy(e, r->en.seq, lin, &n)) != 0)
         return rc;
+    if (!lots_room(a, n)) {
+        *result = TALLY_LOTS_LIMIT;
+        return 0;
+    }
     if (n != rev->lot_count)
         return TALLY_ECORRUPT;
     uint64_t *restored = (uint64_t *)(rev + 1), *share = e->u64s;
@@ -975,22 +883,22 @@ static int reverse_redemption(struct op *op, struct ref *r, struct acct *a, uint
     restore_shares(lin, restored, n, amount, share);
     uint32_t m = 0;
     bool due = false;
+    int64_t available = a->rec.available;
     for (uint32_t i = 0; i < n; i++) {
         restored[i] += share[i];
-        uint64_t landed = lots_landed(a, share[i]);
+        uint64_t landed = lots_land(&available, share[i]);
         if (landed == 0)
             continue;
         out[m] = lin[i];
         out[m].amount = landed;
-        if ((rc = lots_restore(e, a, &out[m], e->work.next_seq, false)) != 0)
+        if (lots_find(a, out[m].expires_at, out[m].lot_id) < 0 &&
+            (rc = lots_timers(e, a, &out[m], 0)) != 0)
             return rc;
         due |= out[m++].expires_at <= op->now;
     }
     rev->amount += amount;
     if ((rc = reversal_save(e, r->en.seq, rev, stored, &old, old_lots)) != 0)
         return rc;
-    a->rec.redeemed -= amount;
-    src.rec.available -= (int64_t)amount;
     struct tally_entry en = entry_for(op, TALLY_KIND_REVERSE, TALLY_SYS_REDEMPTION, a->rec.member,
                                       amount);
     en.ref_seq = r->en.seq;

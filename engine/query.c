@@ -23,6 +23,9 @@ static int read_end(struct engine *e, int rc)
     return rc;
 }
 
+static int account_view(struct engine *e, uint32_t program, uint64_t member,
+                        struct tally_account *out);
+
 int engine_program(struct engine *e, uint32_t program, struct tally_program_config *config,
                    struct tally_program_totals *totals)
 {
@@ -35,9 +38,11 @@ int engine_program(struct engine *e, uint32_t program, struct tally_program_conf
     if (config != NULL)
         *config = prog.config;
     if (totals != NULL) {
-        struct acct s[TALLY_SYS_COUNT];
+        struct {
+            struct tally_account rec;
+        } s[TALLY_SYS_COUNT];
         for (uint32_t i = 0; i < TALLY_SYS_COUNT && rc == 0; i++)
-            rc = acct_load(e, program, UINT64_MAX - i, &s[i]);
+            rc = account_view(e, program, UINT64_MAX - i, &s[i].rec);
         if (rc != 0)
             return read_end(e, rc == TALLY_ENOT_FOUND ? TALLY_ECORRUPT : rc);
         memset(totals, 0, sizeof(*totals));
@@ -77,17 +82,97 @@ int engine_programs(struct engine *e, uint32_t after, uint32_t *ids, uint32_t ma
     return read_end(e, rc == TALLY_ENOT_FOUND ? 0 : rc);
 }
 
+/* A member's image: the cached one if cached (it may be newer than LMDB), else the stored one
+ * (valid until the read transaction ends). */
+static int member_view(struct engine *e, uint32_t program, uint64_t member, const uint8_t **image,
+                       uint32_t *size)
+{
+    struct member *m = members_find(&e->cache, program, member);
+    if (m != NULL) {
+        *image = m->blob;
+        *size = m->size;
+        return 0;
+    }
+    uint8_t k[STORE_MEMBER_KEY];
+    store_member_key(k, program, member);
+    MDB_val v;
+    int rc = store_get_raw(e, STORE_DB_MEMBERS, k, sizeof(k), &v);
+    if (rc != 0)
+        return rc;
+    if (v.mv_size < sizeof(struct tally_account) || v.mv_size > STORE_MEMBER_MAX)
+        return TALLY_ECORRUPT;
+    *image = v.mv_data;
+    *size = (uint32_t)v.mv_size;
+    return 0;
+}
+
+static int account_view(struct engine *e, uint32_t program, uint64_t member,
+                        struct tally_account *out)
+{
+    const uint8_t *image;
+    uint32_t size;
+    int rc = member_view(e, program, member, &image, &size);
+    if (rc == 0)
+        memcpy(out, image, sizeof(*out));
+    return rc;
+}
+
 int engine_account(struct engine *e, uint32_t program, uint64_t member,
                    struct tally_account *out)
 {
     int rc = read_begin(e);
     if (rc != 0)
         return rc;
-    struct acct a;
-    rc = acct_load(e, program, member, &a);
-    if (rc == 0)
-        *out = a.rec;
-    return read_end(e, rc);
+    return read_end(e, account_view(e, program, member, out));
+}
+
+/* What entry `en` did to member m's buckets. */
+static void member_delta(const struct tally_entry *en, uint64_t m, int64_t *da, int64_t *dp,
+                         int64_t *dh)
+{
+    int64_t amt = (int64_t)en->amount;
+    *da = *dp = *dh = 0;
+    switch (en->kind) {
+    case TALLY_KIND_ACCRUE:
+        *(en->flags & TALLY_ENTRY_PENDING ? dp : da) = amt;
+        break;
+    case TALLY_KIND_ACTIVATE:
+        *dp = -amt;
+        *da = amt;
+        break;
+    case TALLY_KIND_CANCEL:
+        *dp = -amt;
+        break;
+    case TALLY_KIND_HOLD:
+        *da = -amt;
+        *dh = amt;
+        break;
+    case TALLY_KIND_CAPTURE:
+        *dh = -amt;
+        break;
+    case TALLY_KIND_RELEASE:
+        *dh = -amt;
+        *da = amt;
+        break;
+    case TALLY_KIND_CLOSE:
+        *da = -(amt - (int64_t)en->value);
+        *dp = -(int64_t)en->value;
+        break;
+    case TALLY_KIND_REDEEM:
+    case TALLY_KIND_REVERSE:
+    case TALLY_KIND_TRANSFER:
+    case TALLY_KIND_ADJUST:
+    case TALLY_KIND_EXPIRE:
+        *da = en->debit == m ? -amt : amt;
+        break;
+    default:
+        break;
+    }
+}
+
+static uint64_t prev_for(const struct tally_entry *en, uint64_t m)
+{
+    return en->debit == m ? en->debit_prev : en->credit_prev;
 }
 
 int engine_balance_at(struct engine *e, uint32_t program, uint64_t member, uint64_t at,
@@ -96,31 +181,30 @@ int engine_balance_at(struct engine *e, uint32_t program, uint64_t member, uint6
     int rc = read_begin(e);
     if (rc != 0)
         return rc;
-    MDB_cursor *c;
-    if ((rc = store_translate(mdb_cursor_open(e->txn, e->dbi[STORE_DB_MEMBERS], &c))) != 0)
+    struct tally_account a;
+    if ((rc = account_view(e, program, member, &a)) != 0)
         return read_end(e, rc);
-    /* The first row after `at`, then one step back: the newest row at or before `at`. */
-    uint8_t key[STORE_HISTORY_KEY];
-    store_history_key(key, program, member, at == UINT64_MAX ? at : at + 1, 0);
-    MDB_val k = {.mv_size = sizeof(key), .mv_data = key}, v;
-    rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_SET_RANGE));
-    if (rc == 0 || rc == TALLY_ENOT_FOUND)
-        rc = store_translate(mdb_cursor_get(c, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST));
-    if (rc == 0 && (k.mv_size != STORE_HISTORY_KEY || memcmp(k.mv_data, key, STORE_MEMBER_PREFIX + 1) != 0))
-        rc = TALLY_ENOT_FOUND;
-    if (rc == 0 && v.mv_size != sizeof(struct store_history))
-        rc = TALLY_ECORRUPT;
-    if (rc == 0) {
-        struct store_history h;
-        memcpy(&h, v.mv_data, sizeof(h));
-        out->as_of = at;
-        out->seq = store_get_be64((const uint8_t *)k.mv_data + 21);
-        out->available = h.available;
-        out->pending = h.pending;
-        out->held = h.held;
+    /* Walk the member's entries back from the newest, undoing each one stamped after `at`. */
+    int64_t avail = a.available, pend = (int64_t)a.pending, held = (int64_t)a.held;
+    uint64_t seq = a.last_seq;
+    while (seq != 0) {
+        struct tally_entry en;
+        if ((rc = entry_read(e, seq, &en, NULL)) != 0)
+            return read_end(e, rc == TALLY_ENOT_FOUND ? TALLY_ECORRUPT : rc);
+        if (en.timestamp <= at)
+            break;
+        int64_t da, dp, dh;
+        member_delta(&en, member, &da, &dp, &dh);
+        avail -= da;
+        pend -= dp;
+        held -= dh;
+        seq = en.kind == TALLY_KIND_OPEN ? 0 : prev_for(&en, member);
     }
-    mdb_cursor_close(c);
-    return read_end(e, rc);
+    if (seq == 0)
+        return read_end(e, TALLY_ENOT_FOUND); /* not yet opened at `at` */
+    *out = (struct tally_balance){.as_of = at, .seq = seq, .available = avail,
+                                  .pending = (uint64_t)pend, .held = (uint64_t)held};
+    return read_end(e, 0);
 }
 
 int engine_history(struct engine *e, uint32_t program, uint64_t member, uint64_t before_seq,
@@ -130,32 +214,27 @@ int engine_history(struct engine *e, uint32_t program, uint64_t member, uint64_t
     int rc = read_begin(e);
     if (rc != 0)
         return rc;
-    struct acct a;
-    if ((rc = acct_load(e, program, member, &a)) != 0)
+    struct tally_account a;
+    if ((rc = account_view(e, program, member, &a)) != 0)
         return read_end(e, rc);
-    MDB_cursor *c;
-    if ((rc = store_translate(mdb_cursor_open(e->txn, e->dbi[STORE_DB_MEMBERS], &c))) != 0)
-        return read_end(e, rc);
-    /* History keys sort by (time, seq) and both grow together, so walking back from the end of
-     * the member's range, skipping seqs >= before_seq, gives the entries newest first. */
-    uint8_t key[STORE_HISTORY_KEY];
-    store_history_key(key, program, member, UINT64_MAX, UINT64_MAX);
-    MDB_val k = {.mv_size = sizeof(key), .mv_data = key}, v;
-    rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_SET_RANGE));
-    rc = store_translate(mdb_cursor_get(c, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST));
-    while (rc == 0 && *count < max) {
-        if (k.mv_size != STORE_HISTORY_KEY || memcmp(k.mv_data, key, STORE_MEMBER_PREFIX + 1) != 0)
-            break;
-        uint64_t seq = store_get_be64((const uint8_t *)k.mv_data + 21);
-        if (before_seq == 0 || seq < before_seq) {
-            if ((rc = entry_read(e, seq, &out[*count], NULL)) != 0)
-                break;
-            (*count)++;
-        }
-        rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_PREV));
+    uint64_t seq = a.last_seq;
+    if (before_seq != 0) {
+        /* Continue from the entry the last page ended with: one of this member's. */
+        struct tally_entry en;
+        if ((rc = entry_read(e, before_seq, &en, NULL)) != 0)
+            return read_end(e, rc);
+        if (en.program != program || (en.debit != member && en.credit != member))
+            return read_end(e, TALLY_ECONFIG);
+        seq = prev_for(&en, member);
     }
-    mdb_cursor_close(c);
-    return read_end(e, rc == TALLY_ENOT_FOUND ? 0 : rc);
+    while (seq != 0 && *count < max) {
+        struct tally_entry *en = &out[*count];
+        if ((rc = entry_read(e, seq, en, NULL)) != 0)
+            return read_end(e, rc == TALLY_ENOT_FOUND ? TALLY_ECORRUPT : rc);
+        (*count)++;
+        seq = en->kind == TALLY_KIND_OPEN ? 0 : prev_for(en, member);
+    }
+    return read_end(e, 0);
 }
 
 int engine_lots(struct engine *e, uint32_t program, uint64_t member, struct tally_lot *out,
@@ -165,28 +244,14 @@ int engine_lots(struct engine *e, uint32_t program, uint64_t member, struct tall
     int rc = read_begin(e);
     if (rc != 0)
         return rc;
-    struct acct a;
-    if ((rc = acct_load(e, program, member, &a)) != 0)
+    const uint8_t *image;
+    uint32_t size;
+    if ((rc = member_view(e, program, member, &image, &size)) != 0)
         return read_end(e, rc);
-    MDB_cursor *c;
-    if ((rc = store_translate(mdb_cursor_open(e->txn, e->dbi[STORE_DB_MEMBERS], &c))) != 0)
-        return read_end(e, rc);
-    uint8_t prefix[STORE_MEMBER_PREFIX + 1];
-    store_member_tag(prefix, program, member, STORE_TAG_LOT);
-    MDB_val k = {.mv_size = sizeof(prefix), .mv_data = prefix}, v;
-    rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_SET_RANGE));
-    while (rc == 0 && *count < max) {
-        if (k.mv_size != STORE_LOT_KEY || memcmp(k.mv_data, prefix, sizeof(prefix)) != 0)
-            break;
-        if (v.mv_size != sizeof(struct tally_lot)) {
-            rc = TALLY_ECORRUPT;
-            break;
-        }
-        memcpy(&out[(*count)++], v.mv_data, sizeof(struct tally_lot));
-        rc = store_translate(mdb_cursor_get(c, &k, &v, MDB_NEXT));
-    }
-    mdb_cursor_close(c);
-    return read_end(e, rc == TALLY_ENOT_FOUND ? 0 : rc);
+    uint32_t n = (uint32_t)((size - sizeof(struct tally_account)) / sizeof(struct tally_lot));
+    *count = n < max ? n : max;
+    memcpy(out, image + sizeof(struct tally_account), *count * sizeof(struct tally_lot));
+    return read_end(e, 0);
 }
 
 int engine_entry(struct engine *e, uint64_t seq, struct tally_entry *out,

@@ -3,49 +3,64 @@
  * This header is the single definition of the on-disk format, shared by the engine (which writes
  * it) and tally-audit (which reads it without the engine's logic). docs/STORAGE.md explains it.
  *
- * Keys that must sort (accounts, lots, history, timers) are big-endian byte strings, so LMDB's
- * memcmp order is the numeric order. Keys that only need lookup or append order (entries, holds)
- * are native uint64_t with MDB_INTEGERKEY. Values are the fixed-size structs below, little-endian
- * and naturally aligned (LMDB returns values 2-byte aligned at least; the engine copies a value
- * out before reading any field wider than that, see store_get()).
+ * Keys that must sort are big-endian byte strings, so LMDB's memcmp order is the numeric order.
+ * Keys that only need lookup or append order are native uint64_t with MDB_INTEGERKEY. Values are
+ * the fixed-size structs below, little-endian and naturally aligned; readers copy a value out
+ * before reading fields (LMDB only promises 2-byte alignment).
  *
  *   sub-database  key                                          value
  *   meta          "state" (5 bytes)                            struct store_meta
  *   entries       seq u64 (INTEGERKEY, appended)               struct tally_entry + tail
  *   postings      posting id (16 bytes)                        struct store_posting
  *   programs      program BE32                                 struct store_program
- *   members       program BE32, member BE64, then by tag:      (see below)
- *                   0x01 history: time BE64, seq BE64 (29)     struct store_history
- *                   0x02 lot: expires_at BE64, lot_id BE64 (29) struct tally_lot
- *                   0x03 account (13 bytes)                    struct tally_account
+ *   members       slot BE64, program BE32, member BE64 (20)    struct tally_account, then
+ *                                                              lots_open x struct tally_lot
  *   holds         HOLD entry seq u64 (INTEGERKEY)              struct store_hold + lot refs
  *   reversals     reversed entry seq u64 (INTEGERKEY)          struct store_reversal + u64[n]
- *   timers        time BE64, kind BE32, program BE32,          aux u64 (8 bytes)
- *                 member BE64, object BE64 (32 bytes)
+ *   timers        time BE64, timer seq BE64 (16 bytes)         struct store_timer
  *
- * Why one `members` sub-database: LMDB is a copy-on-write B-tree, so the cost of a write
- * transaction is the number of distinct pages it dirties, 4 KiB each, however small the records.
- * A posting changes a member's account, one or more of its lots and appends to its history; with
- * the three in separate trees that is three random pages per posting. Under one key prefix per
- * member, ordered history < lots < account, the newest history rows, the open lots and the account
- * sit side by side, and a posting usually dirties one page. (System accounts live here too, with
- * no history rows.)
+ * Members: write-back and recovery
+ * --------------------------------
+ * LMDB is a copy-on-write B-tree: a write transaction costs the distinct 4 KiB pages it dirties,
+ * however small the records. Writing every touched member into the B-tree with every batch costs
+ * about one random page per posting, which measured here caps a durable engine near 25,000
+ * postings/s (docs/BENCHMARKS.md). So member images (account + open lots, one value per member)
+ * live in an in-memory write-back cache, and a batch's transaction makes only its entries durable
+ * (appended: sequential pages) together with the small records beside them. The entries are
+ * enough: every change to a member image is the effect of an entry (engine/fold.c), and each
+ * image records the newest entry it includes (account.last_seq).
  *
- * The state sum: every put and delete in postings, programs, members, holds, reversals and
- * timers adds (put) or subtracts (delete, or the old value of an overwrite)
+ * Dirty members go back into `members` by a clock sweep: each batch also writes back the dirty
+ * members of the next slice of the key space, the slice sized so that the hand goes round once
+ * per ENGINE_TURN_ENTRIES entries. When a turn ends, every member changed before the turn began
+ * has been written back since, so meta.fold_from moves to the first entry of that turn. At open,
+ * recovery folds the entries from fold_from on into the images (skipping, for each member, those
+ * its image already has), so a restart reads at most two turns of the log. A member rewritten by a
+ * thousand batches in one turn costs one page write, not a thousand; and because the sweep moves
+ * in key order, the dirty members that share a page share its write.
+ *
+ * The `slot` that leads a members key is XXH3-64 of the member's 12-byte big-endian
+ * (program, member), so key order is hash order: the in-memory cache indexes its buckets by the
+ * top bits of the same hash, and a slice of buckets is a contiguous range of the B-tree.
+ *
+ * The state sum: every change to a record of postings, programs, members (the logical state:
+ * the images as of the last batch, whether or not written back yet), holds, reversals and timers
+ * adds (put) or subtracts (delete, or the old value of an overwrite)
  * XXH3-128(dbi tag || key || value) to a 128-bit sum kept in store_meta, modulo 2^128. The sum
  * therefore fingerprints the whole derived state, is maintained in O(1) per write, and can be
- * recomputed from scratch by a scan (tally-audit does). Entries are covered by the hash chain.
+ * recomputed from scratch (tally-audit folds the entries and hashes what it gets). Entries are
+ * covered by the hash chain; meta is not part of the sum.
  */
 #ifndef TALLY_STORAGE_H
 #define TALLY_STORAGE_H
 
 #include <stdint.h>
 
+#include "hash.h"
 #include "tally_records.h"
 
 #define STORE_FORMAT_MAGIC 0x594c4c4154u /* "TALLY" */
-#define STORE_FORMAT_VERSION 1u
+#define STORE_FORMAT_VERSION 2u
 
 /* Sub-database names and the one-byte tags mixed into the state sum. */
 #define STORE_DBS(X)                                                                              \
@@ -65,22 +80,20 @@ enum store_db {
         STORE_DB_COUNT
 };
 
-/* Key sizes, and the tags of the members sub-database. */
-#define STORE_MEMBER_PREFIX 12 /* program, member */
-#define STORE_ACCOUNT_KEY 13
-#define STORE_HISTORY_KEY 29
-#define STORE_LOT_KEY 29
-#define STORE_TIMER_KEY 32
-#define STORE_TAG_HISTORY 0x01
-#define STORE_TAG_LOT 0x02
-#define STORE_TAG_ACCOUNT 0x03
+/* Key sizes. */
+#define STORE_MEMBER_KEY 20
+#define STORE_TIMER_KEY 16
+
+/* The largest members value: the account and TALLY_LINEAGE_MAX lots. */
+#define STORE_MEMBER_MAX (sizeof(struct tally_account) + TALLY_LINEAGE_MAX * sizeof(struct tally_lot))
 
 /* ---------------------------------------------------------------------------------------------
  * meta "state": 96 bytes, rewritten by every batch.
  *   0 magic u64, 8 version u32, 12 reserved u32, 16 applied_index, 24 last_timestamp,
  *   32 next_seq (seq the next entry gets; 1 in an empty ledger), 40 next_lot_id,
- *   48 chain_head (hash of entry next_seq-1), 56 sum_lo, 64 sum_hi, 72 checksum (XXH3-64 of
- *   bytes [0,72)), 80 reserved[2].
+ *   48 chain_head (hash of entry next_seq-1), 56 sum_lo, 64 sum_hi, 72 fold_from (every member
+ *   change before this entry is in `members`: recovery folds from here), 80 next_timer (the seq
+ *   the next timer gets), 88 checksum (XXH3-64 of bytes [0,88)).
  * ------------------------------------------------------------------------------------------- */
 struct store_meta {
     uint64_t magic;
@@ -93,8 +106,9 @@ struct store_meta {
     uint64_t chain_head;
     uint64_t sum_lo;
     uint64_t sum_hi;
+    uint64_t fold_from;
+    uint64_t next_timer;
     uint64_t checksum;
-    uint64_t reserved2[2];
 };
 _Static_assert(sizeof(struct store_meta) == 96, "meta is 96 bytes");
 
@@ -121,14 +135,6 @@ struct store_program {
     uint32_t reserved;
 };
 _Static_assert(sizeof(struct store_program) == 128, "program record is 128 bytes");
-
-/* history: the member's buckets right after entry `seq` (stamped `time` in the key). */
-struct store_history {
-    int64_t available;
-    uint64_t pending;
-    uint64_t held;
-};
-_Static_assert(sizeof(struct store_history) == 24, "history record is 24 bytes");
 
 /* holds: one per HOLD entry, followed by lot_count lot refs (the lots the hold reserved from,
  * and how much of each). Resolved holds stay, with their status. */
@@ -157,8 +163,21 @@ struct store_reversal {
 };
 _Static_assert(sizeof(struct store_reversal) == 24, "reversal record is 24 bytes");
 
-/* timers: due work, in time order. object: lot id (ACTIVATE), hold seq (HOLD_TIMEOUT), 0 else.
- * aux (the value): the lot's expires_at (ACTIVATE), 0 else. */
+/* timers: due work, in time order. The key is (time, seq): seq is a counter (meta.next_timer),
+ * so timers set in a batch are appended at the end of their time's range instead of scattered
+ * through it, and a batch dirties a handful of pages for them. Timers are never deleted early:
+ * one whose work is done or moot does nothing when it comes due (timers.c).
+ * object: lot id (ACTIVATE), hold seq (HOLD_TIMEOUT), 0 else; aux: the lot's expires_at
+ * (ACTIVATE), 0 else. */
+struct store_timer {
+    uint32_t kind; /* enum store_timer_kind */
+    uint32_t program;
+    uint64_t member;
+    uint64_t object;
+    uint64_t aux;
+};
+_Static_assert(sizeof(struct store_timer) == 32, "timer record is 32 bytes");
+
 enum store_timer_kind {
     STORE_TIMER_ACTIVATE = 1,
     STORE_TIMER_HOLD_TIMEOUT = 2,
@@ -193,54 +212,27 @@ static inline uint64_t store_get_be64(const uint8_t *p)
     return (uint64_t)store_get_be32(p) << 32 | store_get_be32(p + 4);
 }
 
-static inline void store_member_prefix(uint8_t k[STORE_MEMBER_PREFIX], uint32_t program,
-                                       uint64_t member)
+/* The slot of a member: XXH3-64 of its big-endian (program, member). Part of the format. */
+static inline uint64_t store_member_slot(uint32_t program, uint64_t member)
 {
+    uint8_t k[12];
     store_be32(k, program);
     store_be64(k + 4, member);
+    return XXH3_64bits(k, sizeof(k));
 }
 
-/* The first 13 bytes of every key of one kind (tag) of one member. */
-static inline void store_member_tag(uint8_t k[STORE_MEMBER_PREFIX + 1], uint32_t program,
-                                    uint64_t member, uint8_t tag)
+static inline void store_member_key(uint8_t k[STORE_MEMBER_KEY], uint32_t program,
+                                    uint64_t member)
 {
-    store_member_prefix(k, program, member);
-    k[12] = tag;
+    store_be64(k, store_member_slot(program, member));
+    store_be32(k + 8, program);
+    store_be64(k + 12, member);
 }
 
-static inline void store_account_key(uint8_t k[STORE_ACCOUNT_KEY], uint32_t program,
-                                     uint64_t member)
-{
-    store_member_prefix(k, program, member);
-    k[12] = STORE_TAG_ACCOUNT;
-}
-
-static inline void store_history_key(uint8_t k[STORE_HISTORY_KEY], uint32_t program,
-                                     uint64_t member, uint64_t time, uint64_t seq)
-{
-    store_member_prefix(k, program, member);
-    k[12] = STORE_TAG_HISTORY;
-    store_be64(k + 13, time);
-    store_be64(k + 21, seq);
-}
-
-static inline void store_lot_key(uint8_t k[STORE_LOT_KEY], uint32_t program, uint64_t member,
-                                 uint64_t expires_at, uint64_t lot_id)
-{
-    store_member_prefix(k, program, member);
-    k[12] = STORE_TAG_LOT;
-    store_be64(k + 13, expires_at);
-    store_be64(k + 21, lot_id);
-}
-
-static inline void store_timer_key(uint8_t k[STORE_TIMER_KEY], uint64_t time, uint32_t kind,
-                                   uint32_t program, uint64_t member, uint64_t object)
+static inline void store_timer_key(uint8_t k[STORE_TIMER_KEY], uint64_t time, uint64_t seq)
 {
     store_be64(k, time);
-    store_be32(k + 8, kind);
-    store_be32(k + 12, program);
-    store_be64(k + 16, member);
-    store_be64(k + 24, object);
+    store_be64(k + 8, seq);
 }
 
 #endif

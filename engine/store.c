@@ -9,9 +9,11 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hash.h"
+#include "members.h"
 
 int store_translate(int rc)
 {
@@ -127,34 +129,56 @@ int store_put_once(struct engine *e, int db, const void *key, size_t klen, const
     return 0;
 }
 
-/* ---- accounts and programs ---------------------------------------------------------------- */
+/* ---- accounts, through the member cache ---------------------------------------------------- */
 
 int acct_load(struct engine *e, uint32_t program, uint64_t member, struct acct *a)
 {
-    uint8_t k[STORE_ACCOUNT_KEY];
-    store_account_key(k, program, member);
-    int rc = store_get(e, STORE_DB_MEMBERS, k, sizeof(k), &a->rec, sizeof(a->rec));
-    if (rc == TALLY_ENOT_FOUND) {
-        memset(a, 0, sizeof(*a));
-        return rc;
+    struct member *m = members_find(&e->cache, program, member);
+    if (m == NULL) {
+        uint8_t k[STORE_MEMBER_KEY];
+        store_member_key(k, program, member);
+        MDB_val v;
+        int rc = store_get_raw(e, STORE_DB_MEMBERS, k, sizeof(k), &v);
+        if (rc != 0)
+            return rc;
+        if (v.mv_size < sizeof(struct tally_account) || v.mv_size > STORE_MEMBER_MAX ||
+            (v.mv_size - sizeof(struct tally_account)) % sizeof(struct tally_lot) != 0)
+            return TALLY_ECORRUPT;
+        rc = members_insert_image(&e->cache, program, member, v.mv_data, (uint32_t)v.mv_size,
+                                  e->hash_buf, &m);
+        if (rc != 0)
+            return rc;
     }
-    if (rc != 0)
-        return rc;
-    a->old = a->rec;
-    a->stored = true;
+    a->m = m;
+    a->rec = *member_account(m);
+    a->ghost = false;
     return 0;
+}
+
+int acct_create(struct engine *e, uint32_t program, uint64_t member, struct acct *a)
+{
+    int rc = members_create(&e->cache, program, member, &a->m);
+    memset(&a->rec, 0, sizeof(a->rec));
+    a->rec.program = program;
+    a->rec.member = member;
+    a->ghost = false;
+    return rc;
+}
+
+int acct_modify(struct engine *e, struct acct *a)
+{
+    return a->ghost ? 0 : members_modify(&e->cache, a->m);
 }
 
 int acct_save(struct engine *e, struct acct *a)
 {
-    uint8_t k[STORE_ACCOUNT_KEY];
-    store_account_key(k, a->rec.program, a->rec.member);
-    int rc = store_put(e, STORE_DB_MEMBERS, k, sizeof(k), a->stored ? &a->old : NULL,
-                       sizeof(a->old), &a->rec, sizeof(a->rec));
+    if (a->ghost)
+        return 0;
+    int rc = members_modify(&e->cache, a->m);
     if (rc != 0)
         return rc;
-    a->old = a->rec;
-    a->stored = true;
+    a->rec.lots_open = member_lot_count(a->m);
+    *member_account(a->m) = a->rec;
     return 0;
 }
 
@@ -167,22 +191,16 @@ int program_load(struct engine *e, uint32_t program, struct store_program *out)
 
 /* ---- the entry log ------------------------------------------------------------------------ */
 
-static int history_append(struct engine *e, const struct tally_account *a, uint64_t time,
-                          uint64_t seq)
+/* The previous entry of account `id` in this entry, if it is a member among a1, a2. */
+static uint64_t prev_of(uint64_t id, const struct acct *a1, const struct acct *a2)
 {
-    uint8_t k[STORE_HISTORY_KEY];
-    store_history_key(k, a->program, a->member, time, seq);
-    struct store_history h = {.available = a->available, .pending = a->pending, .held = a->held};
-    return store_put(e, STORE_DB_MEMBERS, k, sizeof(k), NULL, 0, &h, sizeof(h));
-}
-
-static int touch_account(struct engine *e, struct acct *a, uint64_t seq, uint64_t time)
-{
-    a->rec.last_seq = seq;
-    int rc = acct_save(e, a);
-    if (rc != 0 || a->rec.status == TALLY_ACCOUNT_STATUS_SYSTEM)
-        return rc;
-    return history_append(e, &a->rec, time, seq);
+    if (id == 0 || id >= TALLY_SYS_FIRST)
+        return 0;
+    if (a1 != NULL && a1->rec.member == id)
+        return a1->rec.last_seq;
+    if (a2 != NULL && a2->rec.member == id)
+        return a2->rec.last_seq;
+    return 0;
 }
 
 int entry_emit(struct op *op, struct tally_entry *en, const void *tail, uint32_t tail_size,
@@ -195,6 +213,8 @@ int entry_emit(struct op *op, struct tally_entry *en, const void *tail, uint32_t
     en->seq = e->work.next_seq;
     en->timestamp = op->now;
     en->tail_size = tail_size;
+    en->debit_prev = prev_of(en->debit, a1, a2);
+    en->credit_prev = prev_of(en->credit, a1, a2);
     if (op->p != NULL) {
         memcpy(en->posting_id, op->p->id, 16);
         memcpy(en->user_data, op->p->user_data, 32);
@@ -216,12 +236,15 @@ int entry_emit(struct op *op, struct tally_entry *en, const void *tail, uint32_t
     if (op->first_seq == 0)
         op->first_seq = en->seq;
     op->entry_count++;
-
-    if (a1 != NULL && (rc = touch_account(e, a1, en->seq, en->timestamp)) != 0)
+    if (en->kind == TALLY_KIND_PROGRAM)
+        return fold_program(op, en);
+    if ((rc = fold_apply(op, en, tail, a1, a2)) != 0)
         return rc;
-    if (a2 != NULL && a2 != a1 && (rc = touch_account(e, a2, en->seq, en->timestamp)) != 0)
+    if (a1 != NULL && (rc = acct_save(e, a1)) != 0)
         return rc;
-    return 0;
+    if (a2 != NULL && a2 != a1)
+        rc = acct_save(e, a2);
+    return rc;
 }
 
 int entry_read(struct engine *e, uint64_t seq, struct tally_entry *out, const uint8_t **tail)
@@ -238,4 +261,127 @@ int entry_read(struct engine *e, uint64_t seq, struct tally_entry *out, const ui
     if (tail != NULL)
         *tail = (const uint8_t *)v.mv_data + sizeof(*out);
     return 0;
+}
+
+/* ---- batch end: the state sum of the members it changed ----------------------------------- */
+
+void store_batch_end(struct engine *e)
+{
+    struct members *c = &e->cache;
+    unsigned __int128 sum = (unsigned __int128)e->work.sum_hi << 64 | e->work.sum_lo;
+    for (uint32_t k = 0; k < c->nchanged; k++) {
+        struct member *m = &c->slots[c->changed[k]];
+        if (m->flags & MEMBER_COUNTED)
+            sum -= (unsigned __int128)m->hash_hi << 64 | m->hash_lo;
+        members_hash(m, &m->hash_lo, &m->hash_hi, e->hash_buf);
+        m->flags |= MEMBER_COUNTED;
+        sum += (unsigned __int128)m->hash_hi << 64 | m->hash_lo;
+    }
+    e->work.sum_lo = (uint64_t)sum;
+    e->work.sum_hi = (uint64_t)(sum >> 64);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+static int member_put(struct engine *e, MDB_txn *txn, const struct member *m)
+{
+    uint8_t key[STORE_MEMBER_KEY];
+    store_member_key(key, m->program, m->member);
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = key};
+    MDB_val v = {.mv_size = m->size, .mv_data = m->blob};
+    return store_translate(mdb_put(txn, e->dbi[STORE_DB_MEMBERS], &k, &v, 0));
+}
+
+/* Buckets the hand passes in this batch: the share of one turn that the batch's entries are of
+ * the turn (engine_options.turn_entries), at least one bucket while anything is dirty. */
+static uint32_t sweep_step(const struct engine *e, uint64_t entries)
+{
+    const struct members *c = &e->cache;
+    if (c->ndirty == 0)
+        return 0;
+    uint64_t step =
+        (uint64_t)((unsigned __int128)c->buckets * entries / e->opts.turn_entries) + 1;
+    return step > c->buckets ? c->buckets : (uint32_t)step;
+}
+
+int store_write_back_some(struct engine *e, uint64_t entries, struct sweep *out)
+{
+    struct members *c = &e->cache;
+    uint32_t step = sweep_step(e, entries);
+    uint64_t batch_first = e->meta.next_seq; /* the first entry of this batch */
+    int rc = 0;
+    for (uint32_t k = 0; k < step && rc == 0; k++) {
+        uint32_t b = (uint32_t)((e->sweep_pos + k) % c->buckets);
+        for (struct member *m = members_bucket(c, b); m != NULL && rc == 0;
+             m = members_next(c, m)) {
+            if (m->flags & MEMBER_DIRTY) {
+                rc = member_put(e, e->txn, m);
+                members_written(c, m);
+            }
+        }
+    }
+    out->pos = e->sweep_pos + step;
+    out->turn_seq = e->turn_seq;
+    /* A turn ended in this batch: everything changed before it began is written back. The next
+     * turn began with this batch (conservatively: its changes may be behind the hand). */
+    if (step > 0 && out->pos / c->buckets != e->sweep_pos / c->buckets) {
+        e->work.fold_from = e->turn_seq;
+        out->turn_seq = batch_first;
+    }
+    return rc;
+}
+
+void store_sweep_done(struct engine *e, const struct sweep *s)
+{
+    members_written_done(&e->cache, true);
+    e->sweep_pos = s->pos;
+    e->turn_seq = s->turn_seq;
+}
+
+static int checkpoint_txn(struct engine *e)
+{
+    MDB_txn *txn;
+    int rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    struct members *c = &e->cache;
+    for (uint32_t i = 0; i < c->high_water && rc == 0; i++) {
+        struct member *m = &c->slots[i];
+        if ((m->flags & MEMBER_USED) && (m->flags & MEMBER_DIRTY)) {
+            rc = member_put(e, txn, m);
+            members_written(c, m);
+        }
+    }
+    struct store_meta meta = e->meta;
+    meta.fold_from = meta.next_seq;
+    meta.checksum = store_meta_checksum(&meta);
+    MDB_val k = {.mv_size = 5, .mv_data = (void *)"state"};
+    MDB_val v = {.mv_size = sizeof(meta), .mv_data = &meta};
+    if (rc == 0)
+        rc = store_translate(mdb_put(txn, e->dbi[STORE_DB_META], &k, &v, 0));
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        members_written_done(c, false);
+        return rc;
+    }
+    if ((rc = store_translate(mdb_txn_commit(txn))) != 0) {
+        members_written_done(c, false);
+        return rc;
+    }
+    members_written_done(c, true);
+    e->meta = meta;
+    e->turn_seq = meta.next_seq;
+    return 0;
+}
+
+int store_checkpoint(struct engine *e)
+{
+    if (e->cache.ndirty == 0 && e->meta.fold_from == e->meta.next_seq)
+        return 0;
+    for (;;) {
+        int rc = checkpoint_txn(e);
+        if (rc == ENGINE_EMAP_FULL && (rc = engine_grow_map(e)) == 0)
+            continue;
+        return rc;
+    }
 }

@@ -116,8 +116,6 @@ static int tier_change(struct op *op, struct acct *a, uint32_t to, uint32_t reas
     en.code = reason;
     en.tier_from = (uint8_t)a->rec.tier;
     en.tier_to = (uint8_t)to;
-    a->rec.tier = to;
-    a->rec.tier_valid_until = until;
     if (until != UINT64_MAX) {
         int rc = timers_set(op->e, until, STORE_TIMER_TIER, a->rec.program, a->rec.member, 0, 0);
         if (rc != 0)

@@ -25,8 +25,11 @@
  * (an IEEE double) in the CLI and the exports, and sums of many stay far from int64 overflow. */
 #define TALLY_AMOUNT_MAX (UINT64_C(1) << 53)
 
-/* Lots one entry may consume or restore. A member with more open lots than this redeems in more
- * than one posting; the bound keeps every entry, and the engine's scratch buffer, finite. */
+/* Lots one entry may consume or restore, and open lots one member may have. A member's open lots
+ * are stored with its account and rewritten with it, so their number is bounded: at this bound
+ * an accrual that would open one more lot is refused (LOTS_LIMIT) until some are spent or expire.
+ * 1024 lots is about three years of daily purchases under a rolling-days policy; under the month,
+ * quarter and year policies most members hold a handful. */
 #define TALLY_LINEAGE_MAX 1024u
 
 /* Tiers per program: tier 0 (base) and up to 7 above it. */
@@ -83,6 +86,7 @@ enum tally_entry_flag {
     TALLY_ENTRY_PENDING = 1u << 1,  /* ACCRUE created a pending lot */
     TALLY_ENTRY_NEGATIVE = 1u << 2, /* ADJUST took points away */
     TALLY_ENTRY_AUTO = 1u << 3,     /* created by the ledger (time, or a consequence of a posting) */
+    TALLY_ENTRY_REMAINDER = 1u << 4, /* RELEASE of what a partial CAPTURE left of its hold */
 };
 
 /* Expiry policy of a program's lots. Periods are computed in the program's time zone offset. */
@@ -232,12 +236,12 @@ struct tally_lot_ref {
 _Static_assert(sizeof(struct tally_lot_ref) == 32, "lot ref is 32 bytes");
 
 /* ---------------------------------------------------------------------------------------------
- * struct tally_entry: 160 bytes, followed by tail_size bytes of tail. An entry moves `amount`
+ * struct tally_entry: 176 bytes, followed by tail_size bytes of tail. An entry moves `amount`
  * points from `debit` to `credit` (member ids, or TALLY_SYS_* of the entry's program); what each
- * kind means for buckets, lots and tiers is specified in engine/effects.h and docs/LEDGER.md.
+ * kind means for buckets, lots and tiers is specified in docs/LEDGER.md ("Entry effects").
  *
  *   offset size field        meaning
- *        0    8 hash         XXH3-64 of bytes [8, 160+tail_size), seeded with the previous entry's
+ *        0    8 hash         XXH3-64 of bytes [8, 176+tail_size), seeded with the previous entry's
  *                            hash (0 before the first entry): the hash chain
  *        8    8 seq          1, 2, 3, ... without gaps
  *       16    8 timestamp    effective time (the batch's, or the timer's for time-driven entries)
@@ -248,11 +252,12 @@ _Static_assert(sizeof(struct tally_lot_ref) == 32, "lot ref is 32 bytes");
  *       48    8 debit        account the points leave
  *       56    8 credit       account the points reach
  *       64    8 amount
- *       72    8 value        qualifying value added (ACCRUE) or removed (REVERSE of an accrual)
+ *       72    8 value        ACCRUE/CANCEL/REVERSE: qualifying value added or removed;
+ *                            TIER_CHANGE: window QV that decided it; CLOSE: the pending part
  *       80    8 ref_seq      entry acted upon (accrual, hold, reversed entry; 0 if none)
  *       88    8 lot_id       ACCRUE / ADJUST+: lot created; TRANSFER: first lot created
  *       96    8 time_a       ACCRUE/ADJUST+: lot expiry; HOLD: timeout; TIER_CHANGE: valid until
- *      104    8 time_b       ACCRUE+PENDING: activation time
+ *      104    8 time_b       ACCRUE+PENDING: activation time; TIER_CHANGE: rule version
  *      112    4 code         posting code (ADJUST reason); TIER_CHANGE: enum tally_tier_reason
  *      116    1 tier_from    TIER_CHANGE
  *      117    1 tier_to      TIER_CHANGE
@@ -260,7 +265,14 @@ _Static_assert(sizeof(struct tally_lot_ref) == 32, "lot ref is 32 bytes");
  *      120    4 tail_size    bytes after the fixed part: lineage (n x 32) or, for PROGRAM, the
  *                            96-byte configuration
  *      124    4 reserved2    zero
- *      128   32 user_data    copied from the posting
+ *      128    8 debit_prev   previous entry of the debit account if it is a member (0: none)
+ *      136    8 credit_prev  previous entry of the credit account if it is a member (0: none)
+ *      144   32 user_data    copied from the posting
+ *
+ * debit_prev / credit_prev chain each member's entries newest to oldest: a member's history and
+ * its balance at any past time are read by walking this chain back from the account's last_seq,
+ * so no separate, randomly-keyed history index has to be written with every posting. (For an
+ * entry whose debit and credit are the same member, both links hold the same value.)
  * ------------------------------------------------------------------------------------------- */
 struct tally_entry {
     uint64_t hash;
@@ -284,12 +296,15 @@ struct tally_entry {
     uint16_t reserved;
     uint32_t tail_size;
     uint32_t reserved2;
+    uint64_t debit_prev;
+    uint64_t credit_prev;
     uint8_t user_data[32];
 };
-_Static_assert(sizeof(struct tally_entry) == 160, "entry is 160 bytes");
+_Static_assert(sizeof(struct tally_entry) == 176, "entry is 176 bytes");
 _Static_assert(offsetof(struct tally_entry, debit) == 48, "debit at 48");
 _Static_assert(offsetof(struct tally_entry, code) == 112, "code at 112");
-_Static_assert(offsetof(struct tally_entry, user_data) == 128, "user_data at 128");
+_Static_assert(offsetof(struct tally_entry, debit_prev) == 128, "debit_prev at 128");
+_Static_assert(offsetof(struct tally_entry, user_data) == 144, "user_data at 144");
 
 /* ---------------------------------------------------------------------------------------------
  * struct tally_account: the materialised state of one account (member or system), as stored.
@@ -325,7 +340,7 @@ struct tally_account {
     uint32_t qv_month;          /* 124 month number (months since 1970-01) of the newest bucket */
     uint64_t qv[TALLY_QV_MONTHS]; /* 128 qualifying value per month, ring indexed month % 12 */
     uint32_t holds_active;      /* 224 */
-    uint32_t lots_open;         /* 228 lots with points or holds in them */
+    uint32_t lots_open;         /* 228 lots stored with the account (points, held or pending) */
     uint64_t last_seq;          /* 232 newest entry touching this account */
 };
 _Static_assert(sizeof(struct tally_account) == 240, "account record is 240 bytes");
@@ -339,7 +354,7 @@ struct tally_balance {
     uint64_t held;
 };
 
-/* A lot as stored (lots are found by program, member, expires_at, lot_id). */
+/* A lot, stored with its member's account in soonest-expiring-first order. */
 struct tally_lot {
     uint64_t lot_id;
     uint64_t expires_at;  /* UINT64_MAX: never */

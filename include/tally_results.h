@@ -54,7 +54,7 @@
     X(EXCEEDS_ORIGINAL, 35, true, "reversal exceeds what remains of the original")                \
     X(ACCOUNT_HAS_HOLDS, 36, true, "account has active holds: capture or release them first")     \
     X(OVERFLOW, 37, true, "a balance or total would overflow")                                    \
-    X(LOTS_LIMIT, 38, true, "posting would touch more than TALLY_LINEAGE_MAX lots")               \
+    X(LOTS_LIMIT, 38, true, "more than TALLY_LINEAGE_MAX lots in one entry or open in one member") \
     /* linked chains: decided by another posting of the chain, never recorded */                  \
     X(LINKED_EVENT_FAILED, 40, false, "another posting of the linked chain failed")               \
     X(LINKED_CHAIN_OPEN, 41, false, "linked chain not closed by the end of the batch")

@@ -72,7 +72,7 @@
  * must never make a replica buffer, or skip, more than one frame's worth of bytes. */
 #define TALLY_WIRE_BODY_MAX (TALLY_WIRE_FRAME_MAX - TALLY_WIRE_HEADER_SIZE)
 
-/* Entries in one HISTORY reply: 1,024 x 160 bytes = 160 KiB. Enough for a screen, a statement
+/* Entries in one HISTORY reply: 1,024 x 176 bytes = 176 KiB. Enough for a screen, a statement
  * or an export chunk; small enough that a replica answering many history reads at once from its
  * fixed reply buffers stays far below the frame maximum. Longer histories page with before_seq. */
 #define TALLY_WIRE_HISTORY_MAX 1024u

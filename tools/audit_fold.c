@@ -6,21 +6,38 @@
  * tally_records.h) and nothing else: it never calls the engine. It opens the LMDB environment
  * read-only, takes one read transaction (one consistent snapshot, even beside a live writer),
  * and walks the entries from seq 1. Each entry is checked (numbering, shape, hash chain, the
- * posting that caused it), then folded into an in-memory state following the "Entry effects"
- * table of docs/LEDGER.md. Right after each entry the history row it must have produced for
- * each member it touched is looked up and compared, so history, the largest table, is never
- * held in memory. After the walk every derived table is scanned once: each record is compared
- * with the fold (both ways: a stored record the fold does not have is a difference too) and
- * hashed into the state sum, which must equal the one in meta. Finally the folded state must
- * keep the laws: every program sums to zero, each member's buckets equal what its lots hold, and
- * no time-driven work (expiry, activation, hold timeout, tier evaluation) is overdue after the
- * last batch. Every TIER_CHANGE is recomputed from the QV ring and the program's ladder, and an
- * accrual that earns a higher tier must be followed by its UPGRADE.
- * The first difference stops the audit and is reported with the entry, account, lot and field.
+ * posting that caused it, the per-member back-links debit_prev / credit_prev), then folded into
+ * an in-memory state following the "Entry effects" table of docs/LEDGER.md. After the walk the
+ * derived tables written with every batch (programs, holds, reversals, postings) are scanned once:
+ * each record is compared with the fold (both ways: a stored record the fold does not have is a
+ * difference too) and hashed into the state sum, which must equal the one in meta. Finally the
+ * folded state must keep the laws: every program sums to zero, each member's buckets equal what
+ * its lots hold, no member has more than TALLY_LINEAGE_MAX open lots, and no time-driven work
+ * (expiry, activation, hold timeout, tier evaluation) is overdue after the last batch. Every
+ * TIER_CHANGE is recomputed from the QV ring and the program's ladder, and an accrual that earns
+ * a higher tier must be followed by its UPGRADE. The first difference stops the audit and is
+ * reported with the entry, account, lot and field.
+ *
+ * Member images (storage.h, "Members: write-back and recovery") are not written with every
+ * batch: the engine keeps them in memory and writes them back lazily, so an image in `members`
+ * may be older than the entries, and says how old in its account.last_seq. Before the walk,
+ * `members` is read once into a table of (program, member) -> that image (a pointer into the
+ * read transaction's map, valid until it ends: nothing is copied) and its last_seq; each image
+ * must be well formed (an account, then whole lots in (expires_at, lot_id) order, as many as
+ * lots_open) under exactly the key store_member_key() makes of its program and member. During
+ * the walk, right after an entry is folded, each account it names whose image has last_seq equal
+ * to that entry is compared with the fold's state of that account at that moment: its lots
+ * first (so a lot added or removed is named as such), then its account. After the walk every
+ * image must have been compared (its last_seq names an entry of that account), and every change
+ * before meta.fold_from must be in `members`: for each account, its last entry before fold_from
+ * is at or before its image's last_seq, and an account without an image has no entry before
+ * fold_from. The state sum covers the logical images (as of the last batch, written back or
+ * not): they are the fold's final accounts, each with its lots in (expires_at, lot_id) order,
+ * hashed under their `members` key; the stored images, possibly older, are not in it.
  *
  * Memory: accounts (1M members: about 300 MB), open lots, active holds and reversal records are
  * kept in open-addressing tables; resolved holds are compared when they resolve and dropped,
- * deleted lots are dropped; history rows and entries are streamed.
+ * deleted lots are dropped; entries are streamed; the stored images are one pointer per member.
  *
  * Nothing read from disk is asserted: every size, kind, reference and counter is checked and a
  * bad one is reported as a difference (or, if LMDB itself fails, as an error code).
@@ -31,7 +48,10 @@
  *     entry's timestamp, tier 0, tier_valid_until = UINT64_MAX, last_seq = the PROGRAM entry,
  *     everything else 0 (qv_month too: they never earn QV). Afterwards a system account's
  *     last_seq is the newest entry that names it as debit or credit (whatever the amount).
- *     System accounts get no history rows; members get one row per entry that names them.
+ *     Entries link only member accounts: debit_prev / credit_prev of a system side (or of the
+ *     zero sides of a PROGRAM entry) is 0; of a member side, the account's last_seq before the
+ *     entry (0 for its OPEN). "The account" is (program, member): the same member id in two
+ *     programs is two chains.
  *  2. A member account's qv_month starts at the month of its OPEN entry. Every ACCRUE advances
  *     the ring to its month, even with value 0. CANCEL and REVERSE never advance the ring; they
  *     subtract (saturating at 0) from the accrual's month only while that month is still within
@@ -45,7 +65,9 @@
  *     not carry lot refs), and its value must equal the accrual's value (all QV is removed). It
  *     counts as a full reversal: the accrual's reversal record gets its amount and value.
  *  6. CLOSE: a pending lot emptied by the close stops being pending, and so is deleted (it would
- *     otherwise be a lot with no points kept forever). Its refs must total the entry's amount.
+ *     otherwise be a lot with no points kept forever). Its refs must total the entry's amount;
+ *     its value is the pending part, which must equal the refs of the lots that were pending:
+ *     pending -= value, available -= amount - value.
  *  7. Lineage totals: REDEEM, HOLD, CAPTURE, RELEASE, EXPIRE, CLOSE and the source half of a
  *     TRANSFER take exactly `amount` from their lots. Entries that credit a member (an active
  *     ACCRUE, ACTIVATE, positive ADJUST, REVERSE of a redemption, the destination half of a
@@ -67,6 +89,15 @@
  *     Months after qv_month count 0 in a window (the ring has not reached them).
  * 12. Due work: after the last batch (meta.last_timestamp) nothing is due at or before it; a
  *     closed member's tier is never evaluated.
+ * 13. Lot limit: after every entry each member it names has at most TALLY_LINEAGE_MAX open lots
+ *     (a lot created and emptied by the same entry does not count).
+ * 14. Member images: an image in `members` is the state of its account right after the entry
+ *     its last_seq names (an entry whose debit or credit is that account, or for a system account
+ *     the PROGRAM entry that created it); meta.fold_from lies in [1, next_seq].
+ * 15. RELEASE of the rest of a partially captured hold: flagged REMAINDER (and AUTO), it comes
+ *     right after its CAPTURE, names the same hold, releases exactly the hold's amount less the
+ *     captured one, and leaves holds_active alone (the CAPTURE resolved the hold). Any other
+ *     RELEASE resolves an active hold, all of it. No other kind carries the flag.
  */
 #include "audit_fold.h"
 
@@ -281,10 +312,14 @@ struct fold_program {
 };
 
 struct fold_account {
-    struct tally_account acc; /* the record the accounts table must hold */
+    struct tally_account acc; /* the account as folded so far: at the end, the logical image */
     uint64_t lot_active;      /* scratch: what the member's lots hold */
     uint64_t lot_pending;
     uint64_t lot_held;
+    uint64_t last_before; /* newest entry naming it before meta.fold_from (0: none) */
+    size_t lot_first;     /* scratch: its first lot in the sorted lots of the state sum */
+    uint32_t lot_count;   /* scratch: how many */
+    uint32_t reserved;
 };
 
 struct fold_lot {
@@ -302,6 +337,14 @@ struct fold_reversal {
     uint32_t lot_count;
     uint32_t reserved;
     uint64_t last_seq; /* newest REVERSE entry naming it */
+};
+
+/* The image of one account in `members`: where it lies in the read transaction's map. */
+struct stored_image {
+    const uint8_t *image; /* account, then lots; not aligned: copy fields out */
+    uint64_t last_seq;    /* the newest entry it includes (its account.last_seq) */
+    uint32_t size;
+    uint32_t compared; /* the walk compared it, at entry last_seq */
 };
 
 /* One entry as read: the fixed part copied out, the whole value in an aligned buffer. */
@@ -326,20 +369,21 @@ struct audit {
     struct table lots;      /* (lot id, 0) -> fold_lot: lots that exist now */
     struct table holds;     /* (HOLD seq, 0) -> store_hold: active holds only */
     struct table reversals; /* (reversed seq, 0) -> fold_reversal */
+    struct table stored;    /* (program, member) -> stored_image: `members` as read */
+    bool verifying;         /* audit_verify: compare with the stored records as the walk goes */
+    uint64_t fold_from;     /* meta.fold_from while verifying; 0: no write-back check */
     struct audit_entry cur; /* the entry being folded */
     struct audit_entry ref; /* the entry it acts upon, or any entry looked up */
     uint64_t prev_hash;
     uint64_t upgrade_due; /* member whose last ACCRUE earned a higher tier (0: none) */
     uint64_t upgrade_seq; /* that ACCRUE */
+    uint64_t remainder_hold;   /* hold whose CAPTURE left points to release (0: none) */
+    uint64_t remainder_amount; /* those points */
+    uint64_t remainder_seq;    /* that CAPTURE */
     uint64_t max_lot_id;
     uint64_t max_timestamp;
     uint64_t holds_created;
-    uint64_t history_rows;
     uint64_t matched;          /* records of the table being scanned that the fold has */
-    uint64_t matched_accounts; /* the same for the two kinds of the members table */
-    uint64_t matched_lots;
-    uint64_t history_seen; /* history rows in the members table */
-    bool history_hunt;     /* history has more rows than the entries produce: find one */
     uint64_t *share;       /* scratch: a reversal's split over the original lineage */
     uint8_t *scratch;      /* tag || key || value, hashed into the state sum */
     size_t scratch_cap;
@@ -539,12 +583,6 @@ static const struct field hold_fields[] = {
     FIELD(struct store_hold, lot_count, false),    FIELD(struct store_hold, reserved, false),
 };
 
-static const struct field history_fields[] = {
-    FIELD(struct store_history, available, true),
-    FIELD(struct store_history, pending, false),
-    FIELD(struct store_history, held, false),
-};
-
 #define COUNT_OF(x) (sizeof(x) / sizeof((x)[0]))
 
 static void field_format(const uint8_t *p, const struct field *f, char out[48])
@@ -630,7 +668,13 @@ static int dbs_open(struct audit *a)
         if (rc != 0)
             return lmdb_error(rc);
         if (((flags & MDB_INTEGERKEY) != 0) != intkey || (flags & MDB_DUPSORT) != 0)
-            return TALLY_ECORRUPT; /* not the layout of engine/storage.h */
+            return audit_diff(a, 0,
+                              "sub-database %s: LMDB flags 0x%x, but storage.h gives it %s keys "
+                              "and single values (%s, no MDB_DUPSORT): not the layout of "
+                              "format version %u",
+                              names[i], flags, intkey ? "native u64" : "byte-string",
+                              intkey ? "MDB_INTEGERKEY" : "no MDB_INTEGERKEY",
+                              STORE_FORMAT_VERSION);
         a->has_db[i] = true;
         any = true;
     }
@@ -720,6 +764,7 @@ static int audit_init(struct audit *a, struct audit_report *rep)
     TRY(table_init(&a->lots, sizeof(struct fold_lot)));
     TRY(table_init(&a->holds, sizeof(struct store_hold)));
     TRY(table_init(&a->reversals, sizeof(struct fold_reversal)));
+    TRY(table_init(&a->stored, sizeof(struct stored_image)));
     return 0;
 }
 
@@ -734,6 +779,7 @@ static void audit_release(struct audit *a)
     table_release(&a->lots);
     table_release(&a->holds);
     table_release(&a->reversals);
+    table_release(&a->stored);
     free(a->cur.raw);
     free(a->ref.raw);
     free(a->scratch);
@@ -752,8 +798,8 @@ static void audit_release(struct audit *a)
 static int entry_decode(struct audit *a, uint64_t seq, const MDB_val *v, struct audit_entry *dst)
 {
     if (v->mv_size < sizeof(struct tally_entry))
-        return audit_diff(a, seq, "entry %" PRIu64 ": %zu bytes, shorter than the 160-byte entry",
-                          seq, v->mv_size);
+        return audit_diff(a, seq, "entry %" PRIu64 ": %zu bytes, shorter than the %zu-byte entry",
+                          seq, v->mv_size, sizeof(struct tally_entry));
     if (v->mv_size > AUDIT_ENTRY_MAX)
         return audit_diff(a, seq, "entry %" PRIu64 ": %zu bytes, more than the %zu the audit reads",
                           seq, v->mv_size, AUDIT_ENTRY_MAX);
@@ -814,6 +860,8 @@ static int posting_link_check(struct audit *a)
             return entry_diff(a, "has no posting id but is not flagged AUTO");
         return 0;
     }
+    if (!a->verifying) /* the trial balance folds the entries alone */
+        return 0;
     char hex[33];
     ids_format(e->posting_id, hex);
     MDB_val k = {.mv_size = 16, .mv_data = (void *)e->posting_id};
@@ -1128,7 +1176,7 @@ static int hold_resolve(struct audit *a, uint64_t seq, struct tally_account *acc
     acc->holds_active--;
     struct store_hold done = *h;
     table_remove(&a->holds, seq, 0);
-    return hold_compare(a, seq, &done, a->cur.e.seq);
+    return a->verifying ? hold_compare(a, seq, &done, a->cur.e.seq) : 0;
 }
 
 /* The reversal record of entry `orig` (in a->ref), created on first use. */
@@ -1494,11 +1542,18 @@ static int fold_capture(struct audit *a, uint64_t m)
     if (e->amount > h->amount)
         return entry_diff(a, "captures %" PRIu64 " points from a hold of %" PRIu64, e->amount,
                           h->amount);
+    uint64_t rest = h->amount - e->amount;
     TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
     TRY(u64_sub(a, acc, "held", &acc->held, e->amount));
     TRY(u64_add(a, acc, "redeemed", &acc->redeemed, e->amount));
     TRY(lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_CAPTURE));
-    return hold_resolve(a, e->ref_seq, acc, TALLY_HOLD_CAPTURED, e->amount);
+    TRY(hold_resolve(a, e->ref_seq, acc, TALLY_HOLD_CAPTURED, e->amount));
+    if (rest > 0) { /* the next entry must give the rest back (remainder_check) */
+        a->remainder_hold = e->ref_seq;
+        a->remainder_amount = rest;
+        a->remainder_seq = e->seq;
+    }
+    return 0;
 }
 
 static int fold_release(struct audit *a, uint64_t m)
@@ -1510,9 +1565,18 @@ static int fold_release(struct audit *a, uint64_t m)
     TRY(u64_sub(a, acc, "held", &acc->held, e->amount));
     TRY(avail_add(a, acc, e->amount));
     TRY(lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_RELEASE));
+    if ((e->flags & TALLY_ENTRY_REMAINDER) != 0) {
+        /* The rest of a hold its CAPTURE (the previous entry) resolved: remainder_check matched
+         * the hold and the amount; holds_active already went down with the capture. */
+        a->remainder_hold = 0;
+        return 0;
+    }
     const struct store_hold *h = table_get(&a->holds, e->ref_seq, 0);
     if (h == NULL)
-        return 0; /* the rest of a captured hold: the hold is already resolved */
+        return entry_diff(a,
+                          "releases hold %" PRIu64 ", which is not active (only a RELEASE flagged "
+                          "REMAINDER may follow its capture)",
+                          e->ref_seq);
     if (e->amount != h->amount)
         return entry_diff(a, "releases %" PRIu64 " points of active hold %" PRIu64 " of %" PRIu64,
                           e->amount, e->ref_seq, h->amount);
@@ -1720,6 +1784,8 @@ static int fold_expire(struct audit *a, uint64_t m)
     return lots_apply(a, m, a->cur.refs, a->cur.nrefs, LOT_TAKE);
 }
 
+/* CLOSE forfeits everything: its refs take `amount` from the lots, and its value says how much
+ * of that was pending (the refs of the pending lots); the rest was available. */
 static int fold_close(struct audit *a, uint64_t m)
 {
     const struct tally_entry *e = &a->cur.e;
@@ -1729,22 +1795,34 @@ static int fold_close(struct audit *a, uint64_t m)
         return entry_diff(
             a, "closes member %" PRIu64 ", whose account is not open (status %" PRIu32 ")", m,
             acc->status);
+    if (e->value > e->amount)
+        return entry_diff(a,
+                          "forfeits %" PRIu64 " points, but says %" PRIu64
+                          " of them (its value) were pending",
+                          e->amount, e->value);
     TRY(lineage_total(a, a->cur.refs, a->cur.nrefs, true));
     TRY(u64_add(a, acc, "expired", &acc->expired, e->amount));
+    uint64_t from_pending = 0; /* within amount: the lineage total was checked */
     for (uint32_t i = 0; i < a->cur.nrefs; i++) {
         const struct tally_lot_ref *r = &a->cur.refs[i];
         struct fold_lot *l = NULL;
         TRY(lot_of_ref(a, m, r, &l));
         TRY(lot_field_sub(a, l, "remaining", &l->lot.remaining, r->amount));
         if (l->lot.activate_at != 0) {
+            from_pending += r->amount;
             if (l->lot.remaining == 0)
                 l->lot.activate_at = 0; /* a forfeited pending lot is gone (see the notes) */
-            TRY(u64_sub(a, acc, "pending", &acc->pending, r->amount));
-        } else {
-            TRY(avail_sub(a, acc, r->amount));
         }
         lot_settle(a, r->lot_id);
     }
+    if (from_pending != e->value)
+        return entry_diff(a,
+                          "says %" PRIu64 " of the %" PRIu64
+                          " points it forfeits were pending (its value), but its refs take %" PRIu64
+                          " from pending lots",
+                          e->value, e->amount, from_pending);
+    TRY(u64_sub(a, acc, "pending", &acc->pending, e->value));
+    TRY(avail_sub(a, acc, e->amount - e->value));
     acc->status = TALLY_ACCOUNT_STATUS_CLOSED;
     acc->closed_at = e->timestamp;
     return 0;
@@ -1886,6 +1964,30 @@ static int upgrade_check(struct audit *a)
                       a->upgrade_seq, m, e->seq);
 }
 
+/* After a partial CAPTURE: the entry right after it must release the rest of that hold, flagged
+ * REMAINDER; and only such an entry may carry the flag. */
+static int remainder_check(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    bool flagged = (e->flags & TALLY_ENTRY_REMAINDER) != 0;
+    if (flagged && (e->kind != TALLY_KIND_RELEASE || (e->flags & TALLY_ENTRY_AUTO) == 0))
+        return entry_diff(a, "is flagged REMAINDER, which only an AUTO RELEASE may be");
+    if (a->remainder_hold == 0) {
+        if (flagged)
+            return entry_diff(a, "is flagged REMAINDER, but does not follow a partial CAPTURE");
+        return 0;
+    }
+    uint64_t hold = a->remainder_hold;
+    if (!flagged || e->ref_seq != hold || e->amount != a->remainder_amount)
+        return audit_diff(a, e->seq,
+                          "entry %" PRIu64 " (CAPTURE) left %" PRIu64 " points of hold %" PRIu64
+                          " to give back, but entry %" PRIu64 " (%s%s, hold %" PRIu64
+                          ", %" PRIu64 " points) is no RELEASE flagged REMAINDER of them",
+                          a->remainder_seq, a->remainder_amount, hold, e->seq,
+                          kind_name(e->kind), flagged ? ", REMAINDER" : "", e->ref_seq, e->amount);
+    return 0;
+}
+
 static int fold_member_side(struct audit *a, uint64_t m, uint64_t m2)
 {
     switch (a->cur.e.kind) {
@@ -1942,39 +2044,7 @@ static int fold_system_side(struct audit *a)
     return 0;
 }
 
-/* The history row the current entry must have left for the account. */
-static int history_check(struct audit *a, const struct tally_account *acc)
-{
-    const struct tally_entry *e = &a->cur.e;
-    uint8_t key[STORE_HISTORY_KEY];
-    store_history_key(key, acc->program, acc->member, e->timestamp, e->seq);
-    MDB_val k = {.mv_size = sizeof(key), .mv_data = key};
-    MDB_val v;
-    int rc = a->has_db[STORE_DB_MEMBERS] ? mdb_get(a->txn, a->dbi[STORE_DB_MEMBERS], &k, &v)
-                                         : MDB_NOTFOUND;
-    if (rc == MDB_NOTFOUND)
-        return entry_diff(a, "the history row of member %" PRIu64 " at this entry is missing",
-                          acc->member);
-    if (rc != 0)
-        return lmdb_error(rc);
-    struct store_history want = {
-        .available = acc->available, .pending = acc->pending, .held = acc->held};
-    struct store_history got;
-    if (v.mv_size != sizeof(got))
-        return entry_diff(a, "the history row of member %" PRIu64 " has %zu bytes, expected 24",
-                          acc->member, v.mv_size);
-    memcpy(&got, v.mv_data, sizeof(got));
-    char what[160];
-    snprintf(what, sizeof(what),
-             "entry %" PRIu64 " (%s, program %" PRIu32 "): history row of member %" PRIu64, e->seq,
-             kind_name(e->kind), e->program, acc->member);
-    TRY(compare_fields(a, e->seq, what, history_fields, COUNT_OF(history_fields), &want, &got,
-                       sizeof(got)));
-    a->history_rows++;
-    return 0;
-}
-
-/* After an entry: the member's last_seq, the no-negative law and its history row. */
+/* After an entry: the member's last_seq, the no-negative law and the lot limit. */
 static int touch_member(struct audit *a, uint64_t m)
 {
     const struct tally_entry *e = &a->cur.e;
@@ -1988,7 +2058,46 @@ static int touch_member(struct audit *a, uint64_t m)
                           "member %" PRIu64 ": available is %" PRId64
                           ", and the program does not allow negative balances",
                           m, f->acc.available);
-    return history_check(a, &f->acc);
+    if (f->acc.lots_open > TALLY_LINEAGE_MAX)
+        return entry_diff(a,
+                          "member %" PRIu64 " has %" PRIu32
+                          " open lots after it; a member may have at most %u",
+                          m, f->acc.lots_open, TALLY_LINEAGE_MAX);
+    return 0;
+}
+
+/* debit_prev / credit_prev: a member side links to the previous entry naming that account (its
+ * last_seq before this entry; 0 when there is none); a system or zero side links to nothing. */
+static int links_check(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    const uint64_t side[2] = {e->debit, e->credit};
+    const uint64_t link[2] = {e->debit_prev, e->credit_prev};
+    static const char *const field[2] = {"debit_prev", "credit_prev"};
+    static const char *const role[2] = {"debit", "credit"};
+    for (int i = 0; i < 2; i++) {
+        char who[MEMBER_NAME_MAX];
+        uint64_t want = 0;
+        if (is_member(side[i])) {
+            const struct fold_account *f = account_find(a, e->program, side[i]);
+            want = f != NULL ? f->acc.last_seq : 0;
+        }
+        if (link[i] == want)
+            continue;
+        if (!is_member(side[i]))
+            return entry_diff(a, "%s is %" PRIu64 ", but its %s side (%s) is no member: expected 0",
+                              field[i], link[i], role[i], member_name(side[i], who));
+        if (want == 0)
+            return entry_diff(a,
+                              "%s is %" PRIu64 ", but no earlier entry names %s (its %s side): "
+                              "expected 0",
+                              field[i], link[i], member_name(side[i], who), role[i]);
+        return entry_diff(a,
+                          "%s is %" PRIu64 ", but the previous entry naming %s (its %s side) is "
+                          "%" PRIu64,
+                          field[i], link[i], member_name(side[i], who), role[i], want);
+    }
+    return 0;
 }
 
 static int fold_one(struct audit *a)
@@ -1998,6 +2107,8 @@ static int fold_one(struct audit *a)
         a->max_timestamp = e->timestamp;
     TRY(posting_link_check(a));
     TRY(upgrade_check(a));
+    TRY(remainder_check(a));
+    TRY(links_check(a));
     if (e->kind == TALLY_KIND_PROGRAM)
         return fold_program(a);
     if (table_get(&a->programs, e->program, 0) == NULL)
@@ -2020,6 +2131,304 @@ static int fold_one(struct audit *a)
         TRY(touch_member(a, m2));
     if (e->kind == TALLY_KIND_ACCRUE)
         upgrade_watch(a, m);
+    return 0;
+}
+
+/* =============================================================================================
+ * Member images in `members`: read before the walk, each compared during it at its last_seq.
+ * =========================================================================================== */
+
+/* A members key ends with the big-endian program and member (storage.h); the whole key must be
+ * the one store_member_key() makes of them (its leading slot included). Returns false for a key
+ * of another size or with a wrong slot; *program and *member are set whenever the size is right. */
+static bool member_key_decode(const MDB_val *k, uint32_t *program, uint64_t *member)
+{
+    if (k->mv_size != STORE_MEMBER_KEY)
+        return false;
+    const uint8_t *p = k->mv_data;
+    *program = store_get_be32(p + STORE_MEMBER_KEY - 12);
+    *member = store_get_be64(p + STORE_MEMBER_KEY - 8);
+    uint8_t want[STORE_MEMBER_KEY];
+    store_member_key(want, *program, *member);
+    return memcmp(want, p, sizeof(want)) == 0;
+}
+
+/* The shape of one image (a members value): a whole account, then lots_open whole lots in
+ * (expires_at, lot_id) order, at most TALLY_LINEAGE_MAX of them, under the key of its own program
+ * and member. `where` says where the image lies, for messages. */
+static int image_shape(struct audit *a, uint32_t program, uint64_t member, const uint8_t *img,
+                       size_t size, const char *where)
+{
+    char who[MEMBER_NAME_MAX];
+    member_name(member, who);
+    const size_t acc_size = sizeof(struct tally_account);
+    const size_t lot_size = sizeof(struct tally_lot);
+    if (size < acc_size || (size - acc_size) % lot_size != 0)
+        return audit_diff(a, 0,
+                          "%s: the image of %s in program %" PRIu32 " has %zu bytes, not a "
+                          "%zu-byte account followed by whole %zu-byte lots",
+                          where, who, program, size, acc_size, lot_size);
+    size_t n = (size - acc_size) / lot_size;
+    if (size > STORE_MEMBER_MAX)
+        return audit_diff(a, 0,
+                          "%s: the image of %s in program %" PRIu32
+                          " holds %zu lots; a member may have at most %u",
+                          where, who, program, n, TALLY_LINEAGE_MAX);
+    struct tally_account acc;
+    memcpy(&acc, img, sizeof(acc));
+    if (acc.program != program || acc.member != member)
+        return audit_diff(a, 0,
+                          "%s: the image of %s in program %" PRIu32
+                          " holds the account of member %" PRIu64 " in program %" PRIu32,
+                          where, who, program, acc.member, acc.program);
+    if (acc.lots_open != n)
+        return audit_diff(a, 0,
+                          "%s: the image of %s in program %" PRIu32 ": lots_open is %" PRIu32
+                          ", but %zu lots follow the account",
+                          where, who, program, acc.lots_open, n);
+    struct tally_lot prev, lot;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(&lot, img + acc_size + i * lot_size, sizeof(lot));
+        bool ordered = i == 0 || prev.expires_at < lot.expires_at ||
+                       (prev.expires_at == lot.expires_at && prev.lot_id < lot.lot_id);
+        if (!ordered)
+            return audit_diff(a, 0,
+                              "%s: the image of %s in program %" PRIu32 ": lot %" PRIu64
+                              " (expiry %" PRIu64 ") follows lot %" PRIu64 " (expiry %" PRIu64
+                              "): lots are not in (expires_at, lot_id) order",
+                              where, who, program, lot.lot_id, lot.expires_at, prev.lot_id,
+                              prev.expires_at);
+        prev = lot;
+    }
+    return 0;
+}
+
+/* One record of `members`: checked for shape and remembered for the walk. */
+static int stored_add(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    uint32_t program = 0;
+    uint64_t member = 0;
+    if (!member_key_decode(k, &program, &member)) {
+        char who[MEMBER_NAME_MAX];
+        if (k->mv_size != STORE_MEMBER_KEY)
+            return audit_diff(a, 0, "members: a key of %zu bytes (keys are %d bytes)",
+                              k->mv_size, STORE_MEMBER_KEY);
+        return audit_diff(a, 0,
+                          "members: the key of %s in program %" PRIu32
+                          " does not begin with its slot (storage.h, store_member_slot)",
+                          member_name(member, who), program);
+    }
+    TRY(image_shape(a, program, member, v->mv_data, v->mv_size, "members"));
+    struct stored_image *s = table_add(&a->stored, program, member);
+    if (s == NULL)
+        return -ENOMEM;
+    struct tally_account acc;
+    memcpy(&acc, v->mv_data, sizeof(acc));
+    s->image = v->mv_data;
+    s->size = (uint32_t)v->mv_size; /* at most STORE_MEMBER_MAX: image_shape checked */
+    s->last_seq = acc.last_seq;
+    return 0;
+}
+
+/* Read `members` into a->stored, before the walk compares the images. */
+static int stored_load(struct audit *a)
+{
+    if (!a->has_db[STORE_DB_MEMBERS])
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(a->txn, a->dbi[STORE_DB_MEMBERS], &c);
+    if (rc != 0)
+        return lmdb_error(rc);
+    MDB_val k, v;
+    int res = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && res == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        res = stored_add(a, &k, &v);
+    mdb_cursor_close(c);
+    if (res != 0)
+        return res;
+    return rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
+}
+
+/* Whether lot `lot_id` (of expiry `expires_at`) is among the n lots of an image (in
+ * (expires_at, lot_id) order: image_shape checked). */
+static bool image_has_lot(const uint8_t *img, size_t n, uint64_t expires_at, uint64_t lot_id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        struct tally_lot l;
+        memcpy(&l, img + sizeof(struct tally_account) + mid * sizeof(l), sizeof(l));
+        if (l.expires_at == expires_at && l.lot_id == lot_id)
+            return true;
+        if (l.expires_at < expires_at || (l.expires_at == expires_at && l.lot_id < lot_id))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* The image holds fewer lots than the fold gives the account: name one it lacks (a scan of all
+ * lots, only on this path). */
+static int image_lot_missing(struct audit *a, uint32_t program, uint64_t member, const uint8_t *img,
+                             size_t n)
+{
+    char who[MEMBER_NAME_MAX];
+    member_name(member, who);
+    for (size_t i = 0; i < a->lots.count; i++) {
+        const struct fold_lot *l = table_item(&a->lots, i);
+        if (l->program != program || l->member != member ||
+            image_has_lot(img, n, l->lot.expires_at, l->lot.lot_id))
+            continue;
+        return audit_diff(a, a->cur.e.seq,
+                          "lot %" PRIu64 " of %s in program %" PRIu32 " (%" PRIu64
+                          " points, %" PRIu64 " held): the entries produce it by entry %" PRIu64
+                          ", but it is not stored in the image (in members) as of that entry",
+                          l->lot.lot_id, who, program, l->lot.remaining, l->lot.held,
+                          a->cur.e.seq);
+    }
+    return 0; /* not reached while lots_open counts the lots; the account comparison says more */
+}
+
+/* Compare the image of (program, member) with the fold's state of that account right after the
+ * current entry, which the image says it includes last: its lots first, then its account. */
+static int image_compare(struct audit *a, uint32_t program, uint64_t member,
+                         struct stored_image *s)
+{
+    const uint64_t seq = a->cur.e.seq;
+    const struct fold_account *f = account_find(a, program, member);
+    char who[MEMBER_NAME_MAX], what[200];
+    member_name(member, who);
+    if (f == NULL) /* an entry names it, so the fold made it: a fault of the fold's own */
+        return audit_diff(a, seq, "%s in program %" PRIu32 ": named by the entry, not folded", who,
+                          program);
+    size_t n = (s->size - sizeof(struct tally_account)) / sizeof(struct tally_lot);
+    for (size_t i = 0; i < n; i++) {
+        struct tally_lot got;
+        memcpy(&got, s->image + sizeof(struct tally_account) + i * sizeof(got), sizeof(got));
+        const struct fold_lot *l = table_get(&a->lots, got.lot_id, 0);
+        if (l == NULL)
+            return audit_diff(a, seq,
+                              "lot %" PRIu64 " of %s in program %" PRIu32
+                              " (in members) as of entry %" PRIu64 " is stored, but after that "
+                              "entry it has no points left or never existed",
+                              got.lot_id, who, program, seq);
+        if (l->program != program || l->member != member)
+            return audit_diff(a, seq,
+                              "lot %" PRIu64 " is stored with %s in program %" PRIu32
+                              " (in members) as of entry %" PRIu64
+                              "; the entries give it to member %" PRIu64 " in program %" PRIu32,
+                              got.lot_id, who, program, seq, l->member, l->program);
+        snprintf(what, sizeof(what),
+                 "lot %" PRIu64 " of %s in program %" PRIu32 " (in members) as of entry %" PRIu64,
+                 got.lot_id, who, program, seq);
+        TRY(compare_fields(a, seq, what, lot_fields, COUNT_OF(lot_fields), &l->lot, &got,
+                           sizeof(got)));
+        a->rep->lots++;
+    }
+    if (f->acc.lots_open > n)
+        TRY(image_lot_missing(a, program, member, s->image, n));
+    struct tally_account got;
+    memcpy(&got, s->image, sizeof(got));
+    snprintf(what, sizeof(what),
+             "account of %s in program %" PRIu32 " (in members) as of entry %" PRIu64, who,
+             program, seq);
+    TRY(compare_fields(a, seq, what, account_fields, COUNT_OF(account_fields), &f->acc, &got,
+                       sizeof(got)));
+    s->compared = 1;
+    a->rep->accounts++;
+    return 0;
+}
+
+/* One account the current entry names (after folding it): remember the entry if it lies before
+ * fold_from, and compare the account's image if the image says it ends here. */
+static int image_after_entry(struct audit *a, uint32_t program, uint64_t member)
+{
+    if (a->cur.e.seq < a->fold_from) {
+        struct fold_account *f = account_find(a, program, member);
+        if (f != NULL)
+            f->last_before = a->cur.e.seq;
+    }
+    struct stored_image *s = table_get(&a->stored, program, member);
+    if (s == NULL || s->last_seq != a->cur.e.seq)
+        return 0;
+    return image_compare(a, program, member, s);
+}
+
+/* The accounts the current entry names: its debit and credit, or for a PROGRAM entry the four
+ * system accounts it creates. */
+static int images_after_entry(struct audit *a)
+{
+    const struct tally_entry *e = &a->cur.e;
+    if (e->kind == TALLY_KIND_PROGRAM) {
+        for (uint64_t i = 0; i < TALLY_SYS_COUNT; i++)
+            TRY(image_after_entry(a, e->program, UINT64_MAX - i));
+        return 0;
+    }
+    TRY(image_after_entry(a, e->program, e->debit));
+    if (e->credit != e->debit)
+        TRY(image_after_entry(a, e->program, e->credit));
+    return 0;
+}
+
+/* After the walk: an image the walk did not compare names in its last_seq no entry of its
+ * account. */
+static int image_uncompared(struct audit *a, size_t pos)
+{
+    const struct stored_image *s = table_item(&a->stored, pos);
+    uint32_t program = (uint32_t)a->stored.keys[pos].a;
+    uint64_t member = a->stored.keys[pos].b;
+    char who[MEMBER_NAME_MAX];
+    member_name(member, who);
+    const struct fold_account *f = account_find(a, program, member);
+    if (f == NULL)
+        return audit_diff(a, 0,
+                          "account of %s in program %" PRIu32
+                          " is stored (in members), but no entry opened it",
+                          who, program);
+    uint64_t n = a->rep->entries;
+    const char *why = s->last_seq == 0  ? "no entry"
+                      : s->last_seq > n ? "an entry the ledger does not have"
+                                        : "an entry that does not name it";
+    return audit_diff(a, s->last_seq != 0 && s->last_seq <= n ? s->last_seq : f->acc.last_seq,
+                      "account of %s in program %" PRIu32 " (in members) says it includes the "
+                      "entries up to %" PRIu64 " (its last_seq), %s: an image is the state "
+                      "right after an entry of its account",
+                      who, program, s->last_seq, why);
+}
+
+/* After the walk and meta_check: every image was compared, and `members` holds every change
+ * before fold_from (storage.h). Counts the images behind their accounts' newest entry. */
+static int images_check(struct audit *a)
+{
+    for (size_t i = 0; i < a->stored.count; i++) {
+        const struct stored_image *s = table_item(&a->stored, i);
+        if (!s->compared)
+            return image_uncompared(a, i);
+    }
+    for (size_t i = 0; i < a->accounts.count; i++) {
+        const struct fold_account *f = table_item(&a->accounts, i);
+        const struct stored_image *s = table_get(&a->stored, f->acc.program, f->acc.member);
+        char who[MEMBER_NAME_MAX];
+        member_name(f->acc.member, who);
+        if (s == NULL && f->last_before != 0)
+            return audit_diff(a, f->last_before,
+                              "account of %s in program %" PRIu32 ": the entries produce it, "
+                              "but it is not stored, and entry %" PRIu64
+                              " changed it before fold_from (%" PRIu64
+                              "): every change before fold_from must be in members",
+                              who, f->acc.program, f->last_before, a->fold_from);
+        if (s != NULL && s->last_seq < f->last_before)
+            return audit_diff(a, f->last_before,
+                              "account of %s in program %" PRIu32 " (in members) is its state "
+                              "as of entry %" PRIu64 ", but entry %" PRIu64
+                              " changed it before fold_from (%" PRIu64
+                              "): every change before fold_from must be in members",
+                              who, f->acc.program, s->last_seq, f->last_before, a->fold_from);
+        if (s != NULL && s->last_seq < f->acc.last_seq)
+            a->rep->images_behind++;
+    }
     return 0;
 }
 
@@ -2048,7 +2457,8 @@ static int walk_one(struct audit *a, const MDB_val *k, const MDB_val *v, uint64_
                           " (the entry was changed after it was written)",
                           seq, kind_name(a->cur.e.kind), a->cur.e.hash, seq - 1, h);
     a->prev_hash = h;
-    return fold_one(a);
+    TRY(fold_one(a));
+    return images_after_entry(a);
 }
 
 static int walk_entries(struct audit *a)
@@ -2077,6 +2487,11 @@ static int walk_entries(struct audit *a)
                           "entry %" PRIu64 " (ACCRUE) lifted member %" PRIu64
                           " above its tier, but no UPGRADE follows",
                           a->upgrade_seq, a->upgrade_due);
+    if (a->remainder_hold != 0)
+        return audit_diff(a, a->remainder_seq,
+                          "entry %" PRIu64 " (CAPTURE) left %" PRIu64 " points of hold %" PRIu64
+                          " to give back, but no RELEASE flagged REMAINDER follows",
+                          a->remainder_seq, a->remainder_amount, a->remainder_hold);
     return rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
 }
 
@@ -2085,6 +2500,7 @@ static int meta_check(struct audit *a)
 {
     uint64_t n = a->rep->entries;
     a->rep->chain_head = a->prev_hash;
+    a->rep->fold_from = a->meta.fold_from;
     if (!a->has_meta)
         return n == 0
                    ? 0
@@ -2099,6 +2515,12 @@ static int meta_check(struct audit *a)
         return audit_diff(
             a, n, "meta: chain_head is %016" PRIx64 ", entry %" PRIu64 "'s hash is %016" PRIx64,
             a->meta.chain_head, n, a->prev_hash);
+    if (a->meta.fold_from == 0 || a->meta.fold_from > a->meta.next_seq)
+        return audit_diff(a, 0,
+                          "meta: fold_from is %" PRIu64 ", outside [1, next_seq %" PRIu64
+                          "]: recovery would fold from an entry that %s",
+                          a->meta.fold_from, a->meta.next_seq,
+                          a->meta.fold_from == 0 ? "does not exist" : "is not written yet");
     if (a->meta.last_timestamp < a->max_timestamp)
         return audit_diff(a, 0,
                           "meta: last_timestamp %" PRIu64 " is older than an entry's %" PRIu64,
@@ -2115,11 +2537,9 @@ static int meta_check(struct audit *a)
 
 typedef int (*scan_fn)(struct audit *a, const MDB_val *k, const MDB_val *v);
 
-/* Add XXH3-128(tag || key || value) to the state sum. */
-static int sum_add(struct audit *a, int tag, const MDB_val *k, const MDB_val *v,
-                   unsigned __int128 *sum)
+/* Room for n bytes in a->scratch. */
+static int scratch_reserve(struct audit *a, size_t n)
 {
-    size_t n = 1 + k->mv_size + v->mv_size;
     if (n > a->scratch_cap) {
         size_t cap = n > 2 * a->scratch_cap ? n : 2 * a->scratch_cap;
         uint8_t *p = realloc(a->scratch, cap);
@@ -2128,11 +2548,25 @@ static int sum_add(struct audit *a, int tag, const MDB_val *k, const MDB_val *v,
         a->scratch = p;
         a->scratch_cap = cap;
     }
+    return 0;
+}
+
+static void sum_hash(const uint8_t *bytes, size_t n, unsigned __int128 *sum)
+{
+    XXH128_hash_t h = XXH3_128bits(bytes, n);
+    *sum += (unsigned __int128)h.high64 << 64 | h.low64;
+}
+
+/* Add XXH3-128(tag || key || value) to the state sum. */
+static int sum_add(struct audit *a, int tag, const MDB_val *k, const MDB_val *v,
+                   unsigned __int128 *sum)
+{
+    size_t n = 1 + k->mv_size + v->mv_size;
+    TRY(scratch_reserve(a, n));
     a->scratch[0] = (uint8_t)tag;
     memcpy(a->scratch + 1, k->mv_data, k->mv_size);
     memcpy(a->scratch + 1 + k->mv_size, v->mv_data, v->mv_size);
-    XXH128_hash_t h = XXH3_128bits(a->scratch, n);
-    *sum += (unsigned __int128)h.high64 << 64 | h.low64;
+    sum_hash(a->scratch, n, sum);
     return 0;
 }
 
@@ -2181,67 +2615,6 @@ static int scan_program(struct audit *a, const MDB_val *k, const MDB_val *v)
                        &got, sizeof(got)));
     a->matched++;
     a->rep->programs++;
-    return 0;
-}
-
-static int scan_account(struct audit *a, const MDB_val *k, const MDB_val *v)
-{
-    if (k->mv_size != STORE_ACCOUNT_KEY)
-        return audit_diff(a, 0, "members: an account key of %zu bytes", k->mv_size);
-    uint32_t program = store_get_be32(k->mv_data);
-    uint64_t member = store_get_be64((const uint8_t *)k->mv_data + 4);
-    const struct fold_account *f = account_find(a, program, member);
-    char who[MEMBER_NAME_MAX], what[96];
-    snprintf(what, sizeof(what), "account of %s in program %" PRIu32, member_name(member, who),
-             program);
-    if (f == NULL)
-        return audit_diff(a, 0, "%s is stored, but no entry opened it", what);
-    struct tally_account got;
-    if (v->mv_size != sizeof(got))
-        return audit_diff(a, f->acc.last_seq, "%s: record of %zu bytes, expected %zu", what,
-                          v->mv_size, sizeof(got));
-    memcpy(&got, v->mv_data, sizeof(got));
-    TRY(compare_fields(a, f->acc.last_seq, what, account_fields, COUNT_OF(account_fields), &f->acc,
-                       &got, sizeof(got)));
-    a->matched_accounts++;
-    a->rep->accounts++;
-    return 0;
-}
-
-static int scan_lot(struct audit *a, const MDB_val *k, const MDB_val *v)
-{
-    if (k->mv_size != STORE_LOT_KEY)
-        return audit_diff(a, 0, "members: a lot key of %zu bytes", k->mv_size);
-    const uint8_t *kb = k->mv_data;
-    uint32_t program = store_get_be32(kb);
-    uint64_t member = store_get_be64(kb + 4);
-    uint64_t expires_at = store_get_be64(kb + 13);
-    uint64_t lot_id = store_get_be64(kb + 21);
-    const struct fold_lot *l = table_get(&a->lots, lot_id, 0);
-    if (l == NULL)
-        return audit_diff(a, 0,
-                          "lot %" PRIu64 " of member %" PRIu64 " (program %" PRIu32
-                          ") is stored, but after the entries it has no points left or "
-                          "never existed",
-                          lot_id, member, program);
-    if (l->program != program || l->member != member || l->lot.expires_at != expires_at)
-        return audit_diff(
-            a, l->last_seq,
-            "lot %" PRIu64 " is stored under program %" PRIu32 " member %" PRIu64 " expiry %" PRIu64
-            "; the entries give program %" PRIu32 " member %" PRIu64 " expiry %" PRIu64,
-            lot_id, program, member, expires_at, l->program, l->member, l->lot.expires_at);
-    struct tally_lot got;
-    if (v->mv_size != sizeof(got))
-        return audit_diff(a, l->last_seq, "lot %" PRIu64 ": record of %zu bytes, expected %zu",
-                          lot_id, v->mv_size, sizeof(got));
-    memcpy(&got, v->mv_data, sizeof(got));
-    char what[96];
-    snprintf(what, sizeof(what), "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32,
-             lot_id, member, program);
-    TRY(compare_fields(a, l->last_seq, what, lot_fields, COUNT_OF(lot_fields), &l->lot, &got,
-                       sizeof(got)));
-    a->matched_lots++;
-    a->rep->lots++;
     return 0;
 }
 
@@ -2316,6 +2689,40 @@ static int scan_reversal(struct audit *a, const MDB_val *k, const MDB_val *v)
     return 0;
 }
 
+/* A timer (storage.h): its work is not re-derived (only the state sum covers it), but its shape
+ * is checked: a (time, seq) key with seq below meta.next_timer, a known kind, and an account of
+ * a program the entries created. */
+static int scan_timer(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != STORE_TIMER_KEY)
+        return audit_diff(a, 0, "timers: a key of %zu bytes (keys are %d bytes)", k->mv_size,
+                          STORE_TIMER_KEY);
+    uint64_t time = store_get_be64(k->mv_data);
+    uint64_t seq = store_get_be64((const uint8_t *)k->mv_data + 8);
+    char when[32];
+    time_text(time, when);
+    struct store_timer t;
+    if (v->mv_size != sizeof(t))
+        return audit_diff(a, 0, "timer %" PRIu64 " (due %s): a value of %zu bytes, expected %zu",
+                          seq, when, v->mv_size, sizeof(t));
+    memcpy(&t, v->mv_data, sizeof(t));
+    if (a->has_meta && seq >= a->meta.next_timer)
+        return audit_diff(a, 0,
+                          "timer %" PRIu64 " (due %s): meta.next_timer is %" PRIu64
+                          ", so no timer has that number yet",
+                          seq, when, a->meta.next_timer);
+    if (t.kind < STORE_TIMER_ACTIVATE || t.kind > STORE_TIMER_TIER)
+        return audit_diff(a, 0, "timer %" PRIu64 " (due %s): unknown kind %" PRIu32, seq, when,
+                          t.kind);
+    char who[MEMBER_NAME_MAX];
+    if (account_find(a, t.program, t.member) == NULL)
+        return audit_diff(a, 0,
+                          "timer %" PRIu64 " (due %s) is for %s in program %" PRIu32
+                          ", whose account no entry opened",
+                          seq, when, member_name(t.member, who), t.program);
+    return 0;
+}
+
 /* A posting record: a success names its entries, a failure names none. */
 static int scan_posting(struct audit *a, const MDB_val *k, const MDB_val *v)
 {
@@ -2361,33 +2768,6 @@ static int scan_posting(struct audit *a, const MDB_val *k, const MDB_val *v)
     return 0;
 }
 
-/* History holds more rows than the entries produce: find one no entry produced. */
-static int scan_history_extra(struct audit *a, const MDB_val *k, const MDB_val *v)
-{
-    (void)v;
-    if (k->mv_size != STORE_HISTORY_KEY)
-        return audit_diff(a, 0, "members: a history key of %zu bytes", k->mv_size);
-    const uint8_t *kb = k->mv_data;
-    uint32_t program = store_get_be32(kb);
-    uint64_t member = store_get_be64(kb + 4);
-    uint64_t time = store_get_be64(kb + 13);
-    uint64_t seq = store_get_be64(kb + 21);
-    int rc = entry_read(a, seq, &a->ref);
-    if (rc != 0 && rc != TALLY_ENOT_FOUND)
-        return rc;
-    const struct tally_entry *e = &a->ref.e;
-    bool produced = rc == 0 && e->kind != TALLY_KIND_PROGRAM && e->program == program &&
-                    e->timestamp == time && is_member(member) &&
-                    (e->debit == member || e->credit == member);
-    if (!produced)
-        return audit_diff(a, seq,
-                          "history row of member %" PRIu64 " (program %" PRIu32
-                          ") at entry %" PRIu64 ", time %" PRIu64
-                          " is stored, but no entry produced it",
-                          member, program, seq, time);
-    return 0;
-}
-
 typedef size_t (*key_fn)(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
                          char *what, size_t what_size);
 
@@ -2399,31 +2779,6 @@ static size_t program_key(const struct audit *a, size_t pos, uint8_t key[32], ui
     *seq = p->last_seq;
     snprintf(what, what_size, "program %" PRIu64, a->programs.keys[pos].a);
     return 4;
-}
-
-static size_t account_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq,
-                          char *what, size_t what_size)
-{
-    const struct fold_account *f = table_item(&a->accounts, pos);
-    char who[MEMBER_NAME_MAX];
-    store_account_key(key, f->acc.program, f->acc.member);
-    *seq = f->acc.last_seq;
-    snprintf(what, what_size, "account of %s in program %" PRIu32, member_name(f->acc.member, who),
-             f->acc.program);
-    return STORE_ACCOUNT_KEY;
-}
-
-static size_t lot_key(const struct audit *a, size_t pos, uint8_t key[32], uint64_t *seq, char *what,
-                      size_t what_size)
-{
-    const struct fold_lot *l = table_item(&a->lots, pos);
-    store_lot_key(key, l->program, l->member, l->lot.expires_at, l->lot.lot_id);
-    *seq = l->last_seq;
-    snprintf(what, what_size,
-             "lot %" PRIu64 " of member %" PRIu64 " in program %" PRIu32 " (%" PRIu64
-             " points, %" PRIu64 " held)",
-             l->lot.lot_id, l->member, l->program, l->lot.remaining, l->lot.held);
-    return STORE_LOT_KEY;
 }
 
 static size_t seq_key(const struct table *t, size_t pos, uint8_t key[32])
@@ -2478,45 +2833,105 @@ static int scan_compare(struct audit *a, enum store_db db, scan_fn fn, const str
     return 0;
 }
 
-/* One record of the members table: an account, a lot or a history row, by its tag. */
-static int scan_member_record(struct audit *a, const MDB_val *k, const MDB_val *v)
+/* =============================================================================================
+ * The logical member images in the state sum: the fold's final accounts and their lots.
+ * =========================================================================================== */
+
+/* A lot in image order: by account, then (expires_at, lot_id). */
+struct sum_lot {
+    uint64_t member;
+    uint64_t expires_at;
+    uint64_t lot_id;
+    size_t pos; /* in a->lots */
+    uint32_t program;
+    uint32_t reserved;
+};
+
+static int sum_lot_cmp(const void *x, const void *y)
 {
-    if (k->mv_size <= STORE_MEMBER_PREFIX)
-        return audit_diff(a, 0, "members: a key of %zu bytes", k->mv_size);
-    uint8_t tag = ((const uint8_t *)k->mv_data)[STORE_MEMBER_PREFIX];
-    switch (tag) {
-    case STORE_TAG_ACCOUNT:
-        return scan_account(a, k, v);
-    case STORE_TAG_LOT:
-        return scan_lot(a, k, v);
-    case STORE_TAG_HISTORY:
-        a->history_seen++;
-        return a->history_hunt ? scan_history_extra(a, k, v) : 0;
-    default:
-        return audit_diff(a, 0, "members: a key with unknown tag 0x%02x", tag);
-    }
+    const struct sum_lot *p = x, *q = y;
+    if (p->program != q->program)
+        return p->program < q->program ? -1 : 1;
+    if (p->member != q->member)
+        return p->member < q->member ? -1 : 1;
+    if (p->expires_at != q->expires_at)
+        return p->expires_at < q->expires_at ? -1 : 1;
+    if (p->lot_id != q->lot_id)
+        return p->lot_id < q->lot_id ? -1 : 1;
+    return 0;
 }
 
-/* The members table: accounts and lots compared both ways, history rows counted (each one the
- * entries produce was found during the walk, so the count tells whether there are others). */
-static int scan_members(struct audit *a, unsigned __int128 *sum)
+/* Give each account the run of `order` that holds its lots; the fold's lots_open must count
+ * them (both come from the fold: a difference is the auditor's own fault, still reported). */
+static int sum_lots_assign(struct audit *a, const struct sum_lot *order, size_t n)
 {
-    uint64_t rows;
-    a->matched_accounts = a->matched_lots = a->history_seen = 0;
-    TRY(scan_db(a, STORE_DB_MEMBERS, scan_member_record, sum, &rows));
-    if (a->matched_accounts != a->accounts.count)
-        TRY(find_missing(a, &a->accounts, STORE_DB_MEMBERS, account_key));
-    if (a->matched_lots != a->lots.count)
-        TRY(find_missing(a, &a->lots, STORE_DB_MEMBERS, lot_key));
-    a->rep->history_rows = a->history_seen;
-    if (a->history_seen == a->history_rows)
-        return 0;
-    uint64_t seen = a->history_seen;
-    unsigned __int128 again = 0;
-    a->history_hunt = true;
-    TRY(scan_db(a, STORE_DB_MEMBERS, scan_member_record, &again, &rows));
-    return audit_diff(a, 0, "members: %" PRIu64 " history rows; the entries produce %" PRIu64, seen,
-                      a->history_rows);
+    for (size_t i = 0; i < a->accounts.count; i++) {
+        struct fold_account *f = table_item(&a->accounts, i);
+        f->lot_first = 0;
+        f->lot_count = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct fold_account *f = account_find(a, order[i].program, order[i].member);
+        if (f == NULL)
+            return audit_diff(a, 0, "lot %" PRIu64 " belongs to no account", order[i].lot_id);
+        if (f->lot_count == 0)
+            f->lot_first = i;
+        f->lot_count++;
+    }
+    for (size_t i = 0; i < a->accounts.count; i++) {
+        const struct fold_account *f = table_item(&a->accounts, i);
+        if (f->lot_count != f->acc.lots_open)
+            return audit_diff(a, f->acc.last_seq,
+                              "member %" PRIu64 " in program %" PRIu32 ": the fold counts %" PRIu32
+                              " open lots, but holds %" PRIu32,
+                              f->acc.member, f->acc.program, f->acc.lots_open, f->lot_count);
+    }
+    return 0;
+}
+
+/* Hash one account's logical image (tag || key || account || lots) into the sum. */
+static int sum_image(struct audit *a, const struct fold_account *f, const struct sum_lot *order,
+                     unsigned __int128 *sum)
+{
+    const size_t acc_size = sizeof(struct tally_account);
+    const size_t lot_size = sizeof(struct tally_lot);
+    size_t n = 1 + STORE_MEMBER_KEY + acc_size + (size_t)f->lot_count * lot_size;
+    TRY(scratch_reserve(a, n));
+    uint8_t *p = a->scratch;
+    p[0] = STORE_DB_MEMBERS;
+    store_member_key(p + 1, f->acc.program, f->acc.member);
+    p += 1 + STORE_MEMBER_KEY;
+    memcpy(p, &f->acc, acc_size);
+    p += acc_size;
+    for (uint32_t k = 0; k < f->lot_count; k++) {
+        const struct fold_lot *l = table_item(&a->lots, order[f->lot_first + k].pos);
+        memcpy(p + k * lot_size, &l->lot, lot_size);
+    }
+    sum_hash(a->scratch, n, sum);
+    return 0;
+}
+
+/* Every account of the fold, as the engine's images are after the last batch, into the sum. */
+static int members_sum(struct audit *a, unsigned __int128 *sum)
+{
+    size_t n = a->lots.count;
+    struct sum_lot *order = malloc((n + 1) * sizeof(*order));
+    if (order == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const struct fold_lot *l = table_item(&a->lots, i);
+        order[i] = (struct sum_lot){.member = l->member,
+                                    .expires_at = l->lot.expires_at,
+                                    .lot_id = l->lot.lot_id,
+                                    .pos = i,
+                                    .program = l->program};
+    }
+    qsort(order, n, sizeof(*order), sum_lot_cmp);
+    int rc = sum_lots_assign(a, order, n);
+    for (size_t i = 0; rc == 0 && i < a->accounts.count; i++)
+        rc = sum_image(a, table_item(&a->accounts, i), order, sum);
+    free(order);
+    return rc;
 }
 
 static int scan_all(struct audit *a)
@@ -2524,25 +2939,26 @@ static int scan_all(struct audit *a)
     unsigned __int128 sum = 0;
     uint64_t rows;
     TRY(scan_compare(a, STORE_DB_PROGRAMS, scan_program, &a->programs, program_key, &sum));
-    TRY(scan_members(a, &sum));
+    TRY(members_sum(a, &sum));
     TRY(scan_compare(a, STORE_DB_HOLDS, scan_hold, &a->holds, hold_key, &sum));
     TRY(scan_compare(a, STORE_DB_REVERSALS, scan_reversal, &a->reversals, reversal_key, &sum));
     TRY(scan_db(a, STORE_DB_POSTINGS, scan_posting, &sum, &rows));
-    TRY(scan_db(a, STORE_DB_TIMERS, NULL, &sum, &rows));
+    TRY(scan_db(a, STORE_DB_TIMERS, scan_timer, &sum, &rows));
     uint64_t lo = (uint64_t)sum;
     uint64_t hi = (uint64_t)(sum >> 64);
     if (a->has_meta && (lo != a->meta.sum_lo || hi != a->meta.sum_hi))
         return audit_diff(a, 0,
                           "state sum: meta holds %016" PRIx64 "%016" PRIx64
-                          ", the stored tables sum to %016" PRIx64 "%016" PRIx64
-                          " (a derived record, probably a timer, was changed, added or "
-                          "removed outside the engine)",
+                          ", the fold's member images and the stored tables sum to %016" PRIx64
+                          "%016" PRIx64 " (every record the fold re-derives matched: a record "
+                          "only the sum covers, such as a timer, was changed, added or removed "
+                          "outside the engine, or the engine kept the sum wrongly)",
                           a->meta.sum_hi, a->meta.sum_lo, hi, lo);
     return 0;
 }
 
 /* =============================================================================================
- * The laws, on the folded state (which now equals the stored one).
+ * The laws, on the folded state (the logical state, which the stored records matched).
  * =========================================================================================== */
 
 static int check_double_entry(struct audit *a)
@@ -2654,8 +3070,12 @@ static int check_overdue(struct audit *a)
 static int audit_run(struct audit *a)
 {
     TRY(meta_read(a));
+    a->verifying = true;
+    a->fold_from = a->has_meta ? a->meta.fold_from : 0;
+    TRY(stored_load(a));
     TRY(walk_entries(a));
     TRY(meta_check(a));
+    TRY(images_check(a));
     TRY(scan_all(a));
     TRY(check_double_entry(a));
     TRY(check_lots_vs_buckets(a));
@@ -2682,10 +3102,14 @@ int audit_verify(const char *dir, struct audit_report *report)
 }
 
 /* =============================================================================================
- * Trial balance: the system accounts and the members' points of each program, as stored.
+ * Trial balance: the system accounts and the members' points of each program, as folded.
+ *
+ * The images in `members` may be older than the entries (written back lazily), so the totals
+ * come from the fold of the entries: the logical state, what the engine serves after its next
+ * open. Stored records are not compared here; that is audit_verify's work.
  * =========================================================================================== */
 
-/* Fold one stored account into the program's totals. */
+/* Fold one account into the program's totals. */
 static void trial_account(const struct tally_account *acc, struct tally_program_totals *t,
                           __int128 *members, __int128 *system)
 {
@@ -2704,79 +3128,76 @@ static void trial_account(const struct tally_account *acc, struct tally_program_
         t->adjusted = (int64_t)neg;
 }
 
-/* The accounts of one program: seek from member to member (past their history and lots). */
-static int trial_program(MDB_cursor *c, uint32_t program, struct tally_program_totals *t,
-                         bool *balanced)
+static int u32_cmp(const void *x, const void *y)
 {
-    __int128 members = 0, system = 0;
-    uint64_t next = 0;
-    int rc = 0;
-    for (;;) {
-        uint8_t key[STORE_ACCOUNT_KEY];
-        store_member_prefix(key, program, next);
-        MDB_val k = {.mv_size = STORE_MEMBER_PREFIX, .mv_data = key};
-        MDB_val v;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        if (rc != 0 || k.mv_size <= STORE_MEMBER_PREFIX || store_get_be32(k.mv_data) != program)
-            break;
-        uint64_t member = store_get_be64((const uint8_t *)k.mv_data + 4);
-        store_account_key(key, program, member);
-        k = (MDB_val){.mv_size = STORE_ACCOUNT_KEY, .mv_data = key};
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-        struct tally_account acc;
-        if (rc != 0 || v.mv_size != sizeof(acc))
-            return rc == 0 || rc == MDB_NOTFOUND ? TALLY_ECORRUPT : lmdb_error(rc);
-        memcpy(&acc, v.mv_data, sizeof(acc));
-        trial_account(&acc, t, &members, &system);
-        if (member == UINT64_MAX)
-            break;
-        next = member + 1;
+    uint32_t p = *(const uint32_t *)x, q = *(const uint32_t *)y;
+    return p < q ? -1 : p > q;
+}
+
+/* Index of `program` in ids[0..n) (ascending), or n. */
+static uint32_t trial_find(const uint32_t *ids, uint32_t n, uint32_t program)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < program)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmdb_error(rc);
-    t->outstanding = (int64_t)members;
-    *balanced = members + system == 0;
+    return lo < n && ids[lo] == program ? lo : n;
+}
+
+/* The totals of the first `n` programs (ids ascending) from the folded accounts. */
+static int trial_sum(struct audit *a, const uint32_t *ids, uint32_t n,
+                     struct tally_program_totals *out, bool *balanced)
+{
+    __int128 *members = calloc(n + 1u, sizeof(*members));
+    __int128 *system = calloc(n + 1u, sizeof(*system));
+    if (members == NULL || system == NULL) {
+        free(members);
+        free(system);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct fold_program *p = table_get(&a->programs, ids[i], 0);
+        memset(&out[i], 0, sizeof(out[i]));
+        out[i].program = ids[i];
+        out[i].tier_count = p->rec.config.tier_count;
+        out[i].members = p->rec.members;
+    }
+    for (size_t k = 0; k < a->accounts.count; k++) {
+        const struct fold_account *f = table_item(&a->accounts, k);
+        uint32_t i = trial_find(ids, n, f->acc.program);
+        if (i < n)
+            trial_account(&f->acc, &out[i], &members[i], &system[i]);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        out[i].outstanding = (int64_t)members[i];
+        balanced[i] = members[i] + system[i] == 0;
+    }
+    free(members);
+    free(system);
     return 0;
 }
 
+/* The folded programs, up to max of them, in id order. */
 static int trial_programs(struct audit *a, struct tally_program_totals *out, bool *balanced,
                           uint32_t max, uint32_t *count)
 {
-    MDB_cursor *c, *members = NULL;
-    MDB_val k, v;
-    int rc = mdb_cursor_open(a->txn, a->dbi[STORE_DB_PROGRAMS], &c);
-    if (rc != 0)
-        return lmdb_error(rc);
-    if (a->has_db[STORE_DB_MEMBERS] &&
-        (rc = mdb_cursor_open(a->txn, a->dbi[STORE_DB_MEMBERS], &members)) != 0) {
-        mdb_cursor_close(c);
-        return lmdb_error(rc);
-    }
-    int res = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && res == 0 && *count < max;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        struct store_program p;
-        if (k.mv_size != 4 || v.mv_size != sizeof(p)) {
-            res = TALLY_ECORRUPT;
-            break;
-        }
-        memcpy(&p, v.mv_data, sizeof(p));
-        struct tally_program_totals *t = &out[*count];
-        memset(t, 0, sizeof(*t));
-        t->program = store_get_be32(k.mv_data);
-        t->tier_count = p.config.tier_count;
-        t->members = p.members;
-        balanced[*count] = true;
-        res = members == NULL ? 0 : trial_program(members, t->program, t, &balanced[*count]);
-        if (res == 0)
-            (*count)++;
-    }
-    mdb_cursor_close(c);
-    if (members != NULL)
-        mdb_cursor_close(members);
-    if (res != 0)
-        return res;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_error(rc);
+    size_t np = a->programs.count;
+    uint32_t *ids = malloc((np + 1) * sizeof(*ids));
+    if (ids == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < np; i++)
+        ids[i] = (uint32_t)a->programs.keys[i].a;
+    qsort(ids, np, sizeof(*ids), u32_cmp);
+    uint32_t n = np < max ? (uint32_t)np : max;
+    int rc = trial_sum(a, ids, n, out, balanced);
+    free(ids);
+    if (rc == 0)
+        *count = n;
+    return rc;
 }
 
 int audit_trial_balance(const char *dir, struct tally_program_totals *out, bool *balanced,
@@ -2784,11 +3205,15 @@ int audit_trial_balance(const char *dir, struct tally_program_totals *out, bool 
 {
     struct audit a;
     struct audit_report unused;
-    memset(&a, 0, sizeof(a));
-    a.rep = &unused;
     *count = 0;
-    int rc = audit_open(&a, dir);
-    if (rc == 0 && a.has_db[STORE_DB_PROGRAMS])
+    int rc = audit_init(&a, &unused);
+    if (rc == 0)
+        rc = audit_open(&a, dir);
+    if (rc == 0)
+        rc = walk_entries(&a); /* a->verifying is false: the fold alone */
+    if (rc == AUDIT_DIFF)      /* another layout, or entries that do not fold */
+        rc = TALLY_ECORRUPT;
+    if (rc == 0)
         rc = trial_programs(&a, out, balanced, max, count);
     audit_release(&a);
     return rc;

@@ -33,13 +33,17 @@ static const char usage_text[] =
     "       tally-audit --help\n"
     "\n"
     "commands:\n"
-    "  verify DIR         re-derive every account, lot, hold and history row from the entries\n"
-    "                     (without the engine's code) and compare them with what DIR stores;\n"
-    "                     check the hash chain, the state sum, double entry and that no balance\n"
-    "                     is negative where the program forbids it. Stops at the first\n"
-    "                     difference and names its entry, account, lot and field.\n"
-    "  trial-balance DIR  per program: points issued, redeemed, expired, adjusted, outstanding\n"
-    "                     (the liability), members, and whether the program sums to zero.\n"
+    "  verify DIR         re-derive every account, lot and hold from the entries (without the\n"
+    "                     engine's code) and compare them with what DIR stores; a member image\n"
+    "                     (written back lazily, so possibly older than the entries) with the\n"
+    "                     replay as of the entry it says it includes last. Check the hash chain,\n"
+    "                     each entry's links to its members' previous entries, the state sum,\n"
+    "                     double entry and that no balance is negative where the program\n"
+    "                     forbids it. Stops at the first difference and names its entry,\n"
+    "                     account, lot and field.\n"
+    "  trial-balance DIR  per program, from the replay of the entries: points issued, redeemed,\n"
+    "                     expired, adjusted, outstanding (the liability), members, and whether\n"
+    "                     the program sums to zero.\n"
     "\n"
     "options:\n"
     "  --json             print one JSON document on stdout instead of the report\n"
@@ -167,7 +171,8 @@ static void verify_json(const struct args *a, const struct audit_report *r)
     cli_json_add_u64(doc, "accounts", r->accounts);
     cli_json_add_u64(doc, "lots", r->lots);
     cli_json_add_u64(doc, "holds", r->holds);
-    cli_json_add_u64(doc, "history_rows", r->history_rows);
+    cli_json_add_u64(doc, "fold_from", r->fold_from);
+    cli_json_add_u64(doc, "images_behind", r->images_behind);
     cli_json_add_u64(doc, "postings", r->postings);
     if (r->ok) {
         cJSON_AddStringToObject(doc, "chain_head", head);
@@ -201,10 +206,16 @@ static void verify_text(const struct args *a, const struct audit_report *r)
     printf("  chain head    %016" PRIx64 " (anchor this value outside the cluster)\n",
            r->chain_head);
     printf("  programs      %" PRIu64 "\n", r->programs);
-    printf("  accounts      %" PRIu64 "\n", r->accounts);
+    printf("  accounts      %" PRIu64 " stored images compared, each as of its last entry\n",
+           r->accounts);
     printf("  lots          %" PRIu64 "\n", r->lots);
     printf("  holds         %" PRIu64 "\n", r->holds);
-    printf("  history rows  %" PRIu64 "\n", r->history_rows);
+    if (r->images_behind == 0)
+        printf("  write-back    every stored image is current\n");
+    else
+        printf("  write-back    %" PRIu64 " stored image%s behind the entries; the next open "
+               "folds entries %" PRIu64 ".. into them\n",
+               r->images_behind, r->images_behind == 1 ? "" : "s", r->fold_from);
     printf("  postings      %" PRIu64 "\n", r->postings);
     printf("  every stored record equals the replay of the entries; the state sum matches;\n"
            "  every program sums to zero; no forbidden negative balance.\n");

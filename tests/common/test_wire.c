@@ -478,9 +478,9 @@ static const struct {
     {TALLY_WIRE_OP_PROGRAMS, 8, 8, 4, 1024},
     {TALLY_WIRE_OP_ACCOUNT, 16, 240, 0, 0},
     {TALLY_WIRE_OP_BALANCE_AT, 24, 40, 0, 0},
-    {TALLY_WIRE_OP_HISTORY, 24, 8, 160, 1024},
+    {TALLY_WIRE_OP_HISTORY, 24, 8, 176, 1024},
     {TALLY_WIRE_OP_LOTS, 32, 8, 64, 1024},
-    {TALLY_WIRE_OP_ENTRY, 16, 160, 32, 1024},
+    {TALLY_WIRE_OP_ENTRY, 16, 176, 32, 1024},
     {TALLY_WIRE_OP_POSTING, 16, 32, 0, 0},
     {TALLY_WIRE_OP_HOLD, 16, 56, 0, 0},
 };
@@ -678,12 +678,12 @@ static void test_reply_field_rules(void **state)
     assert_fault(judge_reply(TALLY_WIRE_OP_PROGRAMS, OK, pbody, sizeof(pbody)), BAD);
 
     /* An ENTRY reply carries exactly its tail. */
-    uint8_t ebody[160 + 2 * 32];
+    uint8_t ebody[176 + 2 * 32];
     memset(ebody, 0, sizeof(ebody));
     struct tally_entry en = {.seq = 9, .kind = TALLY_KIND_REDEEM, .tail_size = 64};
     memcpy(ebody, &en, sizeof(en));
     assert_fault(judge_reply(TALLY_WIRE_OP_ENTRY, OK, ebody, sizeof(ebody)), NONE);
-    assert_fault(judge_reply(TALLY_WIRE_OP_ENTRY, OK, ebody, 160 + 32), BAD);
+    assert_fault(judge_reply(TALLY_WIRE_OP_ENTRY, OK, ebody, 176 + 32), BAD);
 
     /* Addresses: NOT_LEADER's, and both of STATUS. */
     struct tally_wire_not_leader nl;

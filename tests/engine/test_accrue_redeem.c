@@ -272,11 +272,11 @@ static void test_redeem_beyond_available_gives_insufficient_points(void **state)
     fx_verify(f);
 }
 
-static void test_redeem_over_more_lots_than_lineage_max_gives_lots_limit(void **state)
+static void test_member_lot_limit_refuses_one_more_lot_and_redeem_spans_all(void **state)
 {
     struct fx *f = *state;
-    fx_program(f, t("2026-01-01"), 1, NULL, 1);
-    uint32_t count = TALLY_LINEAGE_MAX + 1;
+    fx_program(f, t("2026-01-01"), 1, NULL, 2);
+    uint32_t count = TALLY_LINEAGE_MAX;
     struct tally_posting *p = calloc(count, sizeof(*p));
     struct tally_result *r = calloc(count, sizeof(*r));
     assert_non_null(p);
@@ -286,17 +286,22 @@ static void test_redeem_over_more_lots_than_lineage_max_gives_lots_limit(void **
     fx_apply(f, t("2026-01-02"), p, count, r);
     for (uint32_t i = 0; i < count; i++)
         assert_code(r[i].code, TALLY_OK);
-    uint64_t last_lot = lot_of(f, r[count - 1].seq);
     uint64_t first_lot = lot_of(f, r[0].seq);
     uint64_t before = fx_entries(f);
 
+    /* A member holds at most TALLY_LINEAGE_MAX open lots: one more is refused, whether it would
+     * come from an accrual, a positive adjustment or a transfer, and nothing is written. */
     uint64_t ts = t("2026-01-03");
-    assert_code(fx_code(f, ts, post_redeem(2, 1, 1, count)), TALLY_LOTS_LIMIT);
-    assert_code(fx_code(f, ts, post_hold(3, 1, 1, count, 0)), TALLY_LOTS_LIMIT);
-    assert_int_equal(fx_entries(f), before);
+    assert_code(fx_code(f, ts, post_accrue(2, 1, 1, 5, 0)), TALLY_LOTS_LIMIT);
+    assert_code(fx_code(f, ts, post_adjust(3, 1, 1, 5, false, 7)), TALLY_LOTS_LIMIT);
+    fx_ok(f, ts, post_accrue(4, 1, 2, 5, 0));
+    assert_int_equal(fx_entries(f), before + 1);
+    assert_code(fx_code(f, ts, post_transfer(5, 1, 2, 1, 5)), TALLY_LOTS_LIMIT);
+    assert_int_equal(fx_entries(f), before + 1);
     assert_int_equal(fx_account(f, 1, 1).available, count);
 
-    uint64_t seq = fx_ok(f, ts, post_redeem(4, 1, 1, TALLY_LINEAGE_MAX));
+    /* One redemption can take every lot: its lineage is exactly at the limit. */
+    uint64_t seq = fx_ok(f, ts, post_redeem(6, 1, 1, count));
     struct tally_lot_ref *refs = calloc(TEST_REFS_MAX, sizeof(*refs));
     assert_non_null(refs);
     uint32_t n = 0;
@@ -308,8 +313,9 @@ static void test_redeem_over_more_lots_than_lineage_max_gives_lots_limit(void **
         assert_true(refs[i].lot_id > refs[i - 1].lot_id);
     }
     struct tally_lot lot;
-    assert_int_equal(fx_lots(f, 1, 1, &lot, 1), 1);
-    assert_int_equal(lot.lot_id, last_lot);
+    assert_int_equal(fx_lots(f, 1, 1, &lot, 1), 0);
+    /* With the lots spent, the member takes new ones again. */
+    fx_ok(f, ts, post_accrue(7, 1, 1, 5, 0));
     free(refs);
     free(r);
     free(p);
@@ -391,7 +397,7 @@ int main(void)
         FX_TEST(test_redeem_prefers_sooner_expiry_over_lower_lot_id),
         FX_TEST(test_redeem_on_equal_expiry_takes_lowest_lot_id_first),
         FX_TEST(test_redeem_beyond_available_gives_insufficient_points),
-        FX_TEST(test_redeem_over_more_lots_than_lineage_max_gives_lots_limit),
+        FX_TEST(test_member_lot_limit_refuses_one_more_lot_and_redeem_spans_all),
         FX_TEST(test_accrue_beyond_int64_balance_gives_overflow),
         FX_TEST(test_accrue_of_lot_already_past_fixed_expiry_expires_at_once),
     };
