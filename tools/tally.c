@@ -1849,6 +1849,9 @@ static int run_status(struct cli *c, const struct args *a)
     cJSON_AddStringToObject(o, "chain_head", head);
     cJSON_AddStringToObject(o, "digest", digest);
     cli_json_add_u64(o, "map_size", st.map_size);
+    cli_json_add_u64(o, "fold_from", st.fold_from);
+    cli_json_add_u64(o, "members_cached", st.members_cached);
+    cli_json_add_u64(o, "members_dirty", st.members_dirty);
     return output(c, o);
 }
 
