@@ -13,7 +13,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -190,9 +189,6 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
     if (!e->opts.read_only && (rc = store_checkpoint(e)) != 0 && rc != TALLY_EMAP_LIMIT &&
         rc != -ENOSPC)
         goto err_after_env;
-    mdb_filehandle_t fd;
-    e->fd = mdb_env_get_fd(e->env, &fd) == 0 ? fd : -1;
-    e->cached_pages = 0; /* the first commit drops whatever an earlier process left cached */
     *out = e;
     return 0;
 err_after_env:
@@ -376,26 +372,6 @@ static int apply_postings(struct engine *e, const struct tally_posting *postings
     return 0;
 }
 
-/* Keep the page cache of data.mdb in 4 KiB folios (see docs/BENCHMARKS.md, "large folios").
- *
- * LMDB writes the pages it appends at the end of the file in long pwritev runs, and the kernel
- * (ext4 on Linux 6.x) caches such runs in large folios. A later copy-on-write rewrite of one 4 KiB
- * page inside a large folio makes writeback write the whole folio: measured here, 11-20 times the
- * bytes. After a durable commit the appended range is clean, so it is dropped from the cache; the
- * next read faults it back one 4 KiB page at a time (the map is MADV_RANDOM: no readahead). */
-static void small_folios(struct engine *e)
-{
-    MDB_envinfo info;
-    if (!e->opts.sync || mdb_env_info(e->env, &info) != 0)
-        return;
-    uint64_t last = info.me_last_pgno + 1;
-    if (last > e->cached_pages && e->fd >= 0) {
-        (void)posix_fadvise(e->fd, (off_t)(e->cached_pages * 4096),
-                            (off_t)((last - e->cached_pages) * 4096), POSIX_FADV_DONTNEED);
-    }
-    e->cached_pages = last;
-}
-
 static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
                      const struct tally_posting *postings, uint32_t count,
                      struct tally_result *results)
@@ -435,7 +411,6 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
     }
     e->meta = e->work;
     members_batch_reset(&e->cache);
-    small_folios(e);
     store_sweep_done(e, &sweep);
     return 0;
 err_after_txn:

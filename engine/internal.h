@@ -42,8 +42,6 @@ struct engine {
     struct store_meta meta; /* as of the last commit */
     struct store_meta work; /* inside the running write transaction */
     MDB_txn *txn;           /* the running write transaction (a chain's child, if in one) */
-    int fd;                 /* data.mdb, for page-cache advice */
-    uint64_t cached_pages;  /* pages of data.mdb below which the cache holds 4 KiB folios */
     struct members cache;   /* member records: see members.h */
     uint64_t sweep_pos;     /* buckets the write-back hand has passed, ever */
     uint64_t turn_seq;      /* first entry of the turn in progress: fold_from once it ends */
