@@ -49,8 +49,7 @@ static int scratch_alloc(struct engine *e)
     e->u64s = calloc(TALLY_LINEAGE_MAX, sizeof(*e->u64s));
     e->buf = malloc(ENGINE_BUF_SIZE);
     e->buf2 = malloc(ENGINE_BUF_SIZE);
-    e->hash_buf = malloc(ENGINE_BUF_SIZE + 64);
-    bool ok = e->plan_idx && e->refs && e->u64s && e->buf && e->buf2 && e->hash_buf;
+    bool ok = e->plan_idx && e->refs && e->u64s && e->buf && e->buf2;
     if (!ok)
         return -ENOMEM;
     return members_init(&e->cache, e->opts.member_cache);
@@ -214,7 +213,6 @@ void engine_close(struct engine *e)
     free(e->u64s);
     free(e->buf);
     free(e->buf2);
-    free(e->hash_buf);
     free(e);
 }
 
@@ -330,6 +328,7 @@ static int apply_chain(struct engine *e, const struct tally_posting *postings, u
     mdb_txn_abort(child);
     e->txn = parent;
     e->work = saved;
+    program_cache_clear(e);
     members_rollback(&e->cache, &mark);
     if (rc != 0)
         return rc;
@@ -342,11 +341,32 @@ static int apply_chain(struct engine *e, const struct tally_posting *postings, u
     return record_failure(e, &postings[failed], hash, &results[failed], now);
 }
 
+/* Prefetch distances, in postings: bucket, slot, image (see members_prefetch). */
+static const uint32_t prefetch_ahead[3] = {16, 8, 4};
+
+static void prefetch_member(struct engine *e, const struct tally_posting *postings,
+                            uint32_t count, uint32_t i)
+{
+    for (int step = 0; step < 3; step++) {
+        uint32_t k = i + prefetch_ahead[step];
+        if (k < count && postings[k].kind != TALLY_KIND_PROGRAM)
+            members_prefetch(&e->cache, postings[k].program, postings[k].account, step);
+    }
+}
+
 static int apply_postings(struct engine *e, const struct tally_posting *postings, uint32_t count,
                           uint64_t now, struct tally_result *results)
 {
+    /* The first postings get the prefetches the loop would have issued before them. */
+    for (int step = 0; step < 3; step++) {
+        for (uint32_t k = 0; k < prefetch_ahead[step] && k < count; k++) {
+            if (postings[k].kind != TALLY_KIND_PROGRAM)
+                members_prefetch(&e->cache, postings[k].program, postings[k].account, step);
+        }
+    }
     uint32_t i = 0;
     while (i < count) {
+        prefetch_member(e, postings, count, i);
         uint32_t end = i;
         while (end < count && (postings[end].flags & TALLY_FLAG_LINKED))
             end++;
@@ -383,6 +403,8 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
         return rc;
     e->txn = txn;
     e->work = e->meta;
+    e->in_apply = true;
+    program_cache_clear(e);
     members_scope(&e->cache, &mark);
     struct sweep sweep;
     rc = timers_sweep(e, now);
@@ -402,6 +424,7 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
     if ((rc = store_translate(mdb_put(txn, e->dbi[STORE_DB_META], &k, &v, 0))) != 0)
         goto err_after_txn;
     e->txn = NULL;
+    e->in_apply = false;
     if ((rc = store_translate(mdb_txn_commit(txn))) != 0) {
         members_rollback(&e->cache, &mark); /* LMDB has freed the transaction */
         members_batch_reset(&e->cache);
@@ -416,6 +439,7 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
 err_after_txn:
     mdb_txn_abort(txn);
     e->txn = NULL;
+    e->in_apply = false;
     e->work = e->meta;
     members_rollback(&e->cache, &mark);
     members_batch_reset(&e->cache);

@@ -403,7 +403,7 @@ static void settle(struct engine *e)
     struct members *c = &e->cache;
     for (uint32_t k = 0; k < c->nchanged; k++) {
         struct member *m = &c->slots[c->changed[k]];
-        members_hash(m, &m->hash_lo, &m->hash_hi, e->hash_buf);
+        members_hash(m, &m->hash_lo, &m->hash_hi);
         m->flags |= MEMBER_COUNTED;
     }
     members_batch_reset(c);

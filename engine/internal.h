@@ -28,6 +28,9 @@
 /* An internal status (never returned to callers): the map is full, grow and re-run the batch. */
 #define ENGINE_EMAP_FULL (-30999)
 
+/* Programs whose records a batch keeps at hand (more are read from LMDB each time). */
+#define ENGINE_PROGRAMS_CACHED 8
+
 /* What a batch's write-back step did, applied to memory after its commit. */
 struct sweep {
     uint64_t pos;       /* the hand after this batch */
@@ -43,6 +46,10 @@ struct engine {
     struct store_meta work; /* inside the running write transaction */
     MDB_txn *txn;           /* the running write transaction (a chain's child, if in one) */
     struct members cache;   /* member records: see members.h */
+    bool in_apply;          /* a write transaction is running: the program cache is valid */
+    uint32_t programs_cached;
+    uint32_t program_ids[ENGINE_PROGRAMS_CACHED];
+    struct store_program programs[ENGINE_PROGRAMS_CACHED];
     uint64_t sweep_pos;     /* buckets the write-back hand has passed, ever */
     uint64_t turn_seq;      /* first entry of the turn in progress: fold_from once it ends */
 
@@ -52,7 +59,6 @@ struct engine {
     uint64_t *u64s;               /* TALLY_LINEAGE_MAX: per-lot amounts */
     uint8_t *buf;                 /* ENGINE_BUF_SIZE: an entry, a hold or a reversal record */
     uint8_t *buf2;                /* ENGINE_BUF_SIZE: a second record while the first is in use */
-    uint8_t *hash_buf;            /* ENGINE_BUF_SIZE + 64: tag || key || value for the sum */
 };
 
 /* The largest record: a member image (account + TALLY_LINEAGE_MAX lots), which is also larger
@@ -104,6 +110,10 @@ int acct_save(struct engine *e, struct acct *a);
 /* Call before editing a member's lots in place. */
 int acct_modify(struct engine *e, struct acct *a);
 int program_load(struct engine *e, uint32_t program, struct store_program *out);
+/* Put a program record (old: what it replaces, or NULL), keeping the batch's cache. */
+int program_save(struct engine *e, uint32_t program, const struct store_program *old,
+                 const struct store_program *rec);
+void program_cache_clear(struct engine *e);
 
 /* Append an entry (fixed part `en`, tail of tail_size bytes): assigns seq, timestamp, posting id
  * and user data from `op`, links the hash chain and each member's chain of entries (debit_prev,

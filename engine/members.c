@@ -8,7 +8,7 @@
  * Invariants
  *   - The logical state of a member is its cached image if cached, else its `members` value.
  *     A dirty image (not yet written back) is never evicted.
- *   - At the end of every batch the state sum holds XXH3-128(tag||key||image) of each member's
+ *   - At the end of every batch the state sum holds store_sum_term(tag, key, image) of each member's
  *     image as of that batch (m->hash_lo/hi).
  *   - Undo: the first change to a member within an undo scope pushes its before-image (with its
  *     counted hash and flags). Aborting a linked chain pops back to the chain's mark; aborting a
@@ -98,6 +98,22 @@ struct member *members_find(struct members *c, uint32_t program, uint64_t member
     return NULL;
 }
 
+void members_prefetch(const struct members *c, uint32_t program, uint64_t member, int step)
+{
+    uint32_t b = bucket_of(c, store_member_slot(program, member));
+    if (step == 0) {
+        __builtin_prefetch(&c->heads[b]);
+        return;
+    }
+    uint32_t i = c->heads[b];
+    if (i == NIL)
+        return;
+    if (step == 1)
+        __builtin_prefetch(&c->slots[i - 1]);
+    else
+        __builtin_prefetch(c->slots[i - 1].blob);
+}
+
 static int reserve(struct member *m, uint32_t size)
 {
     if (size <= m->cap)
@@ -168,18 +184,17 @@ static void slot_free(struct members *c, struct member *m)
     c->used--;
 }
 
-void members_hash(const struct member *m, uint64_t *lo, uint64_t *hi, uint8_t *scratch)
+void members_hash(const struct member *m, uint64_t *lo, uint64_t *hi)
 {
-    scratch[0] = STORE_DB_MEMBERS;
-    store_member_key(scratch + 1, m->program, m->member);
-    memcpy(scratch + 1 + STORE_MEMBER_KEY, m->blob, m->size);
-    XXH128_hash_t h = XXH3_128bits(scratch, 1 + STORE_MEMBER_KEY + m->size);
-    *lo = h.low64;
-    *hi = h.high64;
+    uint8_t key[STORE_MEMBER_KEY];
+    store_member_key(key, m->program, m->member);
+    unsigned __int128 h = store_sum_term(STORE_DB_MEMBERS, key, sizeof(key), m->blob, m->size);
+    *lo = (uint64_t)h;
+    *hi = (uint64_t)(h >> 64);
 }
 
 int members_insert_image(struct members *c, uint32_t program, uint64_t member,
-                         const void *image, uint32_t size, uint8_t *scratch, struct member **out)
+                         const void *image, uint32_t size, struct member **out)
 {
     struct member *m = members_find(c, program, member);
     int rc = 0;
@@ -192,7 +207,7 @@ int members_insert_image(struct members *c, uint32_t program, uint64_t member,
     memcpy(m->blob, image, size);
     m->size = size;
     m->flags |= MEMBER_COUNTED;
-    members_hash(m, &m->hash_lo, &m->hash_hi, scratch);
+    members_hash(m, &m->hash_lo, &m->hash_hi);
     *out = m;
     return 0;
 }

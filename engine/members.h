@@ -95,10 +95,15 @@ void members_deinit(struct members *c);
 /* The cached member, or NULL. */
 struct member *members_find(struct members *c, uint32_t program, uint64_t member);
 
-/* Put an image read from the `members` B-tree into the cache (clean, its hash counted). scratch
- * must hold 1 + STORE_MEMBER_KEY + size bytes. */
+/* Ask the CPU to start loading a member's bucket (step 0), its slot (step 1, the bucket being in
+ * cache by then) or its image (step 2, the slot being in cache). Changes nothing: the batch
+ * loop calls it a few postings ahead, so that the cache misses of a cold member overlap with
+ * the work on the postings before it. */
+void members_prefetch(const struct members *c, uint32_t program, uint64_t member, int step);
+
+/* Put an image read from the `members` B-tree into the cache (clean, its hash counted). */
 int members_insert_image(struct members *c, uint32_t program, uint64_t member,
-                         const void *image, uint32_t size, uint8_t *scratch, struct member **out);
+                         const void *image, uint32_t size, struct member **out);
 
 /* Call before changing a member's image: saves the before-image once per scope, marks the
  * member changed (its hash is redone at batch end) and dirty (to be written back). */
@@ -124,7 +129,7 @@ void members_written_done(struct members *c, bool clean);
 /* Drop every clean member from the cache. */
 void members_evict_clean(struct members *c);
 
-/* XXH3-128 of (tag, key, image) into lo/hi; scratch as for members_insert_image. */
-void members_hash(const struct member *m, uint64_t *lo, uint64_t *hi, uint8_t *scratch);
+/* The member's term of the state sum (store_sum_term) into lo/hi. */
+void members_hash(const struct member *m, uint64_t *lo, uint64_t *hi);
 
 #endif

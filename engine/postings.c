@@ -266,9 +266,7 @@ static int do_program(struct op *op, uint32_t *result)
     prog.created_at = op->now;
     prog.created_seq = e->work.next_seq;
     prog.rule_version = 1;
-    uint8_t k[4];
-    store_be32(k, p->program);
-    if ((rc = store_put(e, STORE_DB_PROGRAMS, k, sizeof(k), NULL, 0, &prog, sizeof(prog))) != 0)
+    if ((rc = program_save(e, p->program, NULL, &prog)) != 0)
         return rc;
     struct tally_entry en = {0};
     en.program = p->program;
@@ -293,11 +291,7 @@ static int do_open(struct op *op, uint32_t *result)
         return rc;
     struct store_program prog = op->prog;
     prog.members++;
-    uint8_t k[4];
-    store_be32(k, p->program);
-    rc = store_put(e, STORE_DB_PROGRAMS, k, sizeof(k), &op->prog, sizeof(prog), &prog,
-                   sizeof(prog));
-    if (rc != 0)
+    if ((rc = program_save(e, p->program, &op->prog, &prog)) != 0)
         return rc;
     op->prog = prog;
     struct tally_entry en = entry_for(op, TALLY_KIND_OPEN, p->account, p->account, 0);

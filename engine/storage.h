@@ -45,8 +45,10 @@
  *
  * The state sum: every change to a record of postings, programs, members (the logical state:
  * the images as of the last batch, whether or not written back yet), holds, reversals and timers
- * adds (put) or subtracts (delete, or the old value of an overwrite)
- * XXH3-128(dbi tag || key || value) to a 128-bit sum kept in store_meta, modulo 2^128. The sum
+ * adds (put) or subtracts (delete, or the old value of an overwrite) store_sum_term(tag, key,
+ * value) = XXH3-128(value) seeded with XXH3-64(key) seeded with the dbi tag, to a 128-bit sum
+ * kept in store_meta, modulo 2^128 (seeding, rather than hashing tag || key || value, spares a
+ * copy of every value into a buffer). The sum
  * therefore fingerprints the whole derived state, is maintained in O(1) per write, and can be
  * recomputed from scratch (tally-audit folds the entries and hashes what it gets). Entries are
  * covered by the hash chain; meta is not part of the sum.
@@ -54,13 +56,14 @@
 #ifndef TALLY_STORAGE_H
 #define TALLY_STORAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hash.h"
 #include "tally_records.h"
 
 #define STORE_FORMAT_MAGIC 0x594c4c4154u /* "TALLY" */
-#define STORE_FORMAT_VERSION 2u
+#define STORE_FORMAT_VERSION 3u
 
 /* Sub-database names and the one-byte tags mixed into the state sum. */
 #define STORE_DBS(X)                                                                              \
@@ -200,6 +203,15 @@ static inline void store_be64(uint8_t *p, uint64_t v)
 {
     store_be32(p, (uint32_t)(v >> 32));
     store_be32(p + 4, (uint32_t)v);
+}
+
+/* The state sum's term for one record (see the top of this file). */
+static inline unsigned __int128 store_sum_term(int tag, const void *key, size_t klen,
+                                               const void *val, size_t vlen)
+{
+    XXH64_hash_t seed = XXH3_64bits_withSeed(key, klen, (XXH64_hash_t)tag);
+    XXH128_hash_t h = XXH3_128bits_withSeed(val, vlen, seed);
+    return (unsigned __int128)h.high64 << 64 | h.low64;
 }
 
 static inline uint32_t store_get_be32(const uint8_t *p)

@@ -53,13 +53,8 @@ int store_translate(int rc)
 void store_sum_add(struct engine *e, int db, const void *key, size_t klen, const void *val,
                    size_t len, bool subtract)
 {
-    uint8_t *b = e->hash_buf;
-    b[0] = (uint8_t)db;
-    memcpy(b + 1, key, klen);
-    memcpy(b + 1 + klen, val, len);
-    XXH128_hash_t h = XXH3_128bits(b, 1 + klen + len);
     unsigned __int128 sum = (unsigned __int128)e->work.sum_hi << 64 | e->work.sum_lo;
-    unsigned __int128 v = (unsigned __int128)h.high64 << 64 | h.low64;
+    unsigned __int128 v = store_sum_term(db, key, klen, val, len);
     sum = subtract ? sum - v : sum + v;
     e->work.sum_lo = (uint64_t)sum;
     e->work.sum_hi = (uint64_t)(sum >> 64);
@@ -145,7 +140,7 @@ int acct_load(struct engine *e, uint32_t program, uint64_t member, struct acct *
             (v.mv_size - sizeof(struct tally_account)) % sizeof(struct tally_lot) != 0)
             return TALLY_ECORRUPT;
         rc = members_insert_image(&e->cache, program, member, v.mv_data, (uint32_t)v.mv_size,
-                                  e->hash_buf, &m);
+                                  &m);
         if (rc != 0)
             return rc;
     }
@@ -182,11 +177,58 @@ int acct_save(struct engine *e, struct acct *a)
     return 0;
 }
 
+/* The programs read or written by the running write transaction, so that a batch reads each
+ * program's record once instead of once a posting. Cleared whenever a transaction starts or is
+ * aborted (a linked chain's too): it never holds what LMDB would not. */
+static struct store_program *program_cached(struct engine *e, uint32_t program)
+{
+    for (uint32_t i = 0; i < e->programs_cached; i++)
+        if (e->program_ids[i] == program)
+            return &e->programs[i];
+    return NULL;
+}
+
+static void program_cache(struct engine *e, uint32_t program, const struct store_program *rec)
+{
+    struct store_program *c = program_cached(e, program);
+    if (c == NULL && e->programs_cached < ENGINE_PROGRAMS_CACHED) {
+        e->program_ids[e->programs_cached] = program;
+        c = &e->programs[e->programs_cached++];
+    }
+    if (c != NULL)
+        *c = *rec;
+}
+
+void program_cache_clear(struct engine *e)
+{
+    e->programs_cached = 0;
+}
+
 int program_load(struct engine *e, uint32_t program, struct store_program *out)
+{
+    const struct store_program *c = e->in_apply ? program_cached(e, program) : NULL;
+    if (c != NULL) {
+        *out = *c;
+        return 0;
+    }
+    uint8_t k[4];
+    store_be32(k, program);
+    int rc = store_get(e, STORE_DB_PROGRAMS, k, sizeof(k), out, sizeof(*out));
+    if (rc == 0 && e->in_apply)
+        program_cache(e, program, out);
+    return rc;
+}
+
+int program_save(struct engine *e, uint32_t program, const struct store_program *old,
+                 const struct store_program *rec)
 {
     uint8_t k[4];
     store_be32(k, program);
-    return store_get(e, STORE_DB_PROGRAMS, k, sizeof(k), out, sizeof(*out));
+    int rc = store_put(e, STORE_DB_PROGRAMS, k, sizeof(k), old, old ? sizeof(*old) : 0, rec,
+                       sizeof(*rec));
+    if (rc == 0)
+        program_cache(e, program, rec);
+    return rc;
 }
 
 /* ---- the entry log ------------------------------------------------------------------------ */
@@ -273,7 +315,7 @@ void store_batch_end(struct engine *e)
         struct member *m = &c->slots[c->changed[k]];
         if (m->flags & MEMBER_COUNTED)
             sum -= (unsigned __int128)m->hash_hi << 64 | m->hash_lo;
-        members_hash(m, &m->hash_lo, &m->hash_hi, e->hash_buf);
+        members_hash(m, &m->hash_lo, &m->hash_hi);
         m->flags |= MEMBER_COUNTED;
         sum += (unsigned __int128)m->hash_hi << 64 | m->hash_lo;
     }

@@ -2551,22 +2551,13 @@ static int scratch_reserve(struct audit *a, size_t n)
     return 0;
 }
 
-static void sum_hash(const uint8_t *bytes, size_t n, unsigned __int128 *sum)
-{
-    XXH128_hash_t h = XXH3_128bits(bytes, n);
-    *sum += (unsigned __int128)h.high64 << 64 | h.low64;
-}
-
-/* Add XXH3-128(tag || key || value) to the state sum. */
+/* Add the record's term (store_sum_term: the value hashed with a seed from tag and key) to
+ * the state sum. */
 static int sum_add(struct audit *a, int tag, const MDB_val *k, const MDB_val *v,
                    unsigned __int128 *sum)
 {
-    size_t n = 1 + k->mv_size + v->mv_size;
-    TRY(scratch_reserve(a, n));
-    a->scratch[0] = (uint8_t)tag;
-    memcpy(a->scratch + 1, k->mv_data, k->mv_size);
-    memcpy(a->scratch + 1 + k->mv_size, v->mv_data, v->mv_size);
-    sum_hash(a->scratch, n, sum);
+    (void)a;
+    *sum += store_sum_term(tag, k->mv_data, k->mv_size, v->mv_data, v->mv_size);
     return 0;
 }
 
@@ -2889,25 +2880,24 @@ static int sum_lots_assign(struct audit *a, const struct sum_lot *order, size_t 
     return 0;
 }
 
-/* Hash one account's logical image (tag || key || account || lots) into the sum. */
+/* Hash one account's logical image (account, then its lots in order) into the sum. */
 static int sum_image(struct audit *a, const struct fold_account *f, const struct sum_lot *order,
                      unsigned __int128 *sum)
 {
     const size_t acc_size = sizeof(struct tally_account);
     const size_t lot_size = sizeof(struct tally_lot);
-    size_t n = 1 + STORE_MEMBER_KEY + acc_size + (size_t)f->lot_count * lot_size;
+    size_t n = acc_size + (size_t)f->lot_count * lot_size;
     TRY(scratch_reserve(a, n));
     uint8_t *p = a->scratch;
-    p[0] = STORE_DB_MEMBERS;
-    store_member_key(p + 1, f->acc.program, f->acc.member);
-    p += 1 + STORE_MEMBER_KEY;
     memcpy(p, &f->acc, acc_size);
     p += acc_size;
     for (uint32_t k = 0; k < f->lot_count; k++) {
         const struct fold_lot *l = table_item(&a->lots, order[f->lot_first + k].pos);
         memcpy(p + k * lot_size, &l->lot, lot_size);
     }
-    sum_hash(a->scratch, n, sum);
+    uint8_t key[STORE_MEMBER_KEY];
+    store_member_key(key, f->acc.program, f->acc.member);
+    *sum += store_sum_term(STORE_DB_MEMBERS, key, sizeof(key), a->scratch, n);
     return 0;
 }
 
