@@ -29,13 +29,14 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,7 +75,17 @@ enum bench_exit {
     EXIT_USAGE = 2,
     EXIT_DATA = 3,
     EXIT_INTERNAL = 4,
+    EXIT_INTERRUPTED = 130, /* SIGINT or SIGTERM: what was measured is printed, the dir removed */
 };
+
+/* Set by SIGINT/SIGTERM; every loop checks it after each batch. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
 
 struct bench_options {
     uint64_t members;
@@ -83,9 +94,11 @@ struct bench_options {
     uint32_t runs;
     const char *dir; /* NULL: a fresh directory under /tmp, removed at the end */
     bool json;
-    const char *json_file; /* also write the JSON object to this file */
+    const char *json_file;    /* also write the JSON object to this file */
+    const char *batches_file; /* one CSV line per measured batch */
     bool sync;
     bool keep;
+    bool generate_only; /* measure the workload generator alone: no engine */
     uint64_t seed;
     uint64_t map_bytes; /* 0: sized from members and postings */
     uint32_t run_seconds_max;
@@ -106,8 +119,10 @@ struct run_result {
     uint64_t max_ns;
     uint64_t first_ts;
     uint64_t last_ts;
-    uint64_t wchar;       /* bytes handed to write(2)/pwrite(2) during the run */
-    uint64_t write_bytes; /* bytes sent to the block layer during the run */
+    uint64_t major_faults; /* page faults that had to read the file */
+    uint64_t wchar;        /* bytes handed to write(2)/pwrite(2) during the run */
+    uint64_t write_bytes;  /* /proc/self/io write_bytes during the run (see device_bytes) */
+    uint64_t device_bytes; /* bytes written to the data directory's device during the run */
     bool time_limited;
 };
 
@@ -125,9 +140,11 @@ struct bench {
     uint64_t setup_batches;
     uint64_t setup_ns;
     uint64_t setup_failed;
+    uint64_t setup_wchar; /* bytes handed to write(2) during the setup */
 
     uint64_t *latency_ns; /* every measured batch, run after run */
     uint64_t latency_count;
+    FILE *batches_csv; /* --batches-csv, or NULL */
     struct run_result runs[BENCH_RUNS_MAX];
     uint32_t runs_done;
 
@@ -137,6 +154,8 @@ struct bench {
 
     uint64_t map_size_start;
     uint64_t map_size_end;
+    uint32_t members_cached; /* the engine's member cache at the end */
+    uint32_t members_dirty;
     uint64_t entries_after_setup;
     uint64_t entries_end;
     uint64_t data_bytes;
@@ -153,12 +172,13 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
-static void cpu_seconds(double *user, double *sys)
+static void cpu_seconds(double *user, double *sys, uint64_t *major_faults)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
     *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+    *major_faults = (uint64_t)ru.ru_majflt;
 }
 
 /* A counter of /proc/self/io (wchar: bytes passed to write calls; write_bytes: bytes this process
@@ -179,6 +199,27 @@ static uint64_t proc_io(const char *field)
     }
     fclose(f);
     return v;
+}
+
+/* Bytes written to the block device holding `dir` so far (all processes: sectors written in
+ * /sys/dev/block/MAJ:MIN/stat), or 0 if unknown. /proc/self/io write_bytes is not used for this:
+ * it counts a whole large page-cache folio when any byte of it is dirtied, which overstates what
+ * reaches the device many times over (docs/BENCHMARKS.md, "large folios"). */
+static uint64_t device_written_bytes(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat", major(st.st_dev), minor(st.st_dev));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    unsigned long long v[7] = {0};
+    int n = fscanf(f, "%llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6]);
+    fclose(f);
+    return n == 7 ? (uint64_t)v[6] * 512 : 0;
 }
 
 /* A field of /proc/self/status in KiB (VmRSS, VmHWM, RssAnon, RssFile), 0 if unknown. */
@@ -302,6 +343,11 @@ static double rate(uint64_t count, uint64_t ns)
     return ns ? (double)count * 1e9 / (double)ns : 0.0;
 }
 
+static double per_posting_kib(uint64_t bytes, uint64_t postings)
+{
+    return postings ? (double)bytes / 1024.0 / (double)postings : 0.0;
+}
+
 static double run_rate(const struct run_result *r)
 {
     return rate(r->postings, r->apply_ns);
@@ -356,13 +402,18 @@ static void usage(FILE *f)
             "  --no-sync        do not fsync each batch commit (default: durable commits)\n"
             "  --json           print one JSON object instead of the table\n"
             "  --json-file F    also write that JSON object to file F\n"
+            "  --batches-csv F  write one CSV line per measured batch to file F (run, batch,\n"
+            "                   simulated time, postings, OK, entries made, apply ms)\n"
             "  --seed S         workload seed (default 1)\n"
             "  --map-mib M      initial LMDB map size in MiB (default: sized to avoid growth)\n"
             "  --run-seconds S  stop a run after S seconds of wall time (default %u)\n"
             "  --per-hour N     postings per simulated hour (default %u)\n"
+            "  --generate-only  run the workload generator alone (no engine): its speed, mix\n"
+            "                   and how concentrated the members drawn are\n"
             "  --help           this text\n"
             "\n"
-            "Exit codes: 0 done, 2 usage error, 3 data directory unusable, 4 internal error.\n",
+            "Exit codes: 0 done, 2 usage error, 3 data directory unusable, 4 internal error,\n"
+            "130 interrupted (SIGINT/SIGTERM: the batches measured so far are reported).\n",
             TALLY_BATCH_MAX, TALLY_BATCH_MAX, BENCH_POSTINGS_DEFAULT, BENCH_RUNS_MAX,
             BENCH_RUNS_DEFAULT, BENCH_RUN_SECONDS_DEFAULT, WORKLOAD_POSTINGS_PER_HOUR_DEFAULT);
 }
@@ -392,10 +443,12 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         O_NO_SYNC,
         O_JSON,
         O_JSON_FILE,
+        O_BATCHES_FILE,
         O_SEED,
         O_MAP,
         O_RUN_SECONDS,
         O_PER_HOUR,
+        O_GENERATE_ONLY,
         O_HELP
     };
     static const struct option longs[] = {
@@ -408,10 +461,12 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         {"no-sync", no_argument, NULL, O_NO_SYNC},
         {"json", no_argument, NULL, O_JSON},
         {"json-file", required_argument, NULL, O_JSON_FILE},
+        {"batches-csv", required_argument, NULL, O_BATCHES_FILE},
         {"seed", required_argument, NULL, O_SEED},
         {"map-mib", required_argument, NULL, O_MAP},
         {"run-seconds", required_argument, NULL, O_RUN_SECONDS},
         {"per-hour", required_argument, NULL, O_PER_HOUR},
+        {"generate-only", no_argument, NULL, O_GENERATE_ONLY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -458,6 +513,9 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         case O_JSON_FILE:
             o->json_file = optarg;
             break;
+        case O_BATCHES_FILE:
+            o->batches_file = optarg;
+            break;
         case O_SEED:
             ok = parse_u64(optarg, 0, UINT64_MAX, &o->seed);
             break;
@@ -468,6 +526,9 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         case O_RUN_SECONDS:
             ok = parse_u64(optarg, 1, 86400, &v);
             o->run_seconds_max = (uint32_t)v;
+            break;
+        case O_GENERATE_ONLY:
+            o->generate_only = true;
             break;
         case O_PER_HOUR:
             ok = parse_u64(optarg, 1, UINT32_MAX, &v);
@@ -572,7 +633,7 @@ static int apply_batch(struct bench *b, uint64_t timestamp, uint32_t count, uint
     return EXIT_OK;
 }
 
-static int run_setup(struct bench *b)
+static int run_setup_batches(struct bench *b)
 {
     /* One batch for the program, then the opens: bounded by the member count. */
     uint64_t batches_max = b->opts.members / b->opts.batch + 2;
@@ -583,6 +644,8 @@ static int run_setup(struct bench *b)
             return EXIT_INTERNAL;
         if (count == 0)
             return EXIT_OK;
+        if (interrupted)
+            return EXIT_INTERRUPTED;
         int rc = apply_batch(b, ts, count, &ns);
         if (rc != EXIT_OK)
             return rc;
@@ -598,6 +661,14 @@ static int run_setup(struct bench *b)
         }
     }
     return b->setup_failed ? EXIT_INTERNAL : EXIT_OK;
+}
+
+static int run_setup(struct bench *b)
+{
+    uint64_t wchar0 = proc_io("wchar");
+    int rc = run_setup_batches(b);
+    b->setup_wchar = proc_io("wchar") - wchar0;
+    return rc;
 }
 
 static void count_results(struct bench *b, uint32_t count, struct run_result *r)
@@ -621,12 +692,15 @@ static int run_measured(struct bench *b, uint32_t run, uint64_t *scratch)
     engine_status(b->engine, &st);
     uint64_t entries_before = st.entries;
     double user0, sys0, user1, sys1;
-    cpu_seconds(&user0, &sys0);
+    uint64_t majflt0, majflt1;
+    cpu_seconds(&user0, &sys0, &majflt0);
     uint64_t wchar0 = proc_io("wchar"), write_bytes0 = proc_io("write_bytes");
+    uint64_t device0 = device_written_bytes(b->dir);
     uint64_t wall0 = now_ns();
     uint64_t wall_max_ns = (uint64_t)b->opts.run_seconds_max * UINT64_C(1000000000);
     uint64_t *lat = &b->latency_ns[b->latency_count];
     uint64_t batches = (b->opts.postings + b->opts.batch - 1) / b->opts.batch;
+    uint64_t entries_seen = entries_before;
     for (uint64_t i = 0; i < batches; i++) {
         uint64_t left = b->opts.postings - r->postings;
         uint32_t want = left < b->opts.batch ? (uint32_t)left : b->opts.batch;
@@ -638,24 +712,36 @@ static int run_measured(struct bench *b, uint32_t run, uint64_t *scratch)
         if (rc != EXIT_OK)
             return rc;
         workload_observe(&b->workload, b->results, count);
+        uint64_t ok_before = r->ok;
         count_results(b, count, r);
+        if (b->batches_csv != NULL) {
+            engine_status(b->engine, &st);
+            fprintf(b->batches_csv, "%u,%" PRIu64 ",%" PRIu64 ",%u,%" PRIu64 ",%" PRIu64 ",%.3f\n",
+                    run + 1, i + 1, ts, count, r->ok - ok_before, st.entries - entries_seen,
+                    (double)ns * 1e-6);
+            entries_seen = st.entries;
+        }
         lat[r->batches++] = ns;
         r->apply_ns += ns;
         r->postings += count;
         if (r->first_ts == 0)
             r->first_ts = ts;
         r->last_ts = ts;
+        if (interrupted)
+            break;
         if (now_ns() - wall0 > wall_max_ns && i + 1 < batches) {
             r->time_limited = true;
             break;
         }
     }
     r->wall_ns = now_ns() - wall0;
-    cpu_seconds(&user1, &sys1);
+    cpu_seconds(&user1, &sys1, &majflt1);
+    r->major_faults = majflt1 - majflt0;
     r->user_s = user1 - user0;
     r->sys_s = sys1 - sys0;
     r->wchar = proc_io("wchar") - wchar0;
     r->write_bytes = proc_io("write_bytes") - write_bytes0;
+    r->device_bytes = device_written_bytes(b->dir) - device0;
     engine_status(b->engine, &st);
     r->entries = st.entries - entries_before;
     latency_summary(lat, r->batches, scratch, &r->p50_ns, &r->p99_ns, &r->max_ns);
@@ -692,12 +778,16 @@ static void print_header(const struct bench *b)
 static void print_setup(const struct bench *b)
 {
     char g1[32], g2[32], g3[32];
-    printf("setup (not measured): program + %s opens in %s batches, %.2f s (%s postings/s)\n",
+    printf("setup (not measured): program + %s opens in %s batches, %.2f s (%s postings/s, "
+           "%.1f KiB written per posting)\n",
            grouped(b->setup_postings - 1, g1), grouped(b->setup_batches, g2),
-           (double)b->setup_ns * 1e-9, grouped((uint64_t)rate(b->setup_postings, b->setup_ns), g3));
+           (double)b->setup_ns * 1e-9, grouped((uint64_t)rate(b->setup_postings, b->setup_ns), g3),
+           per_posting_kib(b->setup_wchar, b->setup_postings));
     printf("runs continue on the same ledger: each run starts where the previous one stopped\n\n");
-    printf("run    postings  apply s  postings/s   entries/s   batch ms: p50     p99     max"
-           "   user s  sys s  wall s  written/posting  sim days\n");
+    printf("                                        batch apply ms          cpu s   KiB per posting"
+           "       major\n");
+    printf("run    postings  apply s  postings/s     p50     p99     max    user    sys   write()"
+           "   device      faults  sim days\n");
     fflush(stdout);
 }
 
@@ -705,15 +795,13 @@ static void print_run(const struct bench *b, uint32_t i)
 {
     const struct run_result *r = &b->runs[i];
     char g1[32], g2[32], g3[32];
-    printf(
-        "%3u %11s %8.2f %11s %11s %15.1f %7.1f %7.1f %8.2f %6.2f %7.2f %11.1f KiB  %4.1f-%.1f%s\n",
-        i + 1, grouped(r->postings, g1), (double)r->apply_ns * 1e-9,
-        grouped((uint64_t)run_rate(r), g2), grouped((uint64_t)rate(r->entries, r->apply_ns), g3),
-        (double)r->p50_ns * 1e-6, (double)r->p99_ns * 1e-6, (double)r->max_ns * 1e-6, r->user_s,
-        r->sys_s, (double)r->wall_ns * 1e-9,
-        r->postings ? (double)r->wchar / 1024.0 / (double)r->postings : 0.0,
-        sim_day(b, r->first_ts), sim_day(b, r->last_ts),
-        r->time_limited ? "  (stopped: --run-seconds)" : "");
+    printf("%3u %11s %8.2f %11s %7.1f %7.1f %7.1f %7.2f %6.2f %9.1f %8.1f %11s  %4.1f-%.1f%s\n",
+           i + 1, grouped(r->postings, g1), (double)r->apply_ns * 1e-9,
+           grouped((uint64_t)run_rate(r), g2), (double)r->p50_ns * 1e-6, (double)r->p99_ns * 1e-6,
+           (double)r->max_ns * 1e-6, r->user_s, r->sys_s, per_posting_kib(r->wchar, r->postings),
+           per_posting_kib(r->device_bytes, r->postings), grouped(r->major_faults, g3),
+           sim_day(b, r->first_ts), sim_day(b, r->last_ts),
+           r->time_limited ? "  (stopped: --run-seconds)" : "");
     fflush(stdout);
 }
 
@@ -788,6 +876,8 @@ static void print_footer(const struct bench *b, const uint64_t *all)
                human_bytes(b->map_size_start, h3), human_bytes(b->map_size_end, h4));
     else
         printf("  map %s, no growth\n", human_bytes(b->map_size_end, h3));
+    printf("  engine member cache: %s members cached, %s not yet written back\n",
+           grouped(b->members_cached, g1), grouped(b->members_dirty, g2));
     printf("memory: RSS %s (anon %s, file %s), peak %s\n",
            human_bytes(proc_status_kib("VmRSS") << 10, h1),
            human_bytes(proc_status_kib("RssAnon") << 10, h2),
@@ -825,26 +915,29 @@ static void print_json(FILE *f, const struct bench *b, const uint64_t *all)
             o->members, o->batch, o->postings, o->runs, o->sync ? "true" : "false", o->seed,
             o->postings_per_hour, b->workload.zipf.exponent, b->workload.zipf.offset);
     json_string(f, b->dir);
-    fprintf(f, ",\"setup\":{\"postings\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"seconds\":%.6f},",
-            b->setup_postings, b->setup_batches, (double)b->setup_ns * 1e-9);
+    fprintf(f,
+            ",\"setup\":{\"postings\":%" PRIu64 ",\"batches\":%" PRIu64
+            ",\"seconds\":%.6f,\"wchar_bytes\":%" PRIu64 "},",
+            b->setup_postings, b->setup_batches, (double)b->setup_ns * 1e-9, b->setup_wchar);
     fprintf(f,
             "\"median_postings_per_s\":%.0f,\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,"
             "\"max\":%.3f},\"run_results\":[",
             median_rate(b), (double)all[0] * 1e-6, (double)all[1] * 1e-6, (double)all[2] * 1e-6);
     for (uint32_t i = 0; i < b->runs_done; i++) {
         const struct run_result *r = &b->runs[i];
-        fprintf(f,
-                "%s{\"postings\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"ok\":%" PRIu64
-                ",\"apply_s\":%.6f,\"wall_s\":%.6f,\"postings_per_s\":%.0f,\"entries\":%" PRIu64
-                ",\"entries_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-                "\"user_s\":%.3f,\"sys_s\":%.3f,\"wchar_bytes\":%" PRIu64
-                ",\"write_bytes\":%" PRIu64
-                ",\"sim_day_first\":%.3f,\"sim_day_last\":%.3f,\"time_limited\":%s}",
-                i ? "," : "", r->postings, r->batches, r->ok, (double)r->apply_ns * 1e-9,
-                (double)r->wall_ns * 1e-9, run_rate(r), r->entries, rate(r->entries, r->apply_ns),
-                (double)r->p50_ns * 1e-6, (double)r->p99_ns * 1e-6, (double)r->max_ns * 1e-6,
-                r->user_s, r->sys_s, r->wchar, r->write_bytes, sim_day(b, r->first_ts),
-                sim_day(b, r->last_ts), r->time_limited ? "true" : "false");
+        fprintf(
+            f,
+            "%s{\"postings\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"ok\":%" PRIu64
+            ",\"apply_s\":%.6f,\"wall_s\":%.6f,\"postings_per_s\":%.0f,\"entries\":%" PRIu64
+            ",\"entries_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+            "\"user_s\":%.3f,\"sys_s\":%.3f,\"wchar_bytes\":%" PRIu64 ",\"write_bytes\":%" PRIu64
+            ",\"device_bytes\":%" PRIu64 ",\"major_faults\":%" PRIu64
+            ",\"sim_day_first\":%.3f,\"sim_day_last\":%.3f,\"time_limited\":%s}",
+            i ? "," : "", r->postings, r->batches, r->ok, (double)r->apply_ns * 1e-9,
+            (double)r->wall_ns * 1e-9, run_rate(r), r->entries, rate(r->entries, r->apply_ns),
+            (double)r->p50_ns * 1e-6, (double)r->p99_ns * 1e-6, (double)r->max_ns * 1e-6, r->user_s,
+            r->sys_s, r->wchar, r->write_bytes, r->device_bytes, r->major_faults,
+            sim_day(b, r->first_ts), sim_day(b, r->last_ts), r->time_limited ? "true" : "false");
     }
     fprintf(f, "],\"results\":{");
     bool first = true;
@@ -875,15 +968,16 @@ static void print_json(FILE *f, const struct bench *b, const uint64_t *all)
             ",\"retries\":%" PRIu64 "},",
             ws->pending_accruals, ws->partial_reversals, ws->partial_captures, ws->holds_abandoned,
             ws->fallbacks, ws->overspends, ws->unknown_cards, ws->retries);
-    fprintf(f,
-            "\"entries\":%" PRIu64 ",\"entries_measured\":%" PRIu64 ",\"data_mdb_bytes\":%" PRIu64
-            ",\"data_mdb_allocated_bytes\":%" PRIu64 ",\"bytes_per_entry\":%.1f,"
-            "\"map_size_start\":%" PRIu64 ",\"map_size_end\":%" PRIu64 ",\"map_grew\":%s,",
-            b->entries_end, b->entries_end - b->entries_after_setup, b->data_bytes,
-            b->data_blocks_bytes,
-            b->entries_end ? (double)b->data_bytes / (double)b->entries_end : 0.0,
-            b->map_size_start, b->map_size_end,
-            b->map_size_end != b->map_size_start ? "true" : "false");
+    fprintf(
+        f,
+        "\"entries\":%" PRIu64 ",\"entries_measured\":%" PRIu64 ",\"data_mdb_bytes\":%" PRIu64
+        ",\"data_mdb_allocated_bytes\":%" PRIu64 ",\"bytes_per_entry\":%.1f,"
+        "\"map_size_start\":%" PRIu64 ",\"map_size_end\":%" PRIu64 ",\"map_grew\":%s,"
+        "\"members_cached\":%u,\"members_dirty\":%u,",
+        b->entries_end, b->entries_end - b->entries_after_setup, b->data_bytes,
+        b->data_blocks_bytes, b->entries_end ? (double)b->data_bytes / (double)b->entries_end : 0.0,
+        b->map_size_start, b->map_size_end, b->map_size_end != b->map_size_start ? "true" : "false",
+        b->members_cached, b->members_dirty);
     fprintf(f,
             "\"rss_kib\":%" PRIu64 ",\"rss_anon_kib\":%" PRIu64 ",\"rss_file_kib\":%" PRIu64
             ",\"rss_peak_kib\":%" PRIu64 "}\n",
@@ -911,6 +1005,78 @@ static int write_json_file(const struct bench *b, const uint64_t *all)
 /* ---------------------------------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------------------------------- */
+static int compare_u32_desc(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* --generate-only: the generator's speed (what a load generator can offer per core) and the
+ * shape of what it generates, with no engine and no feedback of results. */
+static int generate_only(struct bench *b)
+{
+    const struct bench_options *o = &b->opts;
+    uint32_t *per_member = calloc(o->members + 1, sizeof(*per_member));
+    if (per_member == NULL) {
+        fprintf(stderr, "tally-bench-engine: out of memory for %" PRIu64 " counters\n", o->members);
+        return EXIT_INTERNAL;
+    }
+    uint32_t count;
+    uint64_t ts, total = 0;
+    for (uint64_t i = 0; i < o->members / o->batch + 2; i++) {
+        workload_setup_batch(&b->workload, b->postings, o->batch, &count, &ts);
+        if (count == 0)
+            break;
+    }
+    uint64_t t0 = now_ns();
+    for (uint32_t run = 0; run < o->runs; run++) {
+        /* The same batches as the measured runs: full ones, then the rest of the run. */
+        for (uint64_t done = 0; done < o->postings; done += count) {
+            uint64_t left = o->postings - done;
+            uint32_t want = left < o->batch ? (uint32_t)left : o->batch;
+            workload_next_batch(&b->workload, b->postings, want, &count, &ts);
+            for (uint32_t k = 0; k < count; k++) {
+                uint64_t m = b->postings[k].account;
+                if (m >= 1 && m <= o->members && per_member[m] < UINT32_MAX)
+                    per_member[m]++;
+            }
+            total += count;
+        }
+    }
+    uint64_t ns = now_ns() - t0;
+    char g1[32], g2[32], g3[32];
+    printf("generated %s postings in %.2f s: %.0f ns a posting (%s postings/s on one core), "
+           "last batch at simulated day %.1f\n",
+           grouped(total, g1), (double)ns * 1e-9, (double)ns / (double)total,
+           grouped((uint64_t)rate(total, ns), g2), sim_day(b, ts));
+    for (uint32_t k = 0; k < TALLY_KIND_LIMIT; k++) {
+        if (b->workload.stats.by_kind[k] != 0)
+            printf("  %-10s %6.2f%%\n", kind_name(k),
+                   100.0 * (double)b->workload.stats.by_kind[k] / (double)total);
+    }
+    qsort(per_member + 1, o->members, sizeof(*per_member), compare_u32_desc);
+    uint64_t drawn = 0, never = 0;
+    for (uint64_t m = 1; m <= o->members; m++) {
+        drawn += per_member[m];
+        never += per_member[m] == 0;
+    }
+    static const double shares[] = {0.01, 0.10, 0.20, 0.50};
+    uint64_t acc = 0, m = 1;
+    printf("postings by the busiest members (the account of each posting):");
+    for (uint32_t s = 0; s < 4; s++) {
+        uint64_t upto = (uint64_t)(shares[s] * (double)o->members);
+        for (; m <= upto; m++)
+            acc += per_member[m];
+        printf(" top %.0f%%: %.1f%%%s", shares[s] * 100, 100.0 * (double)acc / (double)drawn,
+               s < 3 ? "," : "\n");
+    }
+    printf("busiest member: %s postings; median member: %s; never drawn: %s members\n",
+           grouped(per_member[1], g1), grouped(per_member[o->members / 2 + 1], g2),
+           grouped(never, g3));
+    free(per_member);
+    return EXIT_OK;
+}
+
 static int bench_run(struct bench *b)
 {
     struct workload_options wo;
@@ -922,6 +1088,8 @@ static int bench_run(struct bench *b)
         fprintf(stderr, "tally-bench-engine: out of memory for the workload\n");
         return EXIT_INTERNAL;
     }
+    if (b->opts.generate_only)
+        return generate_only(b);
     int rc = open_ledger(b);
     if (rc != EXIT_OK)
         return rc;
@@ -947,12 +1115,18 @@ static int bench_run(struct bench *b)
         rc = run_measured(b, i, scratch);
         if (rc == EXIT_OK && !b->opts.json)
             print_run(b, i);
+        if (rc == EXIT_OK && interrupted) {
+            fprintf(stderr, "tally-bench-engine: interrupted; results so far follow\n");
+            rc = EXIT_INTERRUPTED;
+        }
     }
-    if (rc == EXIT_OK && !b->opts.sync)
+    if ((rc == EXIT_OK || rc == EXIT_INTERRUPTED) && !b->opts.sync)
         engine_sync(b->engine);
     engine_status(b->engine, &st);
     b->entries_end = st.entries;
     b->map_size_end = st.map_size;
+    b->members_cached = st.members_cached;
+    b->members_dirty = st.members_dirty;
     file_size(b->dir, "data.mdb", &b->data_bytes, &b->data_blocks_bytes);
     uint64_t all[3];
     latency_summary(b->latency_ns, b->latency_count, scratch, &all[0], &all[1], &all[2]);
@@ -981,7 +1155,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "tally-bench-engine: out of memory\n");
         return EXIT_INTERNAL;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (b->opts.batches_file != NULL) {
+        b->batches_csv = fopen(b->opts.batches_file, "w");
+        if (b->batches_csv == NULL) {
+            fprintf(stderr, "tally-bench-engine: cannot write %s: %s\n", b->opts.batches_file,
+                    strerror(errno));
+            return EXIT_USAGE;
+        }
+        fprintf(b->batches_csv, "run,batch,timestamp_ms,postings,ok,entries,apply_ms\n");
+    }
     rc = bench_run(b);
+    if (b->batches_csv != NULL && fclose(b->batches_csv) != 0 && rc == EXIT_OK)
+        rc = EXIT_INTERNAL;
     engine_close(b->engine);
     if (b->dir_is_temp && !b->opts.keep) {
         int rm = remove_dir(b->dir);

@@ -3,7 +3,7 @@
  * Design notes
  * ------------
  * Every stream posting is one slot. A slot first serves the oldest hold whose till is due to
- * resolve it (CAPTURE or RELEASE, WORKLOAD_HOLD_RESOLVE_MS after the HOLD); otherwise it draws
+ * resolve it (CAPTURE or RELEASE, HOLD_RESOLVE_MS after the HOLD); otherwise it draws
  * a kind from the mix below. Resolutions are not drawn: each kept hold makes exactly one, so the
  * share of CAPTURE + RELEASE follows the share of holds (6% x 92% kept = ~5.5%).
  *
@@ -15,7 +15,8 @@
  *
  * Invariants: holds in the ring are in due-time order (the delay is constant and the clock never
  * goes back); member[m].points >= 0; a ring entry with amount_left = 0 is never referred to again;
- * every posting's id is unique because its low 48 bits are a counter.
+ * every new posting's id is unique because its low 48 bits are a counter (a retry re-sends an
+ * earlier posting, id included, on purpose).
  */
 #include "workload.h"
 
@@ -89,7 +90,7 @@
 /* Smallest estimate worth spending from; members drawn per attempt to find one. */
 #define SPEND_MIN_POINTS           100
 #define ADJUST_NEGATIVE_MIN_POINTS 40
-#define DRAW_TRIES                 4u
+#define DRAW_TRIES                 8u
 #define RETURN_TRIES               8u
 
 /* Stores (the posting's code), tills per store, and how far a till's clock may lag. */
@@ -250,7 +251,7 @@ void workload_options_default(struct workload_options *o)
     o->postings_per_hour = WORKLOAD_POSTINGS_PER_HOUR_DEFAULT;
     o->start_ms = WORKLOAD_START_MS_DEFAULT;
     o->zipf_exponent = 1.0;
-    o->zipf_offset = 0.01;
+    o->zipf_offset = 0.02;
 }
 
 static uint64_t gcd_u64(uint64_t a, uint64_t b)
@@ -457,10 +458,12 @@ static uint64_t spend_amount(struct workload *w, int64_t est, double lo, double 
 static uint64_t purchase_points(struct workload *w)
 {
     /* Irwin-Hall: the sum of 4 uniforms, centred and scaled to unit variance, is close enough
-     * to a normal for a basket size, and costs no log or trig. */
-    double z =
-        (rng_unit(&w->rng) + rng_unit(&w->rng) + rng_unit(&w->rng) + rng_unit(&w->rng) - 2.0) *
-        1.7320508075688772;
+     * to a normal for a basket size, and costs no log or trig. The draws are summed in a fixed
+     * order (C leaves the order of operands unspecified, and the sum of doubles depends on it). */
+    double sum = 0.0;
+    for (int i = 0; i < 4; i++)
+        sum += rng_unit(&w->rng);
+    double z = (sum - 2.0) * 1.7320508075688772;
     double p = exp(POINTS_LOG_MEDIAN + POINTS_LOG_SIGMA * z);
     if (p < 1.0)
         return 1;
@@ -472,14 +475,18 @@ static uint64_t purchase_points(struct workload *w)
 /* ---------------------------------------------------------------------------------------------
  * Postings.
  * ------------------------------------------------------------------------------------------- */
+/* ms (48 bits) | instance (16) | pseudo-random (16) | counter (48), big-endian: unique within an
+ * instance by the counter, across instances by the instance number. */
 static void make_id(struct workload *w, uint64_t ms, uint8_t id[16])
 {
-    uint32_t r = (uint32_t)(rng_next(&w->rng) >> 32);
+    uint16_t r = (uint16_t)(rng_next(&w->rng) >> 48);
     w->id_counter++;
     for (int i = 0; i < 6; i++)
         id[i] = (uint8_t)(ms >> (40 - 8 * i));
-    for (int i = 0; i < 4; i++)
-        id[6 + i] = (uint8_t)(r >> (24 - 8 * i));
+    id[6] = (uint8_t)(w->opts.instance >> 8);
+    id[7] = (uint8_t)w->opts.instance;
+    id[8] = (uint8_t)(r >> 8);
+    id[9] = (uint8_t)r;
     for (int i = 0; i < 6; i++)
         id[10 + i] = (uint8_t)(w->id_counter >> (40 - 8 * i));
 }
@@ -901,6 +908,12 @@ int workload_setup_batch(struct workload *w, struct tally_posting *out, uint32_t
     w->stats.by_kind[TALLY_KIND_OPEN] -= n;
     *count = n;
     return 0;
+}
+
+void workload_setup_skip(struct workload *w)
+{
+    w->setup_program_done = true;
+    w->setup_opened = w->opts.members;
 }
 
 int workload_next_batch(struct workload *w, struct tally_posting *out, uint32_t max,
