@@ -26,16 +26,27 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         libxxhash-dev:/usr/include/xxhash.h \
         libcmocka-dev:/usr/include/cmocka.h \
         libcjson-dev:/usr/include/cjson/cJSON.h \
-        lmdb-utils:/usr/bin/mdb_stat
+        lmdb-utils:/usr/bin/mdb_stat \
+        liburing-dev:/usr/include/liburing.h \
+        libuv1-dev:/usr/include/uv.h \
+        libraft-dev:/usr/include/raft.h
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c
 ENGINE_SRC := $(wildcard engine/*.c)
 TOOLS_LIB_SRC := tools/cli_common.c
 ENGINE_LIB := $(BUILD)/libtally_engine.a
+# tallyd: everything in server/ but main.c is also linked into the server tests.
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+SERVER_LIBS := -luring -lraft -luv
+# libtally: the client library (client/ and the common code it needs).
+CLIENT_SRC := $(wildcard client/*.c)
+CLIENT_LIB := $(BUILD)/libtally.a
 
-PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine
-TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c)
+PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
+            $(if $(wildcard server/main.c),$(BUILD)/tallyd)
+TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
+                       tests/server/test_*.c tests/client/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
@@ -67,7 +78,15 @@ $(ENGINE_LIB): $(call obj,$(COMMON_SRC) $(ENGINE_SRC))
 
 LIBS_ENGINE := $(ENGINE_LIB) -llmdb
 
-$(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
+$(CLIENT_LIB): $(call obj,$(COMMON_SRC) $(CLIENT_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tallyd: $(call obj,server/main.c $(SERVER_SRC)) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) $(SERVER_LIBS)
+
+$(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB) \
+                $(if $(CLIENT_SRC),$(CLIENT_LIB))
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson
 
 $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
@@ -75,6 +94,15 @@ $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_
 
 $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
+
+# Server tests link the server (but its main) and start real tallyd processes too.
+$(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit_fold.c $(SERVER_SRC)) $(ENGINE_LIB) $(if $(CLIENT_SRC),$(CLIENT_LIB))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) $(SERVER_LIBS) -lcmocka -lm
+
+$(BUILD)/tests/client/%: $(call obj,tests/client/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcmocka -lm
 
 $(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,111 @@
+/* tally.h: libtally, the client library of a tally cluster.
+ *
+ * What it guarantees
+ * ------------------
+ * A client posts batches of postings and reads the ledger through any replica of a cluster. It
+ * finds the leader by itself (a replica that is not the leader answers NOT_LEADER with the
+ * leader's address), and opens one session (a 128-bit client id) in which every POST carries a
+ * request number, one request at a time. If an answer does not come (timeout, connection lost,
+ * leader changed, BUSY), the client sends the same request, with the same number and the same
+ * bytes, again, to whichever replica leads now: the cluster answers a retried request from its
+ * replicated reply cache, so a posting takes effect once however many times it was sent.
+ * Posting ids (law 4) are the second guard, across sessions and restarts of the client.
+ *
+ * Every call takes a deadline. A call that returns TALLY_ETIMEOUT did not learn the outcome:
+ * the postings may or may not have been applied. tally_client_post_outcome() asks, by posting
+ * id, what became of each one; retrying the same POST in the same session is also safe. A
+ * client never retries forever on its own.
+ *
+ * Threading: one struct tally_client per thread (a client holds one connection and one request
+ * in flight). Blocking I/O with poll(2) and deadlines; no background threads.
+ *
+ * Errors: 0 or a negative code from tally_errors.h: TALLY_ETIMEOUT, TALLY_ECLOSED (no replica
+ * could be reached before the deadline), TALLY_EPROTOCOL (a reply failed its checks),
+ * TALLY_ETOO_LARGE, TALLY_ENOT_FOUND (queries), TALLY_ESTALE, TALLY_ECONFIG, -ENOMEM. Per-posting
+ * outcomes are results (tally_results.h), not errors.
+ */
+#ifndef TALLY_H
+#define TALLY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tally_errors.h"
+#include "tally_records.h"
+#include "tally_results.h"
+
+struct tally_client;
+
+struct tally_client_options {
+    const char *addresses;   /* "host:port[,host:port...]": any replicas of the cluster */
+    uint64_t timeout_ms;     /* deadline of a call that passes 0; 0: TALLY_CLIENT_TIMEOUT_MS */
+    uint8_t client_id[16];   /* the session; all zero: a random one */
+    const char *label;       /* shown in the server's session list (at most 31 bytes), or NULL */
+};
+
+#define TALLY_CLIENT_TIMEOUT_MS 10000u
+
+int tally_client_open(struct tally_client **out, const struct tally_client_options *opts);
+void tally_client_close(struct tally_client *c);
+
+/* Apply a batch of 1..TALLY_BATCH_MAX postings; results[i] is the outcome of postings[i]. */
+int tally_client_post(struct tally_client *c, const struct tally_posting *postings,
+                      uint32_t count, struct tally_result *results, uint64_t timeout_ms);
+
+/* What became of postings by id, after a POST whose answer was lost (TALLY_ENOT_FOUND for an
+ * id the ledger never recorded: it was not applied, or failed validation). */
+struct tally_posting_outcome {
+    uint32_t code;        /* the result it got (TALLY_OK ...) */
+    uint16_t kind;
+    uint16_t reserved;
+    uint64_t seq;         /* its first entry */
+    uint32_t entry_count;
+    uint32_t reserved2;
+    uint64_t timestamp;
+};
+int tally_client_post_outcome(struct tally_client *c, const uint8_t id[16],
+                              struct tally_posting_outcome *out, uint64_t timeout_ms);
+
+/* Reads. By default linearizable, through the leader. With TALLY_READ_STALE any replica may
+ * answer from its own state; *applied_index (if not NULL) says at which Raft index the read was
+ * taken, and min_index makes a replica behind it answer TALLY_ESTALE. */
+struct tally_read {
+    bool stale;
+    uint64_t min_index;
+    uint64_t applied_index; /* out */
+};
+
+int tally_client_account(struct tally_client *c, uint32_t program, uint64_t member,
+                         struct tally_account *out, struct tally_read *r);
+int tally_client_balance_at(struct tally_client *c, uint32_t program, uint64_t member,
+                            uint64_t at, struct tally_balance *out, struct tally_read *r);
+int tally_client_history(struct tally_client *c, uint32_t program, uint64_t member,
+                         uint64_t before_seq, struct tally_entry *out, uint32_t max,
+                         uint32_t *count, struct tally_read *r);
+int tally_client_lots(struct tally_client *c, uint32_t program, uint64_t member,
+                      struct tally_lot *out, uint32_t max, uint32_t *count, struct tally_read *r);
+int tally_client_entry(struct tally_client *c, uint64_t seq, struct tally_entry *out,
+                       struct tally_lot_ref *tail, uint32_t tail_max, uint32_t *tail_count,
+                       struct tally_read *r);
+int tally_client_program(struct tally_client *c, uint32_t program,
+                         struct tally_program_config *config, struct tally_program_totals *totals,
+                         struct tally_read *r);
+
+/* The status of every replica the client was given (role, term, applied index, digest...),
+ * asked of each directly; a replica that does not answer gets role UNAVAILABLE. */
+struct tally_replica_status {
+    char address[64];
+    int error;              /* 0, or why it could not be asked */
+    uint32_t role;          /* enum tally_wire_role */
+    uint64_t replica_id, leader_id, term, commit_index, applied_index, last_timestamp;
+    uint64_t entries, chain_head;
+    uint8_t digest[16];
+};
+int tally_client_status(struct tally_client *c, struct tally_replica_status *out, uint32_t max,
+                        uint32_t *count, uint64_t timeout_ms);
+
+/* A new time-ordered posting id: 48 bits of milliseconds, then 80 random bits; strictly
+ * increasing within one client. */
+int tally_client_id(struct tally_client *c, uint8_t out[16]);
+
+#endif
