@@ -39,6 +39,7 @@ void engine_options_default(struct engine_options *opts)
 static unsigned db_flags(int db)
 {
     bool integer = db == STORE_DB_ENTRIES || db == STORE_DB_HOLDS || db == STORE_DB_REVERSALS;
+    /* (sessions and session_lru use byte-string keys) */
     return integer ? MDB_INTEGERKEY : 0;
 }
 
@@ -49,7 +50,9 @@ static int scratch_alloc(struct engine *e)
     e->u64s = calloc(TALLY_LINEAGE_MAX, sizeof(*e->u64s));
     e->buf = malloc(ENGINE_BUF_SIZE);
     e->buf2 = malloc(ENGINE_BUF_SIZE);
-    bool ok = e->plan_idx && e->refs && e->u64s && e->buf && e->buf2;
+    e->session_buf = malloc(sizeof(struct store_session) +
+                            TALLY_BATCH_MAX * sizeof(struct tally_result));
+    bool ok = e->plan_idx && e->refs && e->u64s && e->buf && e->buf2 && e->session_buf;
     if (!ok)
         return -ENOMEM;
     return members_init(&e->cache, e->opts.member_cache);
@@ -213,6 +216,7 @@ void engine_close(struct engine *e)
     free(e->u64s);
     free(e->buf);
     free(e->buf2);
+    free(e->session_buf);
     free(e);
 }
 
@@ -392,9 +396,34 @@ static int apply_postings(struct engine *e, const struct tally_posting *postings
     return 0;
 }
 
-static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
-                     const struct tally_posting *postings, uint32_t count,
-                     struct tally_result *results)
+/* What one transaction applies: postings, and optionally the requests (sessions) they form. */
+struct batch {
+    const struct tally_posting *postings;
+    uint32_t count;
+    struct tally_result *results;
+    const struct engine_request *requests; /* NULL: the postings are one request, no session */
+    uint32_t nrequests;
+    uint8_t *status;
+};
+
+static int apply_requests(struct engine *e, uint64_t index, uint64_t now, const struct batch *b)
+{
+    if (b->requests == NULL)
+        return apply_postings(e, b->postings, b->count, now, b->results);
+    for (uint32_t r = 0; r < b->nrequests; r++) {
+        const struct engine_request *q = &b->requests[r];
+        int rc = sessions_check(e, q, &b->results[q->first], &b->status[r]);
+        if (rc == 0 && b->status[r] == ENGINE_REQUEST_APPLIED)
+            rc = apply_postings(e, &b->postings[q->first], q->count, now, &b->results[q->first]);
+        if (rc == 0 && b->status[r] == ENGINE_REQUEST_APPLIED)
+            rc = sessions_record(e, q, index, &b->results[q->first]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int apply_txn(struct engine *e, uint64_t index, uint64_t now, const struct batch *b)
 {
     MDB_txn *txn;
     struct members_mark mark;
@@ -409,7 +438,7 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now,
     struct sweep sweep;
     rc = timers_sweep(e, now);
     if (rc == 0)
-        rc = apply_postings(e, postings, count, now, results);
+        rc = apply_requests(e, index, now, b);
     if (rc == 0) {
         store_batch_end(e);
         rc = store_write_back_some(e, e->work.next_seq - e->meta.next_seq, &sweep);
@@ -463,20 +492,19 @@ int engine_grow_map(struct engine *e)
     return 0;
 }
 
-int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
-                 const struct tally_posting *postings, uint32_t count,
-                 struct tally_result *results)
+/* The batch loop around apply_txn: map growth and cache eviction re-run the batch. */
+static int apply_batch(struct engine *e, uint64_t index, uint64_t timestamp, const struct batch *b)
 {
     if (e->opts.read_only)
         return -EROFS;
-    if (count > TALLY_BATCH_MAX)
+    if (b->count > TALLY_BATCH_MAX)
         return TALLY_ETOO_LARGE;
     if (index <= e->meta.applied_index)
         return 1;
     uint64_t now = timestamp > e->meta.last_timestamp ? timestamp : e->meta.last_timestamp;
     bool evicted = false;
     for (;;) {
-        int rc = apply_txn(e, index, now, postings, count, results);
+        int rc = apply_txn(e, index, now, b);
         if (rc == 0)
             return 0;
         if (rc == ENGINE_EMAP_FULL) {
@@ -491,4 +519,39 @@ int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
             return rc == ENGINE_ECACHE_FULL ? TALLY_ETOO_LARGE : rc;
         }
     }
+}
+
+int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
+                 const struct tally_posting *postings, uint32_t count,
+                 struct tally_result *results)
+{
+    struct batch b = {.postings = postings, .count = count, .results = results};
+    return apply_batch(e, index, timestamp, &b);
+}
+
+/* Requests must tile the postings in order, each of at least one posting. */
+static bool requests_valid(const struct engine_request *r, uint32_t n, uint32_t count)
+{
+    uint32_t next = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (r[i].first != next || r[i].count == 0 || r[i].count > count - next ||
+            r[i].request == 0)
+            return false;
+        next += r[i].count;
+    }
+    return next == count;
+}
+
+int engine_apply_requests(struct engine *e, uint64_t index, uint64_t timestamp,
+                          const struct engine_request *requests, uint32_t nrequests,
+                          const struct tally_posting *postings, uint32_t count,
+                          struct tally_result *results, uint8_t *status)
+{
+    if (count > TALLY_BATCH_MAX)
+        return TALLY_ETOO_LARGE;
+    if (!requests_valid(requests, nrequests, count))
+        return TALLY_ECONFIG;
+    struct batch b = {.postings = postings, .count = count, .results = results,
+                      .requests = requests, .nrequests = nrequests, .status = status};
+    return apply_batch(e, index, timestamp, &b);
 }

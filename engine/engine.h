@@ -93,6 +93,54 @@ int engine_apply(struct engine *e, uint64_t index, uint64_t timestamp,
                  const struct tally_posting *postings, uint32_t count,
                  struct tally_result *results);
 
+/* ---------------------------------------------------------------------------------------------
+ * Sessions: exactly-once requests (tallyd).
+ *
+ * A Raft entry carries the POST requests of many client sessions. engine_apply_requests applies
+ * them as one batch and keeps, per session (a 128-bit client id), the number of its last applied
+ * request and that request's results: the reply cache, part of the replicated state (in the
+ * same transaction as the batch, in the state sum and the digest). A request whose number is
+ * not above its session's last is not applied again: if it is the last one, its cached results
+ * are returned (REPLAYED); if older, nothing (OLD: the client has moved on). So a request
+ * retried after a lost answer, even through a new leader, takes effect once.
+ *
+ * At most ENGINE_SESSIONS_MAX sessions are kept; opening one more evicts the session used
+ * least recently (by the index of its last request; ties by client id), deterministically.
+ * An evicted client gets SESSION_EXPIRED from the server and must open a new session; its
+ * posting ids still guard against double application (law 4).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Sessions kept: each holds at most one reply (<= 8,190 results of 16 bytes). */
+#define ENGINE_SESSIONS_MAX 16384u
+
+struct engine_request {
+    uint8_t client_id[16];
+    uint64_t request;  /* the request number, > 0 */
+    uint32_t first;    /* its postings: postings[first .. first + count) */
+    uint32_t count;
+};
+
+enum engine_request_status {
+    ENGINE_REQUEST_APPLIED = 0,  /* applied now: results are fresh */
+    ENGINE_REQUEST_REPLAYED = 1, /* the session's last request again: its cached results */
+    ENGINE_REQUEST_OLD = 2,      /* older than the session's last: nothing applied, no results */
+};
+
+/* Apply the requests of one Raft entry. `status[r]` says what became of request r; results[i]
+ * is the outcome of postings[i] (for REPLAYED requests copied from the cache; zero for OLD).
+ * Requests must cover postings in order without overlap; sum of counts <= TALLY_BATCH_MAX.
+ * Returns 0, 1 (index already applied: nothing done) or an error as engine_apply. */
+int engine_apply_requests(struct engine *e, uint64_t index, uint64_t timestamp,
+                          const struct engine_request *requests, uint32_t nrequests,
+                          const struct tally_posting *postings, uint32_t count,
+                          struct tally_result *results, uint8_t *status);
+
+/* A session's last applied request number (0 and TALLY_ENOT_FOUND if none). */
+int engine_session(struct engine *e, const uint8_t client_id[16], uint64_t *last_request);
+
+/* Sessions kept now. */
+uint32_t engine_sessions(struct engine *e);
+
 /* Flush everything committed so far to disk (needed only with sync = false). */
 int engine_sync(struct engine *e);
 

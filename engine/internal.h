@@ -59,6 +59,7 @@ struct engine {
     uint64_t *u64s;               /* TALLY_LINEAGE_MAX: per-lot amounts */
     uint8_t *buf;                 /* ENGINE_BUF_SIZE: an entry, a hold or a reversal record */
     uint8_t *buf2;                /* ENGINE_BUF_SIZE: a second record while the first is in use */
+    uint8_t *session_buf;         /* a session record: header and TALLY_BATCH_MAX results */
 };
 
 /* The largest record: a member image (account + TALLY_LINEAGE_MAX lots), which is also larger
@@ -198,6 +199,15 @@ int timers_set(struct engine *e, uint64_t time, uint32_t kind, uint32_t program,
                uint64_t object, uint64_t aux);
 /* Run every timer due at or before `now`, in time order. */
 int timers_sweep(struct engine *e, uint64_t now);
+
+/* ---- sessions.c ------------------------------------------------------------------------- */
+/* Whether a request is new (APPLIED: apply it), the session's last (REPLAYED: results copied
+ * from the cache) or older (OLD). */
+int sessions_check(struct engine *e, const struct engine_request *r, struct tally_result *results,
+                   uint8_t *status);
+/* Store an applied request's results as its session's reply (creating or evicting sessions). */
+int sessions_record(struct engine *e, const struct engine_request *r, uint64_t index,
+                    const struct tally_result *results);
 
 /* ---- postings.c ------------------------------------------------------------------------- */
 /* Validation by the posting's bytes alone: TALLY_OK or a validation result code. */

@@ -315,3 +315,31 @@ int engine_hold(struct engine *e, const uint8_t id[16], struct engine_hold_info 
     }
     return read_end(e, rc);
 }
+
+int engine_session(struct engine *e, const uint8_t client_id[16], uint64_t *last_request)
+{
+    *last_request = 0;
+    int rc = read_begin(e);
+    if (rc != 0)
+        return rc;
+    MDB_val v;
+    rc = store_get_raw(e, STORE_DB_SESSIONS, client_id, 16, &v);
+    if (rc == 0 && v.mv_size < sizeof(struct store_session))
+        rc = TALLY_ECORRUPT;
+    if (rc == 0) {
+        struct store_session s;
+        memcpy(&s, v.mv_data, sizeof(s));
+        *last_request = s.last_request;
+    }
+    return read_end(e, rc);
+}
+
+uint32_t engine_sessions(struct engine *e)
+{
+    if (read_begin(e) != 0)
+        return 0;
+    MDB_stat st;
+    int rc = store_translate(mdb_stat(e->txn, e->dbi[STORE_DB_SESSIONS], &st));
+    read_end(e, 0);
+    return rc == 0 ? (uint32_t)st.ms_entries : 0;
+}

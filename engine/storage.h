@@ -18,6 +18,8 @@
  *   holds         HOLD entry seq u64 (INTEGERKEY)              struct store_hold + lot refs
  *   reversals     reversed entry seq u64 (INTEGERKEY)          struct store_reversal + u64[n]
  *   timers        time BE64, timer seq BE64 (16 bytes)         struct store_timer
+ *   sessions      client id (16 bytes)                         struct store_session + results
+ *   session_lru   last index BE64, client id (24 bytes)        empty
  *
  * Members: write-back and recovery
  * --------------------------------
@@ -44,7 +46,8 @@
  * top bits of the same hash, and a slice of buckets is a contiguous range of the B-tree.
  *
  * The state sum: every change to a record of postings, programs, members (the logical state:
- * the images as of the last batch, whether or not written back yet), holds, reversals and timers
+ * the images as of the last batch, whether or not written back yet), holds, reversals, timers,
+ * sessions and session_lru
  * adds (put) or subtracts (delete, or the old value of an overwrite) store_sum_term(tag, key,
  * value) = XXH3-128(value) seeded with XXH3-64(key) seeded with the dbi tag, to a 128-bit sum
  * kept in store_meta, modulo 2^128 (seeding, rather than hashing tag || key || value, spares a
@@ -74,7 +77,9 @@
     X(MEMBERS, "members", 4)                                                                      \
     X(HOLDS, "holds", 5)                                                                          \
     X(REVERSALS, "reversals", 6)                                                                  \
-    X(TIMERS, "timers", 7)
+    X(TIMERS, "timers", 7)                                                                        \
+    X(SESSIONS, "sessions", 8)                                                                    \
+    X(SESSION_LRU, "session_lru", 9)
 
 enum store_db {
 #define STORE_DB_ENUM_(name, str, tag) STORE_DB_##name = tag,
@@ -127,6 +132,16 @@ struct store_posting {
     uint64_t timestamp;
 };
 _Static_assert(sizeof(struct store_posting) == 40, "posting record is 40 bytes");
+
+/* sessions: a client's last applied request and its results (the reply cache), followed by
+ * `count` struct tally_result. session_lru orders sessions by last_index for eviction. */
+struct store_session {
+    uint64_t last_request;
+    uint64_t last_index; /* applied index of the entry that carried it */
+    uint32_t count;
+    uint32_t reserved;
+};
+_Static_assert(sizeof(struct store_session) == 24, "session record is 24 bytes");
 
 /* programs: configuration and counters. */
 struct store_program {

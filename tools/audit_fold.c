@@ -2924,6 +2924,41 @@ static int members_sum(struct audit *a, unsigned __int128 *sum)
     return rc;
 }
 
+/* A session record (the reply cache of tallyd's sessions): well formed, and indexed by
+ * session_lru under the index it says. Sessions are not re-derived from the entries (entries
+ * do not name sessions); they are covered by the state sum. */
+static int scan_session(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    struct store_session s;
+    if (k->mv_size != 16 || v->mv_size < sizeof(s))
+        return audit_diff(a, 0, "sessions: a record with a %zu-byte key and %zu bytes",
+                          k->mv_size, v->mv_size);
+    memcpy(&s, v->mv_data, sizeof(s));
+    if (s.count > TALLY_BATCH_MAX || s.last_request == 0 || s.reserved != 0 ||
+        v->mv_size != sizeof(s) + (size_t)s.count * sizeof(struct tally_result) ||
+        (a->has_meta && s.last_index > a->meta.applied_index))
+        return audit_diff(a, 0, "sessions: a record of %zu bytes for %" PRIu32
+                          " results, request %" PRIu64 " at index %" PRIu64 " is malformed",
+                          v->mv_size, s.count, s.last_request, s.last_index);
+    uint8_t key[24];
+    store_be64(key, s.last_index);
+    memcpy(key + 8, k->mv_data, 16);
+    MDB_val lk = {.mv_size = sizeof(key), .mv_data = key}, lv;
+    if (!a->has_db[STORE_DB_SESSION_LRU] ||
+        mdb_get(a->txn, a->dbi[STORE_DB_SESSION_LRU], &lk, &lv) != 0)
+        return audit_diff(a, 0, "sessions: a session of index %" PRIu64
+                          " is missing from session_lru", s.last_index);
+    return 0;
+}
+
+static int scan_session_lru(struct audit *a, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size != 24 || v->mv_size != 0)
+        return audit_diff(a, 0, "session_lru: a record with a %zu-byte key and %zu bytes",
+                          k->mv_size, v->mv_size);
+    return 0;
+}
+
 static int scan_all(struct audit *a)
 {
     unsigned __int128 sum = 0;
@@ -2934,6 +2969,12 @@ static int scan_all(struct audit *a)
     TRY(scan_compare(a, STORE_DB_REVERSALS, scan_reversal, &a->reversals, reversal_key, &sum));
     TRY(scan_db(a, STORE_DB_POSTINGS, scan_posting, &sum, &rows));
     TRY(scan_db(a, STORE_DB_TIMERS, scan_timer, &sum, &rows));
+    uint64_t sessions = 0;
+    TRY(scan_db(a, STORE_DB_SESSIONS, scan_session, &sum, &sessions));
+    TRY(scan_db(a, STORE_DB_SESSION_LRU, scan_session_lru, &sum, &rows));
+    if (rows != sessions)
+        return audit_diff(a, 0, "session_lru holds %" PRIu64 " keys for %" PRIu64 " sessions",
+                          rows, sessions);
     uint64_t lo = (uint64_t)sum;
     uint64_t hi = (uint64_t)(sum >> 64);
     if (a->has_meta && (lo != a->meta.sum_lo || hi != a->meta.sum_hi))
