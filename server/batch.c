@@ -1,0 +1,60 @@
+/* batch.c: encode and decode the payload of a Raft entry (batch.h). */
+#include "batch.h"
+
+#include <string.h>
+
+#include "hash.h"
+
+void batch_seal(void *payload, size_t size)
+{
+    struct batch_header h;
+    memcpy(&h, payload, sizeof(h));
+    h.checksum = XXH3_64bits((const uint8_t *)payload + sizeof(h), size - sizeof(h));
+    memcpy(payload, &h, sizeof(h));
+}
+
+int batch_decode(const void *payload, size_t size, struct batch_view *out)
+{
+    if (size < sizeof(struct batch_header))
+        return TALLY_ECORRUPT;
+    struct batch_header h;
+    memcpy(&h, payload, sizeof(h));
+    if (h.magic != BATCH_MAGIC || h.version != BATCH_VERSION ||
+        (h.kind != BATCH_POSTS && h.kind != BATCH_TICK))
+        return TALLY_ECORRUPT;
+    if (h.npostings > TALLY_BATCH_MAX || h.nrequests > h.npostings ||
+        (h.kind == BATCH_TICK && (h.npostings != 0 || h.nrequests != 0)) ||
+        size != batch_size(h.nrequests, h.npostings))
+        return TALLY_ECORRUPT;
+    const uint8_t *p = payload;
+    if (XXH3_64bits(p + sizeof(h), size - sizeof(h)) != h.checksum)
+        return TALLY_ECORRUPT;
+    out->h = h;
+    out->requests = (const struct batch_request *)(const void *)(p + sizeof(h));
+    out->postings = (const struct tally_posting *)(const void *)(
+        p + sizeof(h) + (size_t)h.nrequests * sizeof(struct batch_request));
+    /* The requests must tile the postings, each with at least one. */
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < h.nrequests; i++) {
+        struct batch_request r;
+        memcpy(&r, &out->requests[i], sizeof(r));
+        if (r.count == 0 || r.request == 0 || r.reserved != 0)
+            return TALLY_ECORRUPT;
+        total += r.count;
+    }
+    return total == h.npostings ? 0 : TALLY_ECORRUPT;
+}
+
+void batch_requests(const struct batch_view *b, struct engine_request *out)
+{
+    uint32_t first = 0;
+    for (uint32_t i = 0; i < b->h.nrequests; i++) {
+        struct batch_request r;
+        memcpy(&r, &b->requests[i], sizeof(r));
+        memcpy(out[i].client_id, r.client_id, 16);
+        out[i].request = r.request;
+        out[i].first = first;
+        out[i].count = r.count;
+        first += r.count;
+    }
+}

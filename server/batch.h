@@ -1,0 +1,84 @@
+/* batch.h: the payload of one Raft entry: a batch of client requests, stamped by the leader.
+ *
+ * Byte layout (little-endian; every part a multiple of 8 bytes, so the payload length is too:
+ * libraft 0.15 silently loses entries whose length is not a multiple of 8 on restart):
+ *
+ *   offset size field       meaning
+ *        0    4 magic       "TLYB"
+ *        4    2 version     1
+ *        6    2 kind        BATCH_POSTS (requests) or BATCH_TICK (time only: count 0)
+ *        8    8 timestamp   the leader's clock when it proposed the entry (ms; never behind
+ *                           the previous entry's: the engine also takes the max)
+ *       16    4 nrequests   requests that follow
+ *       20    4 npostings   postings that follow the requests, <= TALLY_BATCH_MAX
+ *       24    8 checksum    XXH3-64 of everything after the header
+ *       32   32 x nrequests struct batch_request
+ *        .  128 x npostings struct tally_posting
+ *
+ * The entry is decoded on every replica from bytes that went through the Raft log and the
+ * network: decoding checks everything and never asserts. An entry that does not decode means the
+ * log is corrupt or replicas diverged: the replica stops (fail-stop), it never guesses.
+ */
+#ifndef TALLY_SERVER_BATCH_H
+#define TALLY_SERVER_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "tally_records.h"
+
+#define BATCH_MAGIC 0x42594c54u /* "TLYB" */
+#define BATCH_VERSION 1u
+
+enum batch_kind {
+    BATCH_POSTS = 1,
+    BATCH_TICK = 2,
+};
+
+struct batch_header {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t kind;
+    uint64_t timestamp;
+    uint32_t nrequests;
+    uint32_t npostings;
+    uint64_t checksum;
+};
+_Static_assert(sizeof(struct batch_header) == 32, "batch header is 32 bytes");
+
+/* One client request inside a batch: its postings are the next `count` of the batch. */
+struct batch_request {
+    uint8_t client_id[16];
+    uint64_t request;
+    uint32_t count;
+    uint32_t reserved;
+};
+_Static_assert(sizeof(struct batch_request) == 32, "batch request is 32 bytes");
+
+/* Requests per entry: each has at least one posting. */
+#define BATCH_REQUESTS_MAX TALLY_BATCH_MAX
+
+static inline size_t batch_size(uint32_t nrequests, uint32_t npostings)
+{
+    return sizeof(struct batch_header) + (size_t)nrequests * sizeof(struct batch_request) +
+           (size_t)npostings * sizeof(struct tally_posting);
+}
+
+/* A decoded batch: pointers into the payload, and the engine's request table. */
+struct batch_view {
+    struct batch_header h;
+    const struct batch_request *requests;
+    const struct tally_posting *postings;
+};
+
+/* Seal a payload whose header fields and parts are filled (computes the checksum). */
+void batch_seal(void *payload, size_t size);
+
+/* Check and decode a payload. Returns 0, or TALLY_ECORRUPT with nothing decoded. */
+int batch_decode(const void *payload, size_t size, struct batch_view *out);
+
+/* The engine's request table of a decoded batch (at most BATCH_REQUESTS_MAX entries). */
+void batch_requests(const struct batch_view *b, struct engine_request *out);
+
+#endif

@@ -1,0 +1,374 @@
+/* front.c: what tallyd does with each request frame (front.h): sessions, POSTs, reads, status.
+ *
+ * Design notes
+ * ------------
+ * - POST: one request in flight per session. A POST whose (client id, request number) is
+ *   already in flight (the client retried on a new connection) re-addresses the pending reply
+ *   to the new connection instead of submitting it twice; one with another number gets BUSY.
+ *   Otherwise it goes to the replica, and the reply is sent when its entry is applied: the
+ *   results, the cached results (a retry of an applied request), or REQUEST_REUSED (older).
+ * - Pending POSTs live in a pool of FRONT_PENDING_MAX slots allocated at start (the replica
+ *   queues at most REPLICA_QUEUE_MAX postings, so at most as many requests), found by client
+ *   id through an open-addressing table. A full pool answers BUSY.
+ * - Reads go to the leader once ready, or to any replica with STALE_OK; the reply's index is
+ *   the applied index the answer was taken at, and a replica behind the request's index answers
+ *   STALE.
+ */
+#include "front.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define FRONT_PENDING_MAX (REPLICA_QUEUE_MAX + REPLICA_INFLIGHT_MAX * TALLY_BATCH_MAX)
+#define FRONT_TABLE_SIZE (1u << 17) /* a power of two, >= 2 x FRONT_PENDING_MAX */
+_Static_assert(FRONT_TABLE_SIZE >= 2 * FRONT_PENDING_MAX, "table sparse enough");
+
+struct pending {
+    struct tally_wire_header request; /* for the reply's header */
+    uint64_t conn_id;
+    struct front *front;
+    bool used;
+};
+
+struct front {
+    struct net *net;
+    struct replica *replica;
+    uint8_t cluster_id[16];
+    struct pending *pending;  /* FRONT_PENDING_MAX */
+    uint32_t *table;          /* FRONT_TABLE_SIZE: pending index + 1, 0 empty */
+    uint32_t free_top;
+    uint32_t *free_list;
+    uint8_t *body;            /* TALLY_WIRE_BODY_MAX: the reply being built */
+};
+
+int front_init(struct front **out, struct net *net, struct replica *replica,
+               const uint8_t cluster_id[16])
+{
+    struct front *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return -ENOMEM;
+    f->net = net;
+    f->replica = replica;
+    memcpy(f->cluster_id, cluster_id, 16);
+    f->pending = calloc(FRONT_PENDING_MAX, sizeof(*f->pending));
+    f->table = calloc(FRONT_TABLE_SIZE, sizeof(*f->table));
+    f->free_list = calloc(FRONT_PENDING_MAX, sizeof(*f->free_list));
+    f->body = malloc(TALLY_WIRE_BODY_MAX);
+    if (!f->pending || !f->table || !f->free_list || !f->body)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < FRONT_PENDING_MAX; i++)
+        f->free_list[i] = FRONT_PENDING_MAX - 1 - i;
+    f->free_top = FRONT_PENDING_MAX;
+    *out = f;
+    return 0;
+}
+
+void front_set_replica(struct front *f, struct replica *replica)
+{
+    f->replica = replica;
+}
+
+void front_set_net(struct front *f, struct net *net)
+{
+    f->net = net;
+}
+
+/* ---- replies --------------------------------------------------------------------------------- */
+
+static void reply(struct front *f, uint64_t conn, const struct tally_wire_header *req,
+                  uint16_t status, uint64_t index, const void *body, uint32_t size)
+{
+    struct tally_wire_header h;
+    tally_wire_reply_init(&h, req, status, index, size);
+    tally_wire_header_seal(&h, body);
+    (void)net_send(f->net, conn, &h, body);
+}
+
+static void reply_not_leader(struct front *f, uint64_t conn, const struct tally_wire_header *req)
+{
+    struct tally_wire_not_leader nl;
+    memset(&nl, 0, sizeof(nl));
+    uint64_t id;
+    const char *addr;
+    replica_leader(f->replica, &id, &addr);
+    if (addr[0] != '\0')
+        (void)tally_wire_address_set(nl.leader_address, addr);
+    reply(f, conn, req, TALLY_WIRE_NOT_LEADER, 0, &nl, sizeof(nl));
+}
+
+/* The status for an engine query's error. */
+static uint16_t query_status(int rc)
+{
+    return rc == TALLY_ENOT_FOUND ? TALLY_WIRE_NOT_FOUND : TALLY_WIRE_INTERNAL;
+}
+
+/* ---- pending POSTs ----------------------------------------------------------------------------- */
+
+static uint32_t slot_of(const uint8_t id[16])
+{
+    uint64_t a, b;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    return (uint32_t)(h >> 40) & (FRONT_TABLE_SIZE - 1);
+}
+
+/* The table position of a client's pending POST, or of the empty position where it would go. */
+static uint32_t table_find(const struct front *f, const uint8_t id[16])
+{
+    uint32_t i = slot_of(id);
+    while (f->table[i] != 0 &&
+           memcmp(f->pending[f->table[i] - 1].request.client_id, id, 16) != 0)
+        i = (i + 1) & (FRONT_TABLE_SIZE - 1);
+    return i;
+}
+
+/* Remove position i (backward-shift deletion keeps every probe chain whole). */
+static void table_remove(struct front *f, uint32_t i)
+{
+    f->table[i] = 0;
+    for (uint32_t j = (i + 1) & (FRONT_TABLE_SIZE - 1); f->table[j] != 0;
+         j = (j + 1) & (FRONT_TABLE_SIZE - 1)) {
+        uint32_t home = slot_of(f->pending[f->table[j] - 1].request.client_id);
+        bool between = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+        if (between) {
+            f->table[i] = f->table[j];
+            f->table[j] = 0;
+            i = j;
+        }
+    }
+}
+
+void front_posted(void *ctx, int status, uint8_t req_status, const struct tally_result *results,
+                  uint32_t count, uint64_t index)
+{
+    struct pending *p = ctx;
+    struct front *f = p->front;
+    if (status == TALLY_ENOT_LEADER)
+        reply_not_leader(f, p->conn_id, &p->request);
+    else if (status != 0)
+        reply(f, p->conn_id, &p->request, TALLY_WIRE_INTERNAL, 0, NULL, 0);
+    else if (req_status == ENGINE_REQUEST_OLD)
+        reply(f, p->conn_id, &p->request, TALLY_WIRE_REQUEST_REUSED, index, NULL, 0);
+    else
+        reply(f, p->conn_id, &p->request, TALLY_WIRE_OK, index, results,
+              count * (uint32_t)sizeof(*results));
+    table_remove(f, table_find(f, p->request.client_id));
+    p->used = false;
+    f->free_list[f->free_top++] = (uint32_t)(p - f->pending);
+}
+
+static void handle_post(struct front *f, uint64_t conn, const struct tally_wire_header *h,
+                        const uint8_t *body)
+{
+    if (!replica_ready(f->replica)) {
+        reply_not_leader(f, conn, h);
+        return;
+    }
+    uint32_t pos = table_find(f, h->client_id);
+    if (f->table[pos] != 0) {
+        struct pending *p = &f->pending[f->table[pos] - 1];
+        if (p->request.request == h->request) {
+            p->conn_id = conn; /* a retry: the reply goes where the client waits now */
+            return;
+        }
+        reply(f, conn, h, TALLY_WIRE_BUSY, 0, NULL, 0); /* one POST in flight per session */
+        return;
+    }
+    if (f->free_top == 0) {
+        reply(f, conn, h, TALLY_WIRE_BUSY, 0, NULL, 0);
+        return;
+    }
+    uint32_t i = f->free_list[--f->free_top];
+    struct pending *p = &f->pending[i];
+    *p = (struct pending){.request = *h, .conn_id = conn, .front = f, .used = true};
+    f->table[pos] = i + 1;
+    uint32_t count = h->body_size / (uint32_t)sizeof(struct tally_posting);
+    const struct tally_posting *postings = (const struct tally_posting *)(const void *)body;
+    struct tally_posting *copy = (struct tally_posting *)(void *)f->body;
+    memcpy(copy, postings, (size_t)count * sizeof(*copy)); /* body may be unaligned */
+    int rc = replica_submit(f->replica, h->client_id, h->request, copy, count, p);
+    if (rc == 0)
+        return;
+    table_remove(f, pos);
+    p->used = false;
+    f->free_list[f->free_top++] = i;
+    if (rc == TALLY_ENOT_LEADER)
+        reply_not_leader(f, conn, h);
+    else
+        reply(f, conn, h, rc == TALLY_EBUSY ? TALLY_WIRE_BUSY : TALLY_WIRE_TOO_LARGE, 0, NULL, 0);
+}
+
+/* ---- reads ----------------------------------------------------------------------------------- */
+
+/* Whether this replica may answer a read now; if not, the reply is sent. */
+static bool read_allowed(struct front *f, uint64_t conn, const struct tally_wire_header *h,
+                         uint64_t *applied)
+{
+    struct engine_status st;
+    engine_status(replica_engine(f->replica), &st);
+    *applied = st.applied_index;
+    bool stale_ok = (h->flags & TALLY_WIRE_FLAG_STALE_OK) != 0;
+    if (!stale_ok && !replica_ready(f->replica)) {
+        reply_not_leader(f, conn, h);
+        return false;
+    }
+    if (h->index > st.applied_index) {
+        reply(f, conn, h, TALLY_WIRE_STALE, st.applied_index, NULL, 0);
+        return false;
+    }
+    return true;
+}
+
+/* Serve one read into f->body; returns the status and the body size. */
+static uint16_t serve_read(struct front *f, const struct tally_wire_header *h, const uint8_t *body,
+                           uint32_t *size)
+{
+    struct engine *e = replica_engine(f->replica);
+    int rc = 0;
+    *size = 0;
+    switch (h->op) {
+    case TALLY_WIRE_OP_ACCOUNT: {
+        struct tally_wire_account_request q;
+        memcpy(&q, body, sizeof(q));
+        rc = engine_account(e, q.program, q.member, (struct tally_account *)(void *)f->body);
+        *size = sizeof(struct tally_account);
+        break;
+    }
+    case TALLY_WIRE_OP_BALANCE_AT: {
+        struct tally_wire_balance_request q;
+        memcpy(&q, body, sizeof(q));
+        rc = engine_balance_at(e, q.program, q.member, q.at,
+                               (struct tally_balance *)(void *)f->body);
+        *size = sizeof(struct tally_balance);
+        break;
+    }
+    case TALLY_WIRE_OP_HISTORY: {
+        struct tally_wire_history_request q;
+        memcpy(&q, body, sizeof(q));
+        struct tally_wire_page pg = {0, 0};
+        rc = engine_history(e, q.program, q.member, q.before_seq,
+                            (struct tally_entry *)(void *)(f->body + sizeof(pg)), q.max,
+                            &pg.count);
+        memcpy(f->body, &pg, sizeof(pg));
+        *size = (uint32_t)(sizeof(pg) + pg.count * sizeof(struct tally_entry));
+        break;
+    }
+    case TALLY_WIRE_OP_LOTS: {
+        struct tally_wire_lots_request q;
+        memcpy(&q, body, sizeof(q));
+        struct tally_wire_page pg = {0, 0};
+        rc = engine_lots(e, q.program, q.member, (struct tally_lot *)(void *)(f->body + sizeof(pg)),
+                         q.max, &pg.count);
+        memcpy(f->body, &pg, sizeof(pg));
+        *size = (uint32_t)(sizeof(pg) + pg.count * sizeof(struct tally_lot));
+        break;
+    }
+    case TALLY_WIRE_OP_ENTRY: {
+        struct tally_wire_entry_request q;
+        memcpy(&q, body, sizeof(q));
+        struct tally_entry *en = (struct tally_entry *)(void *)f->body;
+        uint32_t n = 0;
+        rc = engine_entry(e, q.seq, en, (struct tally_lot_ref *)(void *)(f->body + sizeof(*en)),
+                          TALLY_LINEAGE_MAX, &n);
+        *size = (uint32_t)(sizeof(*en) + (rc == 0 ? en->tail_size : 0));
+        break;
+    }
+    case TALLY_WIRE_OP_POSTING: {
+        struct tally_wire_id_request q;
+        memcpy(&q, body, sizeof(q));
+        struct engine_posting_info pi;
+        rc = engine_posting(e, q.id, &pi);
+        struct tally_wire_posting_info out = {pi.code, pi.kind, 0, pi.seq, pi.entry_count, 0,
+                                              pi.timestamp};
+        memcpy(f->body, &out, sizeof(out));
+        *size = sizeof(out);
+        break;
+    }
+    case TALLY_WIRE_OP_HOLD: {
+        struct tally_wire_id_request q;
+        memcpy(&q, body, sizeof(q));
+        struct engine_hold_info hi;
+        rc = engine_hold(e, q.id, &hi);
+        struct tally_wire_hold_info out = {hi.seq, hi.program, hi.status, hi.member, hi.amount,
+                                           hi.captured, hi.timeout_at, hi.resolved_seq};
+        memcpy(f->body, &out, sizeof(out));
+        *size = sizeof(out);
+        break;
+    }
+    case TALLY_WIRE_OP_PROGRAM: {
+        struct tally_wire_program_request q;
+        memcpy(&q, body, sizeof(q));
+        struct tally_wire_program_reply *out = (struct tally_wire_program_reply *)(void *)f->body;
+        rc = engine_program(e, q.program, &out->config, &out->totals);
+        *size = sizeof(*out);
+        break;
+    }
+    case TALLY_WIRE_OP_PROGRAMS: {
+        struct tally_wire_programs_request q;
+        memcpy(&q, body, sizeof(q));
+        struct tally_wire_page pg = {0, 0};
+        rc = engine_programs(e, q.after, (uint32_t *)(void *)(f->body + sizeof(pg)), q.max,
+                             &pg.count);
+        memcpy(f->body, &pg, sizeof(pg));
+        *size = (uint32_t)(sizeof(pg) + pg.count * sizeof(uint32_t));
+        break;
+    }
+    default:
+        return TALLY_WIRE_UNKNOWN_OP;
+    }
+    if (rc != 0) {
+        *size = 0;
+        return query_status(rc);
+    }
+    return TALLY_WIRE_OK;
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static void handle_register(struct front *f, uint64_t conn, const struct tally_wire_header *h)
+{
+    if (!replica_ready(f->replica)) {
+        reply_not_leader(f, conn, h);
+        return;
+    }
+    struct tally_wire_session s;
+    memset(&s, 0, sizeof(s));
+    memcpy(s.cluster_id, f->cluster_id, 16);
+    (void)engine_session(replica_engine(f->replica), h->client_id, &s.last_request);
+    s.batch_max = TALLY_BATCH_MAX;
+    s.body_max = TALLY_WIRE_BODY_MAX;
+    reply(f, conn, h, TALLY_WIRE_OK, 0, &s, sizeof(s));
+}
+
+void front_frame(void *ctx, uint64_t conn, const struct tally_wire_header *h, const uint8_t *body)
+{
+    struct front *f = ctx;
+    switch (h->op) {
+    case TALLY_WIRE_OP_STATUS: {
+        struct tally_wire_replica_status st;
+        replica_status(f->replica, &st);
+        memcpy(st.cluster_id, f->cluster_id, 16);
+        reply(f, conn, h, TALLY_WIRE_OK, st.applied_index, &st, sizeof(st));
+        return;
+    }
+    case TALLY_WIRE_OP_REGISTER:
+        handle_register(f, conn, h);
+        return;
+    case TALLY_WIRE_OP_POST:
+        handle_post(f, conn, h, body);
+        return;
+    default: {
+        uint64_t applied;
+        if (!read_allowed(f, conn, h, &applied))
+            return;
+        uint32_t size;
+        uint16_t status = serve_read(f, h, body, &size);
+        reply(f, conn, h, status, applied, status == TALLY_WIRE_OK ? f->body : NULL,
+              status == TALLY_WIRE_OK ? size : 0);
+        return;
+    }
+    }
+}

@@ -1,0 +1,552 @@
+/* replica.c: Raft (libraft 0.15) with the ledger engine as its state machine (replica.h).
+ *
+ * Design notes
+ * ------------
+ * - Proposals come from a pool of REPLICA_INFLIGHT_MAX + 1 slots allocated at start: one "open"
+ *   slot gathers requests (their postings copied into it); flushing proposes it (raft_apply with
+ *   a raft_malloc'd payload, which libraft frees) and the next free slot opens. The FSM finds the
+ *   slot of an entry by the index libraft assigned it (req.index) and writes the results into
+ *   that slot; on followers, or for entries this replica did not propose, into scratch arrays.
+ * - Leadership is polled (libraft 0.15 has no state callback): on becoming leader the replica
+ *   proposes a barrier and is ready once it applies; on losing it, queued requests fail with
+ *   TALLY_ENOT_LEADER (in-flight ones fail through their raft_apply callback).
+ * - The engine is opened durable (fsync per batch): the Raft log and the ledger are both
+ *   durable at every step. (Running the engine with sync off and syncing it before snapshots is
+ *   a measured optimisation for later.)
+ */
+#include "replica.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "batch.h"
+#include "log.h"
+
+struct proposal {
+    struct raft_apply req;
+    struct replica *r;
+    bool busy;      /* proposed, waiting for its callback */
+    uint32_t nrequests;
+    uint32_t npostings;
+    struct batch_request *requests; /* BATCH_REQUESTS_MAX */
+    void **ctx;                     /* BATCH_REQUESTS_MAX */
+    struct tally_posting *postings; /* TALLY_BATCH_MAX */
+    struct tally_result *results;   /* TALLY_BATCH_MAX */
+    uint8_t *status;                /* BATCH_REQUESTS_MAX */
+};
+
+struct replica {
+    uv_loop_t *loop;
+    struct replica_options opts;
+    struct replica_peer peers[REPLICA_PEERS_MAX];
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    struct engine *engine;
+    struct proposal slots[REPLICA_INFLIGHT_MAX + 1];
+    struct proposal *open;       /* gathering requests (never busy) */
+    uint32_t inflight;
+    bool ready;                  /* leader with its barrier applied */
+    bool barrier_pending;
+    struct raft_barrier barrier;
+    uint64_t last_proposed_ts;
+    uint64_t last_proposal_ms;   /* loop time of the last proposal (ticks) */
+    uv_timer_t poll;
+    bool stopping;
+    void (*stopped)(void *arg);
+    void *stopped_arg;
+    struct raft_transfer transfer;
+    /* Scratch for entries this replica did not propose. */
+    struct engine_request *ereq;
+    struct tally_result *scratch_results;
+    uint8_t *scratch_status;
+};
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the state machine ---------------------------------------------------------------------- */
+
+static struct proposal *proposal_of(struct replica *r, uint64_t index)
+{
+    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+        struct proposal *p = &r->slots[i];
+        if (p->busy && p->req.index == index)
+            return p;
+    }
+    return NULL;
+}
+
+/* A replica that cannot apply a committed entry must not go on (it would diverge): stop. */
+static void fail_stop(struct replica *r, uint64_t index, int rc, const char *why)
+{
+    LOG_ERROR("fail_stop", "replica=%" PRIu64 " index=%" PRIu64 " error=%d reason=\"%s: %s\"",
+              r->opts.id, index, rc, why, tally_strerror(rc));
+    abort();
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct replica *r = fsm->data;
+    uint64_t index = r->raft.last_applied + 1;
+    struct batch_view b;
+    int rc = batch_decode(buf->base, buf->len, &b);
+    if (rc != 0)
+        fail_stop(r, index, rc, "an entry of the Raft log does not decode");
+    struct proposal *p = proposal_of(r, index);
+    struct tally_result *results = p ? p->results : r->scratch_results;
+    uint8_t *status = p ? p->status : r->scratch_status;
+    if (b.h.kind == BATCH_TICK) {
+        rc = engine_apply(r->engine, index, b.h.timestamp, NULL, 0, NULL);
+    } else {
+        batch_requests(&b, r->ereq);
+        rc = engine_apply_requests(r->engine, index, b.h.timestamp, r->ereq, b.h.nrequests,
+                                   b.postings, b.h.npostings, results, status);
+    }
+    if (rc < 0)
+        fail_stop(r, index, rc, "the ledger could not apply a committed entry");
+    *result = p;
+    return 0;
+}
+
+struct snapshot {
+    uint64_t magic;
+    uint64_t applied_index;
+    uint8_t digest[16];
+};
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    struct replica *r = fsm->data;
+    /* The log before this point may be dropped: the ledger must be on disk first. */
+    int rc = engine_sync(r->engine);
+    if (rc != 0) {
+        LOG_ERROR("snapshot", "replica=%" PRIu64 " error=\"%s\"", r->opts.id, tally_strerror(rc));
+        return RAFT_IOERR;
+    }
+    struct raft_buffer *b = raft_malloc(sizeof(*b));
+    struct snapshot *s = raft_malloc(sizeof(*s));
+    if (b == NULL || s == NULL) {
+        raft_free(b);
+        raft_free(s);
+        return RAFT_NOMEM;
+    }
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    *s = (struct snapshot){BATCH_MAGIC, st.applied_index, {0}};
+    memcpy(s->digest, st.digest, sizeof(s->digest));
+    b->base = s;
+    b->len = sizeof(*s);
+    *bufs = b;
+    *n = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct replica *r = fsm->data;
+    struct snapshot s;
+    if (buf->len != sizeof(s)) {
+        raft_free(buf->base);
+        return RAFT_CORRUPT;
+    }
+    memcpy(&s, buf->base, sizeof(s));
+    raft_free(buf->base);
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    if (st.applied_index >= s.applied_index)
+        return 0; /* the ledger already has everything the snapshot stands for */
+    LOG_ERROR("catch_up_needed",
+              "replica=%" PRIu64 " applied=%" PRIu64 " snapshot=%" PRIu64
+              " next=\"this replica is behind the cluster's log: stop it, copy a peer's data "
+              "directory (docs/OPERATIONS.md), start it again\"",
+              r->opts.id, st.applied_index, s.applied_index);
+    abort();
+}
+
+/* ---- proposals ------------------------------------------------------------------------------ */
+
+static struct proposal *slot_free(struct replica *r)
+{
+    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+        struct proposal *p = &r->slots[i];
+        if (!p->busy && p != r->open)
+            return p;
+    }
+    return NULL;
+}
+
+static void proposal_fail(struct replica *r, struct proposal *p, int status)
+{
+    for (uint32_t i = 0; i < p->nrequests; i++)
+        r->opts.done(p->ctx[i], status, 0, NULL, 0, 0);
+    p->nrequests = 0;
+    p->npostings = 0;
+}
+
+static void applied_cb(struct raft_apply *req, int status, void *result)
+{
+    struct proposal *p = req->data;
+    struct replica *r = p->r;
+    (void)result;
+    if (status != 0) {
+        proposal_fail(r, p, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST
+                                ? TALLY_ENOT_LEADER
+                                : -EIO);
+    } else {
+        uint32_t first = 0;
+        for (uint32_t i = 0; i < p->nrequests; i++) {
+            uint32_t n = p->requests[i].count;
+            r->opts.done(p->ctx[i], 0, p->status[i], &p->results[first], n, req->index);
+            first += n;
+        }
+    }
+    p->busy = false;
+    p->nrequests = p->npostings = 0;
+    r->inflight--;
+}
+
+static uint64_t next_timestamp(struct replica *r)
+{
+    uint64_t now = wall_ms();
+    if (now < r->last_proposed_ts)
+        now = r->last_proposed_ts;
+    r->last_proposed_ts = now;
+    return now;
+}
+
+/* Propose the open slot (or a tick when `tick` and it is empty). */
+static int propose(struct replica *r, bool tick)
+{
+    struct proposal *p = r->open;
+    if (p->nrequests == 0 && !tick)
+        return 0;
+    size_t size = batch_size(p->nrequests, p->npostings);
+    uint8_t *payload = raft_malloc(size);
+    if (payload == NULL)
+        return -ENOMEM;
+    struct batch_header h = {.magic = BATCH_MAGIC, .version = BATCH_VERSION,
+                             .kind = (uint16_t)(p->nrequests ? BATCH_POSTS : BATCH_TICK),
+                             .timestamp = next_timestamp(r), .nrequests = p->nrequests,
+                             .npostings = p->npostings};
+    memcpy(payload, &h, sizeof(h));
+    memcpy(payload + sizeof(h), p->requests, (size_t)p->nrequests * sizeof(*p->requests));
+    memcpy(payload + sizeof(h) + (size_t)p->nrequests * sizeof(*p->requests), p->postings,
+           (size_t)p->npostings * sizeof(*p->postings));
+    batch_seal(payload, size);
+    struct raft_buffer buf = {.base = payload, .len = size};
+    p->req.data = p;
+    int rc = raft_apply(&r->raft, &p->req, &buf, 1, applied_cb);
+    if (rc != 0) {
+        raft_free(payload);
+        proposal_fail(r, p, rc == RAFT_NOTLEADER ? TALLY_ENOT_LEADER : -EIO);
+        return rc;
+    }
+    p->busy = true;
+    r->inflight++;
+    r->open = slot_free(r);
+    r->last_proposal_ms = uv_now(r->loop);
+    return 0;
+}
+
+int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request,
+                   const struct tally_posting *postings, uint32_t count, void *ctx)
+{
+    if (!r->ready || r->stopping)
+        return TALLY_ENOT_LEADER;
+    if (count == 0 || count > TALLY_BATCH_MAX)
+        return TALLY_ETOO_LARGE;
+    struct proposal *p = r->open;
+    if (p == NULL || p->npostings + count > TALLY_BATCH_MAX) {
+        if (p == NULL || r->inflight >= REPLICA_INFLIGHT_MAX)
+            return TALLY_EBUSY;
+        propose(r, false);
+        p = r->open;
+        if (p == NULL)
+            return TALLY_EBUSY;
+    }
+    struct batch_request *q = &p->requests[p->nrequests];
+    memset(q, 0, sizeof(*q));
+    memcpy(q->client_id, client_id, 16);
+    q->request = request;
+    q->count = count;
+    p->ctx[p->nrequests++] = ctx;
+    memcpy(&p->postings[p->npostings], postings, (size_t)count * sizeof(*postings));
+    p->npostings += count;
+    /* Group commit: propose now if the pipeline has room; otherwise the open slot fills until
+     * an entry completes (poll_cb proposes it then). */
+    if (r->inflight < REPLICA_INFLIGHT_MAX)
+        propose(r, false);
+    return 0;
+}
+
+/* ---- leadership, ticks, flushing: polled ----------------------------------------------------- */
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct replica *r = req->data;
+    r->barrier_pending = false;
+    if (status == 0 && raft_state(&r->raft) == RAFT_LEADER) {
+        r->ready = true;
+        LOG_INFO("leader_ready", "replica=%" PRIu64 " term=%llu index=%llu", r->opts.id,
+                 (unsigned long long)r->raft.current_term,
+                 (unsigned long long)raft_last_applied(&r->raft));
+    }
+}
+
+static void lost_leadership(struct replica *r)
+{
+    if (r->ready)
+        LOG_INFO("leader_lost", "replica=%" PRIu64, r->opts.id);
+    r->ready = false;
+    if (r->open != NULL)
+        proposal_fail(r, r->open, TALLY_ENOT_LEADER);
+}
+
+static void poll_cb(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    if (r->stopping)
+        return;
+    if (raft_state(&r->raft) != RAFT_LEADER) {
+        lost_leadership(r);
+        return;
+    }
+    if (!r->ready && !r->barrier_pending) {
+        r->barrier.data = r;
+        if (raft_barrier(&r->raft, &r->barrier, barrier_cb) == 0)
+            r->barrier_pending = true;
+        return;
+    }
+    if (!r->ready || r->open == NULL || r->inflight >= REPLICA_INFLIGHT_MAX)
+        return;
+    if (r->open->nrequests > 0)
+        propose(r, false);
+    else if (r->inflight == 0 && uv_now(r->loop) - r->last_proposal_ms >= r->opts.tick_ms)
+        propose(r, true);
+}
+
+/* ---- start and stop ------------------------------------------------------------------------- */
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    return -errno;
+}
+
+static int slots_alloc(struct replica *r)
+{
+    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+        struct proposal *p = &r->slots[i];
+        p->r = r;
+        p->requests = calloc(BATCH_REQUESTS_MAX, sizeof(*p->requests));
+        p->ctx = calloc(BATCH_REQUESTS_MAX, sizeof(*p->ctx));
+        p->postings = calloc(TALLY_BATCH_MAX, sizeof(*p->postings));
+        p->results = calloc(TALLY_BATCH_MAX, sizeof(*p->results));
+        p->status = calloc(BATCH_REQUESTS_MAX, 1);
+        if (!p->requests || !p->ctx || !p->postings || !p->results || !p->status)
+            return -ENOMEM;
+    }
+    r->ereq = calloc(BATCH_REQUESTS_MAX, sizeof(*r->ereq));
+    r->scratch_results = calloc(TALLY_BATCH_MAX, sizeof(*r->scratch_results));
+    r->scratch_status = calloc(BATCH_REQUESTS_MAX, 1);
+    r->open = &r->slots[0];
+    return r->ereq && r->scratch_results && r->scratch_status ? 0 : -ENOMEM;
+}
+
+static const struct replica_peer *peer_of(const struct replica *r, uint64_t id)
+{
+    for (uint32_t i = 0; i < r->opts.npeers; i++)
+        if (r->peers[i].id == id)
+            return &r->peers[i];
+    return NULL;
+}
+
+static int raft_setup(struct replica *r, const char *raft_dir)
+{
+    const struct replica_peer *self = peer_of(r, r->opts.id);
+    if (self == NULL)
+        return TALLY_ECONFIG;
+    int rc = raft_uv_tcp_init(&r->transport, r->loop);
+    if (rc == 0)
+        rc = raft_uv_init(&r->io, r->loop, raft_dir, &r->transport);
+    if (rc != 0)
+        return TALLY_ECONFIG;
+    raft_uv_set_auto_recovery(&r->io, false); /* a corrupt log stops the node (BRIEF §3) */
+    r->fsm = (struct raft_fsm){.version = 1, .data = r, .apply = fsm_apply,
+                               .snapshot = fsm_snapshot, .restore = fsm_restore};
+    if ((rc = raft_init(&r->raft, &r->io, &r->fsm, r->opts.id, self->raft_address)) != 0)
+        return TALLY_ECONFIG;
+    raft_set_election_timeout(&r->raft, r->opts.election_timeout_ms);
+    raft_set_heartbeat_timeout(&r->raft, r->opts.heartbeat_ms);
+    raft_set_snapshot_threshold(&r->raft, REPLICA_SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&r->raft, REPLICA_SNAPSHOT_TRAILING);
+    raft_set_pre_vote(&r->raft, true);
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (uint32_t i = 0; i < r->opts.npeers && rc == 0; i++)
+        rc = raft_configuration_add(&conf, r->peers[i].id, r->peers[i].raft_address, RAFT_VOTER);
+    if (rc == 0) {
+        rc = raft_bootstrap(&r->raft, &conf);
+        if (rc == RAFT_CANTBOOTSTRAP)
+            rc = 0; /* bootstrapped before: the log says who the voters are */
+    }
+    raft_configuration_close(&conf);
+    if (rc == 0)
+        rc = raft_start(&r->raft);
+    if (rc != 0)
+        LOG_ERROR("raft_start", "replica=%" PRIu64 " error=\"%s\"", r->opts.id,
+                  raft_errmsg(&r->raft));
+    return rc == 0 ? 0 : -EIO;
+}
+
+int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_options *opts)
+{
+    if (opts->npeers == 0 || opts->npeers > REPLICA_PEERS_MAX || opts->done == NULL)
+        return TALLY_ECONFIG;
+    struct replica *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -ENOMEM;
+    r->loop = loop;
+    r->opts = *opts;
+    memcpy(r->peers, opts->peers, opts->npeers * sizeof(*r->peers));
+    r->opts.peers = r->peers;
+    if (r->opts.election_timeout_ms == 0)
+        r->opts.election_timeout_ms = 1000;
+    if (r->opts.heartbeat_ms == 0)
+        r->opts.heartbeat_ms = 100;
+    if (r->opts.tick_ms == 0)
+        r->opts.tick_ms = 1000;
+    char ledger[512], raft_dir[512];
+    snprintf(ledger, sizeof(ledger), "%s/ledger", opts->dir);
+    snprintf(raft_dir, sizeof(raft_dir), "%s/raft", opts->dir);
+    int rc = make_dir(opts->dir);
+    if (rc == 0)
+        rc = make_dir(ledger);
+    if (rc == 0)
+        rc = make_dir(raft_dir);
+    if (rc == 0)
+        rc = slots_alloc(r);
+    if (rc == 0)
+        rc = engine_open(&r->engine, ledger, NULL);
+    if (rc == 0)
+        rc = raft_setup(r, raft_dir);
+    if (rc != 0) {
+        LOG_ERROR("start", "replica=%" PRIu64 " dir=%s error=\"%s\"", opts->id, opts->dir,
+                  tally_strerror(rc));
+        return rc; /* the process exits: nothing to release */
+    }
+    uv_timer_init(loop, &r->poll);
+    r->poll.data = r;
+    uv_timer_start(&r->poll, poll_cb, 5, 5);
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    LOG_INFO("started", "replica=%" PRIu64 " dir=%s applied=%" PRIu64 " entries=%" PRIu64,
+             opts->id, opts->dir, st.applied_index, st.entries);
+    *out = r;
+    return 0;
+}
+
+bool replica_ready(const struct replica *r)
+{
+    return r->ready && !r->stopping;
+}
+
+void replica_leader(const struct replica *r, uint64_t *id, const char **client_address)
+{
+    raft_id lid = 0;
+    const char *addr = NULL;
+    raft_leader((struct raft *)&r->raft, &lid, &addr);
+    const struct replica_peer *p = lid ? peer_of(r, lid) : NULL;
+    *id = lid;
+    *client_address = p ? p->client_address : "";
+}
+
+struct engine *replica_engine(struct replica *r)
+{
+    return r->engine;
+}
+
+void replica_status(const struct replica *r, struct tally_wire_replica_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    struct raft *raft = (struct raft *)&r->raft;
+    int state = raft_state(raft);
+    out->replica_id = r->opts.id;
+    const char *leader_address;
+    replica_leader(r, &out->leader_id, &leader_address);
+    out->term = raft->current_term;
+    out->commit_index = raft->commit_index;
+    out->applied_index = st.applied_index;
+    out->last_timestamp = st.last_timestamp;
+    out->entries = st.entries;
+    out->chain_head = st.chain_head;
+    memcpy(out->digest, st.digest, sizeof(out->digest));
+    out->role = state == RAFT_LEADER      ? TALLY_WIRE_ROLE_LEADER
+                : state == RAFT_FOLLOWER  ? TALLY_WIRE_ROLE_FOLLOWER
+                : state == RAFT_CANDIDATE ? TALLY_WIRE_ROLE_CANDIDATE
+                                          : TALLY_WIRE_ROLE_UNAVAILABLE;
+    out->voters = r->opts.npeers;
+    out->sessions = engine_sessions(r->engine);
+    const struct replica_peer *self = peer_of(r, r->opts.id);
+    if (self != NULL)
+        (void)tally_wire_address_set(out->address, self->client_address);
+    if (leader_address[0] != '\0')
+        (void)tally_wire_address_set(out->leader_address, leader_address);
+}
+
+static void raft_closed(struct raft *raft)
+{
+    struct replica *r = raft->data;
+    raft_uv_close(&r->io);
+    raft_uv_tcp_close(&r->transport);
+    engine_close(r->engine);
+    r->engine = NULL;
+    LOG_INFO("stopped", "replica=%" PRIu64, r->opts.id);
+    if (r->stopped != NULL)
+        r->stopped(r->stopped_arg);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+    struct replica *r = h->data;
+    r->raft.data = r;
+    raft_close(&r->raft, raft_closed);
+}
+
+static void transferred(struct raft_transfer *req)
+{
+    struct replica *r = req->data;
+    uv_close((uv_handle_t *)&r->poll, poll_closed);
+}
+
+void replica_stop(struct replica *r, void (*done)(void *arg), void *arg)
+{
+    r->stopping = true;
+    r->stopped = done;
+    r->stopped_arg = arg;
+    lost_leadership(r);
+    /* A leader hands over first, so the cluster does not wait an election timeout. */
+    if (raft_state(&r->raft) == RAFT_LEADER && r->opts.npeers > 1) {
+        r->transfer.data = r;
+        if (raft_transfer(&r->raft, &r->transfer, 0, transferred) == 0) {
+            LOG_INFO("transfer_leadership", "replica=%" PRIu64, r->opts.id);
+            return;
+        }
+    }
+    uv_close((uv_handle_t *)&r->poll, poll_closed);
+}

@@ -1,0 +1,91 @@
+/* replica.h: one replica of a tally cluster: canonical Raft (libraft 0.15, raft_uv) with the
+ * ledger engine as its state machine, and the leader's batching of client requests.
+ *
+ * What it guarantees
+ * ------------------
+ * A request submitted on the leader is answered (done callback) only once the entry carrying it
+ * is committed by a majority and applied: acknowledged means replicated and durable (law 5).
+ * Requests of many clients are packed into one entry (group commit): the replica proposes at
+ * once when nothing is in flight, and otherwise gathers what arrives until an entry completes
+ * or is full (TALLY_BATCH_MAX postings), at most REPLICA_INFLIGHT_MAX entries in flight. An idle
+ * leader proposes a tick entry every tick_ms, so time-driven work (expiry, hold timeouts,
+ * activation, tiers) happens without traffic. Every entry carries the leader's clock, never
+ * behind the previous entry's.
+ *
+ * Defences against known libraft 0.15 issues (BRIEF §3): payloads padded to 8 bytes (batch.h);
+ * raft_uv auto-recovery off (a corrupt log stops the node); a new leader applies a barrier
+ * before it serves reads or accepts requests (replica_ready); the FSM's index is
+ * raft->last_applied + 1, skipped when the engine has it already (restart replay); business
+ * outcomes are results, and apply only fails (stopping the replica) on a system error or an
+ * entry that does not decode; a leadership loss fails pending requests with TALLY_ENOT_LEADER,
+ * though their entry may still commit: only the sessions' reply cache makes the client's retry
+ * safe.
+ *
+ * Snapshots: a Raft snapshot carries only the applied index and the digest, after engine_sync,
+ * so the log before it can be dropped; the ledger itself is the LMDB file. A replica that falls
+ * behind the leader's log start cannot be restored from such a snapshot and stops with a clear
+ * message (copy a peer's data directory: docs/OPERATIONS.md). The log is kept long
+ * (REPLICA_SNAPSHOT_TRAILING entries) so that this is rare.
+ */
+#ifndef TALLY_SERVER_REPLICA_H
+#define TALLY_SERVER_REPLICA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "engine.h"
+#include "tally_wire.h"
+
+#define REPLICA_PEERS_MAX 7u
+#define REPLICA_INFLIGHT_MAX 2u
+/* Postings waiting for an entry before submit answers BUSY: four full entries. */
+#define REPLICA_QUEUE_MAX (4u * TALLY_BATCH_MAX)
+#define REPLICA_SNAPSHOT_THRESHOLD 1024u
+#define REPLICA_SNAPSHOT_TRAILING 65536u
+
+struct replica_peer {
+    uint64_t id;
+    char raft_address[TALLY_WIRE_ADDRESS_SIZE];
+    char client_address[TALLY_WIRE_ADDRESS_SIZE];
+};
+
+struct replica;
+
+/* A request's outcome, on the leader that accepted it. status: 0 (applied: req_status and
+ * results say how), TALLY_ENOT_LEADER (leadership lost: the client must retry elsewhere; the
+ * entry may still have committed), or another error. */
+typedef void (*replica_done_cb)(void *ctx, int status, uint8_t req_status,
+                                const struct tally_result *results, uint32_t count,
+                                uint64_t index);
+
+struct replica_options {
+    uint64_t id;
+    const char *dir;            /* the replica's directory: ledger/ and raft/ inside */
+    const struct replica_peer *peers; /* every voter, this replica included */
+    uint32_t npeers;
+    unsigned election_timeout_ms; /* 0: 1000 */
+    unsigned heartbeat_ms;        /* 0: 100 */
+    unsigned tick_ms;             /* idle leader tick; 0: 1000 */
+    replica_done_cb done;
+};
+
+int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_options *opts);
+
+/* Queue a client request (on the leader). The postings are copied. Returns 0 (done follows),
+ * TALLY_ENOT_LEADER, TALLY_EBUSY (too much queued: retry later), TALLY_ETOO_LARGE. */
+int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request,
+                   const struct tally_posting *postings, uint32_t count, void *ctx);
+
+/* Leader, and its barrier applied: it may serve linearizable reads and accept requests. */
+bool replica_ready(const struct replica *r);
+/* The leader as this replica knows it (id 0: unknown) and its client address ("" if none). */
+void replica_leader(const struct replica *r, uint64_t *id, const char **client_address);
+struct engine *replica_engine(struct replica *r);
+void replica_status(const struct replica *r, struct tally_wire_replica_status *out);
+
+/* Stop: hand leadership to another voter if this one leads, then close Raft and the engine;
+ * `done` runs when everything is closed. */
+void replica_stop(struct replica *r, void (*done)(void *arg), void *arg);
+
+#endif
