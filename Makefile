@@ -5,7 +5,8 @@
 #   make asan       build into build-asan/ with AddressSanitizer + UBSan and run the tests
 #   make ubsan      the same with UBSan alone (build-ubsan/)
 #   make bench      run the benchmarks (see docs/BENCHMARKS.md)
-#   make run        build, then run the demonstration on var/ (see README.md)
+#   make run        build, then start a local 3-replica cluster on loopback (see README.md)
+#   make demo       build, then run the embedded-mode demonstration on var/demo
 #
 # Missing Debian packages are installed by the `deps` step (apt-get, as root), so a fresh Debian 12
 # machine needs nothing by hand.
@@ -46,13 +47,14 @@ CLIENT_LIB := $(BUILD)/libtally.a
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
             $(if $(wildcard server/main.c),$(BUILD)/tallyd)
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
-                       tests/server/test_*.c tests/client/test_*.c)
+                       tests/server/test_*.c tests/client/test_*.c \
+                       $(if $(wildcard server/main.c),tests/cluster/test_*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test unit-test script-test asan ubsan bench run clean format
+.PHONY: all deps test unit-test script-test asan ubsan bench run demo clean format
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS)
 
 deps: $(DEPS_STAMP)
@@ -100,6 +102,11 @@ $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) $(SERVER_LIBS) -lcmocka -lm
 
+# Cluster tests start real tallyd processes and talk to them through libtally.
+$(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(filter-out $(BUILD)/tallyd,$^) $(LIBS_ENGINE) -lcmocka -lm
+
 $(BUILD)/tests/client/%: $(call obj,tests/client/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcmocka -lm
@@ -111,11 +118,15 @@ $(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENG
 test: all
 	@$(MAKE) --no-print-directory unit-test script-test
 
+# Cluster tests run once per network backend (io_uring, and the epoll fallback).
 unit-test:
 	@fail=0; for t in $(TESTS); do \
-	  printf '%-50s ' "$$t"; \
-	  if out=$$(TALLY_BUILD=$(BUILD) $$t 2>&1); then echo ok; \
+	  case $$t in */tests/cluster/*) ios="uring epoll";; *) ios="auto";; esac; \
+	  for io in $$ios; do \
+	  printf '%-50s ' "$$t$$( [ $$io = auto ] || echo " ($$io)")"; \
+	  if out=$$(TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io $$t 2>&1); then echo ok; \
 	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
+	  done; \
 	done; exit $$fail
 
 script-test:
@@ -137,6 +148,9 @@ bench: all
 	@bash bench/run.sh $(BUILD)
 
 run: all
+	@bash tools/cluster.sh $(BUILD)
+
+demo: all
 	@bash tools/demo.sh $(BUILD)
 
 format:

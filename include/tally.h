@@ -20,9 +20,13 @@
  * in flight). Blocking I/O with poll(2) and deadlines; no background threads.
  *
  * Errors: 0 or a negative code from tally_errors.h: TALLY_ETIMEOUT, TALLY_ECLOSED (no replica
- * could be reached before the deadline), TALLY_EPROTOCOL (a reply failed its checks),
- * TALLY_ETOO_LARGE, TALLY_ENOT_FOUND (queries), TALLY_ESTALE, TALLY_ECONFIG, -ENOMEM. Per-posting
- * outcomes are results (tally_results.h), not errors.
+ * could be reached before the deadline; for a POST also: the session was lost while the request
+ * may have been applied), TALLY_EPROTOCOL (the cluster refused the request as malformed),
+ * TALLY_EVERSION, TALLY_ETOO_LARGE, TALLY_ENOT_FOUND (queries), TALLY_ESTALE, TALLY_ECONFIG,
+ * -ENOMEM. Per-posting outcomes are results (tally_results.h), not errors. A reply that fails
+ * its checks (checksums, request number, operation, sizes) is treated as a lost connection and
+ * the request is sent again. What each return of tally_client_post() says about the postings
+ * (committed, rejected, unknown until queried) is docs/PROTOCOL.md, "Client semantics".
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -41,6 +45,8 @@ struct tally_client_options {
     uint64_t timeout_ms;     /* deadline of a call that passes 0; 0: TALLY_CLIENT_TIMEOUT_MS */
     uint8_t client_id[16];   /* the session; all zero: a random one */
     const char *label;       /* shown in the server's session list (at most 31 bytes), or NULL */
+    bool defer_register;     /* REGISTER at the first POST, not in open: open then needs no
+                                leader and no network (status and read-only tools) */
 };
 
 #define TALLY_CLIENT_TIMEOUT_MS 10000u
@@ -91,8 +97,33 @@ int tally_client_program(struct tally_client *c, uint32_t program,
                          struct tally_program_config *config, struct tally_program_totals *totals,
                          struct tally_read *r);
 
+/* Program ids in id order, strictly after `after` (0: from the first), up to max of them
+ * (paged over as many PROGRAMS requests as needed). */
+int tally_client_programs(struct tally_client *c, uint32_t after, uint32_t *ids, uint32_t max,
+                          uint32_t *count, struct tally_read *r);
+
+/* A hold, by the id of its HOLD posting (the wire's HOLD reply). */
+struct tally_hold_info {
+    uint64_t seq;          /* the HOLD entry */
+    uint32_t program;
+    uint32_t status;       /* enum tally_hold_status */
+    uint64_t member;
+    uint64_t amount;       /* points held at the start */
+    uint64_t captured;     /* points captured so far */
+    uint64_t timeout_at;   /* when an unresolved hold is released */
+    uint64_t resolved_seq; /* the entry that captured, released or timed it out (0: active) */
+};
+int tally_client_hold(struct tally_client *c, const uint8_t id[16], struct tally_hold_info *out,
+                      struct tally_read *r);
+
+/* The Raft index of the entry that carried the last POST answered OK (0: none yet). Pass it as
+ * min_index of a stale read to read your own writes from any replica. */
+uint64_t tally_client_last_index(const struct tally_client *c);
+
 /* The status of every replica the client was given (role, term, applied index, digest...),
- * asked of each directly; a replica that does not answer gets role UNAVAILABLE. */
+ * asked of each directly; a replica that does not answer gets role UNAVAILABLE and its reason
+ * in `error`. Returns 0 if at least one replica answered, TALLY_ECLOSED if none did (out and
+ * *count are filled either way). */
 struct tally_replica_status {
     char address[64];
     int error;              /* 0, or why it could not be asked */

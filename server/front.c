@@ -65,6 +65,17 @@ int front_init(struct front **out, struct net *net, struct replica *replica,
     return 0;
 }
 
+void front_free(struct front *f)
+{
+    if (f == NULL)
+        return;
+    free(f->pending);
+    free(f->table);
+    free(f->free_list);
+    free(f->body);
+    free(f);
+}
+
 void front_set_replica(struct front *f, struct replica *replica)
 {
     f->replica = replica;

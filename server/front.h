@@ -15,6 +15,8 @@ int front_init(struct front **out, struct net *net, struct replica *replica,
 void front_set_replica(struct front *f, struct replica *replica);
 void front_set_net(struct front *f, struct net *net);
 
+void front_free(struct front *f);
+
 /* net_handler.on_frame: ctx is the front. */
 void front_frame(void *ctx, uint64_t conn, const struct tally_wire_header *h, const uint8_t *body);
 

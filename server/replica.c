@@ -550,3 +550,21 @@ void replica_stop(struct replica *r, void (*done)(void *arg), void *arg)
     }
     uv_close((uv_handle_t *)&r->poll, poll_closed);
 }
+
+void replica_free(struct replica *r)
+{
+    if (r == NULL)
+        return;
+    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+        struct proposal *p = &r->slots[i];
+        free(p->requests);
+        free(p->ctx);
+        free(p->postings);
+        free(p->results);
+        free(p->status);
+    }
+    free(r->ereq);
+    free(r->scratch_results);
+    free(r->scratch_status);
+    free(r);
+}

@@ -42,7 +42,7 @@
 /* Postings waiting for an entry before submit answers BUSY: four full entries. */
 #define REPLICA_QUEUE_MAX (4u * TALLY_BATCH_MAX)
 #define REPLICA_SNAPSHOT_THRESHOLD 1024u
-#define REPLICA_SNAPSHOT_TRAILING 65536u
+#define REPLICA_SNAPSHOT_TRAILING 8192u
 
 struct replica_peer {
     uint64_t id;
@@ -87,5 +87,7 @@ void replica_status(const struct replica *r, struct tally_wire_replica_status *o
 /* Stop: hand leadership to another voter if this one leads, then close Raft and the engine;
  * `done` runs when everything is closed. */
 void replica_stop(struct replica *r, void (*done)(void *arg), void *arg);
+/* Release a stopped replica's memory (after replica_stop's `done`). */
+void replica_free(struct replica *r);
 
 #endif

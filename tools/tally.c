@@ -1,11 +1,15 @@
-/* tally.c: the `tally` command-line client, embedded mode.
+/* tally.c: the `tally` command-line client, embedded or against a cluster.
  *
  *   tally --data DIR [--at TIME] [--json] <command> [options]
+ *   tally --cluster ADDR[,ADDR...] [--json] <command> [options]
  *
- * opens the ledger in DIR inside this process (engine.h; DIR is created if missing), turns one
- * command into one posting, applies it as a batch of one numbered applied_index + 1 and stamped
- * with the wall clock (or --at TIME), and prints what became of it. Queries read the same
- * directory. `batch FILE` applies many posting commands, one per line, as one batch.
+ * Embedded mode opens the ledger in DIR inside this process (engine.h; DIR is created if
+ * missing), turns one command into one posting, applies it as a batch of one numbered
+ * applied_index + 1 and stamped with the wall clock (or --at TIME), and prints what became of it.
+ * Queries read the same directory. `batch FILE` applies many posting commands, one per line, as
+ * one batch. Cluster mode sends the same batches and queries to a tally cluster through libtally
+ * (tally.h): the leader stamps each batch with its clock, a lost answer is retried under the same
+ * request number, and `status` reports every replica.
  *
  * Design notes
  * - Commands are rows of one table (name, usage, accepted options, help). Posting commands have
@@ -20,9 +24,18 @@
  *   text and the JSON carry exactly the same values.
  * - The batch timestamp is --at or the wall clock. The engine applies a batch at
  *   max(timestamp, last batch time), so a TIME in the past is noted on stderr, not refused.
+ * - Two backends, one table of calls (struct backend): the engine in this process, or a cluster
+ *   through libtally. Both take the same records and answer with the same tally_errors.h codes,
+ *   so no command asks which one it runs on. What only one of them can do is refused where it
+ *   happens: `tick` and --at on postings are embedded only (a cluster's leader stamps its
+ *   batches), and `status` reports the directory or every replica.
+ * - In cluster mode a posting whose answer never came (deadline, lost session) has an unknown
+ *   outcome: the CLI says so, names the ids to ask about with `posting --id`, and exits 3;
+ *   docs/PROTOCOL.md ("Client semantics") says what each outcome means.
  *
  * Exit codes (cli_common.h): 0 applied (or EXISTS of an applied posting) / query answered;
- * 1 posting rejected, or the query found nothing; 2 usage; 3 data directory unusable; 4 system.
+ * 1 posting rejected, or the query found nothing; 2 usage; 3 data directory unusable, cluster
+ * unreachable, or a posting's outcome unknown; 4 system.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,9 +53,11 @@
 #include "cli_common.h"
 #include "engine.h"
 #include "ids.h"
+#include "tally.h"
 #include "tally_errors.h"
 #include "tally_records.h"
 #include "tally_results.h"
+#include "tally_wire.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Limits
@@ -189,13 +204,20 @@ struct command {
 
 #define POSTING_COMMON_OPTIONS "id linked!"
 
+struct backend;
+
 struct cli {
     const char *dir;
+    const char *cluster;  /* --cluster ADDR,...: cluster mode */
+    bool dir_given;       /* --data on the command line (not only TALLY_DATA) */
+    uint64_t deadline_ms; /* --deadline: how long a cluster call may take (0: libtally's) */
     bool json;
     bool have_at;
     uint64_t at_ms;
     uint64_t now_ms;
-    struct engine *engine;
+    struct engine *engine;       /* embedded mode, once opened */
+    struct tally_client *client; /* cluster mode, once opened */
+    const struct backend *be;
     struct ids ids;
     const struct command *cmd;
     uint32_t line; /* batch file line being read; 0 on the command line */
@@ -211,10 +233,11 @@ static bool command_family(const char *word, char *list, size_t size);
 static void print_usage_line(FILE *f, const struct command *cmd)
 {
     if (cmd != NULL)
-        fprintf(f, "usage: tally --data DIR [--at TIME] [--json] %s%s%s\n", cmd->name,
-                cmd->usage[0] != '\0' ? " " : "", cmd->usage);
+        fprintf(f, "usage: tally (--data DIR | --cluster ADDR,...) [--at TIME] [--json] %s%s%s\n",
+                cmd->name, cmd->usage[0] != '\0' ? " " : "", cmd->usage);
     else
-        fprintf(f, "usage: tally --data DIR [--at TIME] [--json] <command> [options]\n");
+        fprintf(f, "usage: tally (--data DIR | --cluster ADDR,...) [--at TIME] [--json] <command> "
+                   "[options]\n");
 }
 
 /* A usage error: what was wrong, then the right usage. Always on stderr, exit 2. */
@@ -404,7 +427,8 @@ static int args_require(const struct cli *c, const struct args *a)
 /* Global options may also follow the command on the command line (not in a batch file). */
 static bool global_takes_value(const char *name, bool *known)
 {
-    *known = strcmp(name, "data") == 0 || strcmp(name, "at") == 0 || strcmp(name, "json") == 0;
+    *known = strcmp(name, "data") == 0 || strcmp(name, "cluster") == 0 ||
+             strcmp(name, "deadline") == 0 || strcmp(name, "at") == 0 || strcmp(name, "json") == 0;
     return strcmp(name, "json") != 0;
 }
 
@@ -412,6 +436,12 @@ static int global_set(struct cli *c, const char *name, const char *value)
 {
     if (strcmp(name, "data") == 0) {
         c->dir = value;
+        c->dir_given = true;
+    } else if (strcmp(name, "cluster") == 0) {
+        c->cluster = value;
+    } else if (strcmp(name, "deadline") == 0) {
+        if (parse_duration(c, name, value, &c->deadline_ms) != 0)
+            return CLI_EXIT_USAGE;
     } else if (strcmp(name, "at") == 0) {
         if (parse_time(c, name, value, &c->at_ms) != 0)
             return CLI_EXIT_USAGE;
@@ -741,7 +771,56 @@ static int posting_build(struct cli *c, const struct args *a, struct tally_posti
 }
 
 /* ---------------------------------------------------------------------------------------------
- * The engine
+ * Backends: where postings go and where queries are answered
+ * ------------------------------------------------------------------------------------------- */
+
+/* Every command reaches the ledger through one of these tables. Queries return 0 or a
+ * tally_errors.h code (TALLY_ENOT_FOUND: nothing there), exactly as engine.h and tally.h do;
+ * open and apply print their own failure and return an exit code, because what went wrong
+ * (a locked directory, an unreachable cluster, an outcome unknown) and what to do next differ
+ * between the two. */
+struct backend {
+    /* Open on first use (write: postings follow). 0, or an exit code. */
+    int (*open)(struct cli *c, bool write);
+    void (*close)(struct cli *c);
+    /* Apply postings[0..n) as one batch; *index_out and *time_out say where and when it was
+     * applied (time 0: not known). 0, or an exit code. */
+    int (*apply)(struct cli *c, const struct tally_posting *postings, uint32_t n,
+                 struct tally_result *results, uint64_t *index_out, uint64_t *time_out);
+    int (*program)(struct cli *c, uint32_t program, struct tally_program_config *config,
+                   struct tally_program_totals *totals);
+    int (*programs)(struct cli *c, uint32_t after, uint32_t *ids, uint32_t max, uint32_t *count);
+    int (*account)(struct cli *c, uint32_t program, uint64_t member, struct tally_account *out);
+    int (*balance_at)(struct cli *c, uint32_t program, uint64_t member, uint64_t at,
+                      struct tally_balance *out);
+    int (*history)(struct cli *c, uint32_t program, uint64_t member, uint64_t before_seq,
+                   struct tally_entry *out, uint32_t max, uint32_t *count);
+    int (*lots)(struct cli *c, uint32_t program, uint64_t member, struct tally_lot *out,
+                uint32_t max, uint32_t *count);
+    int (*entry)(struct cli *c, uint64_t seq, struct tally_entry *out, struct tally_lot_ref *tail,
+                 uint32_t tail_max, uint32_t *tail_count);
+    int (*posting)(struct cli *c, const uint8_t id[16], struct tally_posting_outcome *out);
+    int (*hold)(struct cli *c, const uint8_t id[16], struct tally_hold_info *out);
+    /* The effective time of the newest applied batch. */
+    int (*last_time)(struct cli *c, uint64_t *out);
+    /* The `status` command: prints, returns the exit code. */
+    int (*status)(struct cli *c);
+};
+
+/* Open the ledger on first use, so a usage error never creates a directory or a connection. */
+static int cli_open(struct cli *c, bool write)
+{
+    return c->be->open(c, write);
+}
+
+static int apply_batch(struct cli *c, const struct tally_posting *postings, uint32_t n,
+                       struct tally_result *results, uint64_t *index_out, uint64_t *time_out)
+{
+    return c->be->apply(c, postings, n, results, index_out, time_out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The embedded backend: the engine in this process
  * ------------------------------------------------------------------------------------------- */
 
 /* mkdir -p: every missing component of dir. */
@@ -783,15 +862,16 @@ static int lock_dir(const struct cli *c)
     return 0; /* fd stays open: it holds the lock until exit */
 }
 
-/* Open the ledger on first use, so a usage error never creates a directory. Postings (write)
- * create DIR if missing and lock it; queries open read-only and never create anything. */
-static int cli_open(struct cli *c, bool write)
+/* Postings (write) create DIR if missing and lock it; queries open read-only and never create
+ * anything. */
+static int embedded_open(struct cli *c, bool write)
 {
     struct stat st;
     if (c->engine != NULL)
         return 0;
     if (c->dir == NULL || c->dir[0] == '\0')
-        return usage_error(c, "--data DIR is required (or set TALLY_DATA)");
+        return usage_error(c, "--data DIR or --cluster ADDR,... is required (or set TALLY_DATA "
+                              "or TALLY_CLUSTER)");
     if (!write && stat(c->dir, &st) != 0)
         return fail(c, CLI_EXIT_DATA, "DATA", "no ledger in %s: %s (postings create one)", c->dir,
                     strerror(errno));
@@ -812,8 +892,8 @@ static int cli_open(struct cli *c, bool write)
 }
 
 /* Apply postings[0..n) as the next batch. *time_out = the batch's effective time. */
-static int apply_batch(struct cli *c, const struct tally_posting *postings, uint32_t n,
-                       struct tally_result *results, uint64_t *index_out, uint64_t *time_out)
+static int embedded_apply(struct cli *c, const struct tally_posting *postings, uint32_t n,
+                          struct tally_result *results, uint64_t *index_out, uint64_t *time_out)
 {
     struct engine_status st;
     engine_status(c->engine, &st);
@@ -837,6 +917,286 @@ static int apply_batch(struct cli *c, const struct tally_posting *postings, uint
     *index_out = st.applied_index + 1;
     *time_out = t;
     return 0;
+}
+
+static void embedded_close(struct cli *c)
+{
+    if (c->engine != NULL)
+        engine_close(c->engine);
+    c->engine = NULL;
+}
+
+static int embedded_program(struct cli *c, uint32_t program, struct tally_program_config *config,
+                            struct tally_program_totals *totals)
+{
+    return engine_program(c->engine, program, config, totals);
+}
+
+static int embedded_programs(struct cli *c, uint32_t after, uint32_t *ids, uint32_t max,
+                             uint32_t *count)
+{
+    return engine_programs(c->engine, after, ids, max, count);
+}
+
+static int embedded_account(struct cli *c, uint32_t program, uint64_t member,
+                            struct tally_account *out)
+{
+    return engine_account(c->engine, program, member, out);
+}
+
+static int embedded_balance_at(struct cli *c, uint32_t program, uint64_t member, uint64_t at,
+                               struct tally_balance *out)
+{
+    return engine_balance_at(c->engine, program, member, at, out);
+}
+
+static int embedded_history(struct cli *c, uint32_t program, uint64_t member, uint64_t before_seq,
+                            struct tally_entry *out, uint32_t max, uint32_t *count)
+{
+    return engine_history(c->engine, program, member, before_seq, out, max, count);
+}
+
+static int embedded_lots(struct cli *c, uint32_t program, uint64_t member, struct tally_lot *out,
+                         uint32_t max, uint32_t *count)
+{
+    return engine_lots(c->engine, program, member, out, max, count);
+}
+
+static int embedded_entry(struct cli *c, uint64_t seq, struct tally_entry *out,
+                          struct tally_lot_ref *tail, uint32_t tail_max, uint32_t *tail_count)
+{
+    return engine_entry(c->engine, seq, out, tail, tail_max, tail_count);
+}
+
+static int embedded_posting(struct cli *c, const uint8_t id[16], struct tally_posting_outcome *out)
+{
+    struct engine_posting_info info;
+    int rc = engine_posting(c->engine, id, &info);
+    if (rc == 0)
+        *out = (struct tally_posting_outcome){.code = info.code,
+                                              .kind = info.kind,
+                                              .seq = info.seq,
+                                              .entry_count = info.entry_count,
+                                              .timestamp = info.timestamp};
+    return rc;
+}
+
+static int embedded_hold(struct cli *c, const uint8_t id[16], struct tally_hold_info *out)
+{
+    struct engine_hold_info h;
+    int rc = engine_hold(c->engine, id, &h);
+    if (rc == 0)
+        *out = (struct tally_hold_info){.seq = h.seq,
+                                        .program = h.program,
+                                        .status = h.status,
+                                        .member = h.member,
+                                        .amount = h.amount,
+                                        .captured = h.captured,
+                                        .timeout_at = h.timeout_at,
+                                        .resolved_seq = h.resolved_seq};
+    return rc;
+}
+
+static int embedded_last_time(struct cli *c, uint64_t *out)
+{
+    struct engine_status st;
+    engine_status(c->engine, &st);
+    *out = st.last_timestamp;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The cluster backend: libtally
+ * ------------------------------------------------------------------------------------------- */
+
+/* Replicas `status` can report: libtally takes at most 16 addresses (client/addr.h). */
+#define CLUSTER_REPLICAS_MAX 16u
+
+/* Label of the CLI's sessions in the servers' session lists. */
+#define CLUSTER_LABEL "tally-cli"
+
+/* Postings need a session with the leader, so open registers at once and an unreachable or
+ * leaderless cluster is reported before anything is sent; queries and `status` defer the
+ * session (a read needs none, and `status` must work while there is no leader). */
+static int cluster_open(struct cli *c, bool write)
+{
+    if (c->client != NULL)
+        return 0;
+    struct tally_client_options o;
+    memset(&o, 0, sizeof(o));
+    o.addresses = c->cluster;
+    o.timeout_ms = c->deadline_ms;
+    o.label = CLUSTER_LABEL;
+    o.defer_register = !write;
+    int rc = tally_client_open(&c->client, &o);
+    if (rc == 0)
+        return 0;
+    c->client = NULL;
+    if (rc == TALLY_ECONFIG)
+        return usage_error(
+            c, "--cluster '%s': expected host:port[,host:port...] (IPv6: [::1]:7401)", c->cluster);
+    if (rc == TALLY_ECLOSED)
+        return fail(c, CLI_EXIT_DATA, "CLUSTER",
+                    "cannot reach the cluster at %s: no replica accepted a connection (is tallyd "
+                    "running there? are the addresses right?)",
+                    c->cluster);
+    if (rc == TALLY_ETIMEOUT)
+        return fail(c, CLI_EXIT_DATA, "CLUSTER",
+                    "the cluster at %s has no leader right now: try again in a moment (tally "
+                    "--cluster %s status shows every replica)",
+                    c->cluster, c->cluster);
+    return fail(c, CLI_EXIT_DATA, "CLUSTER", "cannot open a session with the cluster at %s: %s",
+                c->cluster, tally_strerror(rc));
+}
+
+static void cluster_close(struct cli *c)
+{
+    tally_client_close(c->client);
+    c->client = NULL;
+}
+
+/* A POST that ended without an answer: nothing can be said about its postings until they are
+ * asked about by id. Every id is named (on stderr, and in the JSON object), since lines of a
+ * batch without --id got ids generated for this run only, and resending the file would apply
+ * those lines again under new ids. */
+static int cluster_post_unknown(struct cli *c, int rc, const struct tally_posting *postings,
+                                uint32_t n)
+{
+    char id[33];
+    cli_format_id(postings[0].id, id);
+    if (rc == TALLY_ETOO_LARGE)
+        return fail(c, CLI_EXIT_USAGE, "TOO_LARGE",
+                    "the cluster takes fewer postings per batch than these %" PRIu32
+                    ": split the batch (nothing was applied)",
+                    n);
+    char msg[512];
+    if (n == 1)
+        snprintf(msg, sizeof(msg),
+                 "no answer from the cluster (%s): posting %s may or may not have been applied. "
+                 "Ask with: tally --cluster %s posting --id %s, or run the same command again "
+                 "with --id %s (a posting id takes effect once)",
+                 tally_strerror(rc), id, c->cluster, id, id);
+    else
+        snprintf(msg, sizeof(msg),
+                 "no answer from the cluster (%s): the %" PRIu32 " postings may or may not have "
+                 "been applied. Ask about each id below with: tally --cluster %s posting --id ID "
+                 "(posting the file again applies its lines without --id a second time)",
+                 tally_strerror(rc), n, c->cluster);
+    fprintf(stderr, "tally: %s\n", msg);
+    cJSON *ids = c->json ? cJSON_CreateArray() : NULL;
+    for (uint32_t i = 0; i < n && n > 1; i++) {
+        cli_format_id(postings[i].id, id);
+        if (ids != NULL)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+        else
+            fprintf(stderr, "  %s\n", id);
+    }
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "UNKNOWN_OUTCOME");
+        cJSON_AddStringToObject(o, "message", msg);
+        if (n == 1)
+            cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+        cJSON_AddItemToObject(o, "ids", ids);
+        cli_print_json(o);
+    }
+    return CLI_EXIT_DATA;
+}
+
+static int cluster_apply(struct cli *c, const struct tally_posting *postings, uint32_t n,
+                         struct tally_result *results, uint64_t *index_out, uint64_t *time_out)
+{
+    if (c->have_at)
+        return usage_error(c, "--at cannot set a batch's time in a cluster: the leader stamps "
+                              "every batch with its own clock (leave --at out)");
+    if (n == 0)
+        return usage_error(c, "nothing to post: a cluster takes batches of 1 to %u postings",
+                           TALLY_BATCH_MAX);
+    int rc = tally_client_post(c->client, postings, n, results, 0);
+    if (rc != 0)
+        return cluster_post_unknown(c, rc, postings, n);
+    *index_out = tally_client_last_index(c->client);
+    *time_out = 0;
+    /* The reply has no time; the first recorded posting of the batch tells it. */
+    for (uint32_t i = 0; i < n && *time_out == 0; i++) {
+        uint32_t outcome = results[i].code == TALLY_EXISTS ? results[i].detail : results[i].code;
+        struct tally_posting_outcome o;
+        if (results[i].code != TALLY_ID_EXISTS_DIFFERENT && tally_result_recorded(outcome) &&
+            tally_client_post_outcome(c->client, postings[i].id, &o, 0) == 0)
+            *time_out = o.timestamp;
+    }
+    return 0;
+}
+
+static int cluster_program(struct cli *c, uint32_t program, struct tally_program_config *config,
+                           struct tally_program_totals *totals)
+{
+    return tally_client_program(c->client, program, config, totals, NULL);
+}
+
+static int cluster_programs(struct cli *c, uint32_t after, uint32_t *ids, uint32_t max,
+                            uint32_t *count)
+{
+    return tally_client_programs(c->client, after, ids, max, count, NULL);
+}
+
+static int cluster_account(struct cli *c, uint32_t program, uint64_t member,
+                           struct tally_account *out)
+{
+    return tally_client_account(c->client, program, member, out, NULL);
+}
+
+static int cluster_balance_at(struct cli *c, uint32_t program, uint64_t member, uint64_t at,
+                              struct tally_balance *out)
+{
+    return tally_client_balance_at(c->client, program, member, at, out, NULL);
+}
+
+static int cluster_history(struct cli *c, uint32_t program, uint64_t member, uint64_t before_seq,
+                           struct tally_entry *out, uint32_t max, uint32_t *count)
+{
+    return tally_client_history(c->client, program, member, before_seq, out, max, count, NULL);
+}
+
+static int cluster_lots(struct cli *c, uint32_t program, uint64_t member, struct tally_lot *out,
+                        uint32_t max, uint32_t *count)
+{
+    return tally_client_lots(c->client, program, member, out, max, count, NULL);
+}
+
+static int cluster_entry(struct cli *c, uint64_t seq, struct tally_entry *out,
+                         struct tally_lot_ref *tail, uint32_t tail_max, uint32_t *tail_count)
+{
+    return tally_client_entry(c->client, seq, out, tail, tail_max, tail_count, NULL);
+}
+
+static int cluster_posting(struct cli *c, const uint8_t id[16], struct tally_posting_outcome *out)
+{
+    return tally_client_post_outcome(c->client, id, out, 0);
+}
+
+static int cluster_hold(struct cli *c, const uint8_t id[16], struct tally_hold_info *out)
+{
+    return tally_client_hold(c->client, id, out, NULL);
+}
+
+/* The leader's view, or the newest any replica has when there is no leader. */
+static int cluster_last_time(struct cli *c, uint64_t *out)
+{
+    struct tally_replica_status st[CLUSTER_REPLICAS_MAX];
+    uint32_t n = 0;
+    int rc = tally_client_status(c->client, st, CLUSTER_REPLICAS_MAX, &n, 0);
+    *out = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (st[i].error != 0)
+            continue;
+        if (st[i].role == TALLY_WIRE_ROLE_LEADER) {
+            *out = st[i].last_timestamp;
+            break;
+        }
+        *out = st[i].last_timestamp > *out ? st[i].last_timestamp : *out;
+    }
+    return rc;
 }
 
 /* The time queries evaluate windows at: --at, else now. */
@@ -890,7 +1250,7 @@ static int64_t points_of(int64_t available, uint64_t pending, uint64_t held)
 static cJSON *account_brief_json(struct cli *c, uint32_t program, uint64_t member)
 {
     struct tally_account acc;
-    if (engine_account(c->engine, program, member, &acc) != 0)
+    if (c->be->account(c, program, member, &acc) != 0)
         return NULL;
     cJSON *o = cJSON_CreateObject();
     cli_json_add_u64(o, "member", member);
@@ -954,7 +1314,7 @@ static int entries_json(struct cli *c, uint64_t first, uint64_t last, cJSON *arr
     for (uint64_t seq = first; seq <= last && seq - first < LIST_ENTRIES_MAX; seq++) {
         struct tally_entry e;
         uint32_t tail_count;
-        int rc = engine_entry(c->engine, seq, &e, NULL, 0, &tail_count);
+        int rc = c->be->entry(c, seq, &e, NULL, 0, &tail_count);
         if (rc != 0)
             return rc;
         cJSON_AddItemToArray(array, entry_row_json(&e));
@@ -1160,17 +1520,16 @@ static void hint_lookup(struct cli *c, const struct tally_posting *p, uint32_t c
                         char *buf, size_t n)
 {
     struct tally_account acc;
-    struct engine_hold_info h;
-    if (code == TALLY_INSUFFICIENT_POINTS &&
-        engine_account(c->engine, p->program, p->account, &acc) == 0) {
+    struct tally_hold_info h;
+    if (code == TALLY_INSUFFICIENT_POINTS && c->be->account(c, p->program, p->account, &acc) == 0) {
         snprintf(buf, n, "available is %" PRId64, acc.available);
         cli_json_add_i64(o, "available", acc.available);
     } else if ((code == TALLY_EXCEEDS_HOLD || code == TALLY_HOLD_NOT_ACTIVE) &&
-               engine_hold(c->engine, p->ref, &h) == 0) {
+               c->be->hold(c, p->ref, &h) == 0) {
         snprintf(buf, n, "the hold is %s with %" PRIu64 " points",
                  NAME_OF(hold_status_names, h.status), h.amount);
     } else if (code == TALLY_ACCOUNT_HAS_HOLDS &&
-               engine_account(c->engine, p->program, p->account, &acc) == 0) {
+               c->be->account(c, p->program, p->account, &acc) == 0) {
         snprintf(buf, n, "%" PRIu32 " active holds: capture or release them first",
                  acc.holds_active);
     } else if (code == TALLY_ACCOUNT_EXISTS) {
@@ -1180,8 +1539,7 @@ static void hint_lookup(struct cli *c, const struct tally_posting *p, uint32_t c
         snprintf(buf, n, "create it first: tally program create --program %" PRIu32, p->program);
     } else if (code == TALLY_ACCOUNT_NOT_FOUND) {
         uint64_t m = p->account;
-        if (p->kind == TALLY_KIND_TRANSFER &&
-            engine_account(c->engine, p->program, p->account, &acc) == 0)
+        if (p->kind == TALLY_KIND_TRANSFER && c->be->account(c, p->program, p->account, &acc) == 0)
             m = p->account2;
         snprintf(buf, n, "open it first: tally open --program %" PRIu32 " --member %" PRIu64,
                  p->program, m);
@@ -1307,6 +1665,9 @@ static int run_tick(struct cli *c, const struct args *a)
     (void)a;
     struct engine_status before, after;
     uint64_t index, t;
+    if (c->cluster != NULL)
+        return usage_error(c, "tick needs --data DIR: in a cluster the leader stamps and applies "
+                              "batches itself, and time-driven work happens with them");
     int rc = cli_open(c, true);
     if (rc != 0)
         return rc;
@@ -1543,9 +1904,9 @@ static int run_account(struct cli *c, const struct args *a)
     int rc = member_args(c, a, &program, &member);
     if (rc != 0)
         return rc;
-    if ((rc = engine_account(c->engine, program, member, &acc)) != 0)
+    if ((rc = c->be->account(c, program, member, &acc)) != 0)
         return account_not_found(c, rc, program, member);
-    if ((rc = engine_program(c->engine, program, &cfg, &totals)) != 0)
+    if ((rc = c->be->program(c, program, &cfg, &totals)) != 0)
         return query_failed(c, rc, "program");
     cJSON *o = cJSON_CreateObject();
     cli_json_add_u64(o, "program", program);
@@ -1570,7 +1931,7 @@ static int run_balance(struct cli *c, const struct args *a)
     cli_json_add_u64(o, "member", member);
     if (as_of_text != NULL) {
         struct tally_balance b;
-        if ((rc = engine_balance_at(c->engine, program, member, as_of, &b)) != 0) {
+        if ((rc = c->be->balance_at(c, program, member, as_of, &b)) != 0) {
             cJSON_Delete(o);
             return account_not_found(c, rc, program, member);
         }
@@ -1583,13 +1944,13 @@ static int run_balance(struct cli *c, const struct args *a)
         return output(c, o);
     }
     struct tally_account acc;
-    struct engine_status st;
-    if ((rc = engine_account(c->engine, program, member, &acc)) != 0) {
+    uint64_t last_time = 0; /* 0 (printed as null) if it cannot be asked */
+    if ((rc = c->be->account(c, program, member, &acc)) != 0) {
         cJSON_Delete(o);
         return account_not_found(c, rc, program, member);
     }
-    engine_status(c->engine, &st);
-    cli_json_add_time(o, "as_of", st.last_timestamp);
+    (void)c->be->last_time(c, &last_time);
+    cli_json_add_time(o, "as_of", last_time);
     cli_json_add_i64(o, "available", acc.available);
     cli_json_add_u64(o, "pending", acc.pending);
     cli_json_add_u64(o, "held", acc.held);
@@ -1616,7 +1977,7 @@ static int run_history(struct cli *c, const struct args *a)
     uint32_t count = 0;
     if (entries == NULL)
         return fail(c, CLI_EXIT_INTERNAL, "SYSTEM", "out of memory");
-    rc = engine_history(c->engine, program, member, before, entries, (uint32_t)limit, &count);
+    rc = c->be->history(c, program, member, before, entries, (uint32_t)limit, &count);
     if (rc != 0) {
         free(entries);
         return account_not_found(c, rc, program, member);
@@ -1656,14 +2017,14 @@ static int run_lots(struct cli *c, const struct args *a)
     int rc = member_args(c, a, &program, &member);
     if (rc != 0)
         return rc;
-    if ((rc = engine_account(c->engine, program, member, &acc)) != 0)
+    if ((rc = c->be->account(c, program, member, &acc)) != 0)
         return account_not_found(c, rc, program, member);
     /* The account counts its lots; the margin only guards against a miscount. */
     uint32_t max = acc.lots_open < UINT32_MAX - 64 ? acc.lots_open + 64 : UINT32_MAX;
     struct tally_lot *lots = calloc(max, sizeof(*lots));
     if (lots == NULL)
         return fail(c, CLI_EXIT_INTERNAL, "SYSTEM", "out of memory");
-    if ((rc = engine_lots(c->engine, program, member, lots, max, &count)) != 0) {
+    if ((rc = c->be->lots(c, program, member, lots, max, &count)) != 0) {
         free(lots);
         return account_not_found(c, rc, program, member);
     }
@@ -1755,18 +2116,18 @@ static int run_entry(struct cli *c, const struct args *a)
         rc = cli_open(c, false);
     if (rc != 0)
         return rc;
-    if ((rc = engine_entry(c->engine, seq, &e, NULL, 0, &tail_count)) != 0)
+    if ((rc = c->be->entry(c, seq, &e, NULL, 0, &tail_count)) != 0)
         return query_failed(c, rc, "no entry with that sequence number (see tally status)");
     cJSON *o = entry_full_json(&e);
     if (e.kind == TALLY_KIND_PROGRAM) {
         struct tally_program_config cfg;
         struct tally_program_totals totals;
-        if (engine_program(c->engine, e.program, &cfg, &totals) == 0)
+        if (c->be->program(c, e.program, &cfg, &totals) == 0)
             cJSON_AddItemToObject(o, "config", config_json(&cfg));
         return output(c, o);
     }
     struct tally_lot_ref *refs = calloc(tail_count ? tail_count : 1, sizeof(*refs));
-    if (refs == NULL || (rc = engine_entry(c->engine, seq, &e, refs, tail_count, &tail_count))) {
+    if (refs == NULL || (rc = c->be->entry(c, seq, &e, refs, tail_count, &tail_count))) {
         free(refs);
         cJSON_Delete(o);
         return rc ? query_failed(c, rc, "entry") : fail(c, CLI_EXIT_INTERNAL, "SYSTEM", "oom");
@@ -1779,13 +2140,13 @@ static int run_entry(struct cli *c, const struct args *a)
 static int run_posting_info(struct cli *c, const struct args *a)
 {
     uint8_t id[16];
-    struct engine_posting_info info;
+    struct tally_posting_outcome info;
     int rc = parse_id(c, "id", arg_get(a, "id"), id);
     if (rc == 0)
         rc = cli_open(c, false);
     if (rc != 0)
         return rc;
-    if ((rc = engine_posting(c->engine, id, &info)) != 0)
+    if ((rc = c->be->posting(c, id, &info)) != 0)
         return query_failed(c, rc,
                             "no posting with that id was recorded (rejected for a reason "
                             "of its bytes alone, or never sent)");
@@ -1809,13 +2170,13 @@ static int run_posting_info(struct cli *c, const struct args *a)
 static int run_hold_info(struct cli *c, const struct args *a)
 {
     uint8_t id[16];
-    struct engine_hold_info h;
+    struct tally_hold_info h;
     int rc = parse_id(c, "id", arg_get(a, "id"), id);
     if (rc == 0)
         rc = cli_open(c, false);
     if (rc != 0)
         return rc;
-    if ((rc = engine_hold(c->engine, id, &h)) != 0)
+    if ((rc = c->be->hold(c, id, &h)) != 0)
         return query_failed(c, rc, "no hold was made by a posting with that id");
     cJSON *o = cJSON_CreateObject();
     json_add_id(o, "id", id);
@@ -1833,11 +2194,14 @@ static int run_hold_info(struct cli *c, const struct args *a)
 static int run_status(struct cli *c, const struct args *a)
 {
     (void)a;
+    int rc = cli_open(c, false);
+    return rc != 0 ? rc : c->be->status(c);
+}
+
+static int embedded_status(struct cli *c)
+{
     struct engine_status st;
     char head[20], digest[33];
-    int rc = cli_open(c, false);
-    if (rc != 0)
-        return rc;
     engine_status(c->engine, &st);
     snprintf(head, sizeof(head), "%016" PRIx64, st.chain_head);
     cli_format_id(st.digest, digest); /* 16 bytes as 32 hex digits, like an id */
@@ -1855,6 +2219,72 @@ static int run_status(struct cli *c, const struct args *a)
     return output(c, o);
 }
 
+static const char *const role_names[] = {"unavailable", "follower", "candidate", "leader"};
+
+static cJSON *replica_json(const struct tally_replica_status *r)
+{
+    char head[20], digest[33];
+    snprintf(head, sizeof(head), "%016" PRIx64, r->chain_head);
+    cli_format_id(r->digest, digest);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "address", r->address);
+    cJSON_AddStringToObject(o, "role", NAME_OF(role_names, r->role));
+    cli_json_add_u64(o, "term", r->term);
+    cli_json_add_u64(o, "commit_index", r->commit_index);
+    cli_json_add_u64(o, "applied_index", r->applied_index);
+    cli_json_add_u64(o, "entries", r->entries);
+    cli_json_add_time(o, "last_timestamp", r->last_timestamp);
+    cJSON_AddStringToObject(o, "chain_head", r->error == 0 ? head : "-");
+    cJSON_AddStringToObject(o, "digest", r->error == 0 ? digest : "-");
+    cJSON_AddStringToObject(o, "error", r->error == 0 ? "" : tally_strerror(r->error));
+    return o;
+}
+
+/* Every replica, asked directly. Replicas at the same applied index must hold the same digest
+ * (law 6): a difference is reported and exits 1, like a difference found by tally-audit. */
+static int cluster_status(struct cli *c)
+{
+    struct tally_replica_status st[CLUSTER_REPLICAS_MAX];
+    uint32_t n = 0, answered = 0;
+    int rc = tally_client_status(c->client, st, CLUSTER_REPLICAS_MAX, &n, 0);
+    bool agree = true;
+    const char *leader = NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "cluster", c->cluster);
+    cJSON *list = cJSON_AddArrayToObject(o, "replicas");
+    for (uint32_t i = 0; i < n; i++) {
+        cJSON_AddItemToArray(list, replica_json(&st[i]));
+        if (st[i].error != 0)
+            continue;
+        answered++;
+        if (st[i].role == TALLY_WIRE_ROLE_LEADER)
+            leader = st[i].address;
+        for (uint32_t k = 0; k < i; k++) {
+            if (st[k].error == 0 && st[k].applied_index == st[i].applied_index &&
+                memcmp(st[k].digest, st[i].digest, sizeof(st[i].digest)) != 0)
+                agree = false;
+        }
+    }
+    if (leader != NULL)
+        cJSON_AddStringToObject(o, "leader", leader);
+    else
+        cJSON_AddNullToObject(o, "leader");
+    cli_json_add_u64(o, "answered", answered);
+    cJSON_AddBoolToObject(o, "digests_agree", agree);
+    int exit_code = output(c, o);
+    if (rc != 0) {
+        fprintf(stderr, "tally: no replica of %s answered (is tallyd running there?)\n",
+                c->cluster);
+        return CLI_EXIT_DATA;
+    }
+    if (!agree) {
+        fprintf(stderr, "tally: replicas at the same applied index hold different state digests: "
+                        "they have diverged (run tally-audit verify on each data directory)\n");
+        return CLI_EXIT_REJECTED;
+    }
+    return exit_code;
+}
+
 static int run_program_show(struct cli *c, const struct args *a)
 {
     uint32_t program;
@@ -1865,7 +2295,7 @@ static int run_program_show(struct cli *c, const struct args *a)
         rc = cli_open(c, false);
     if (rc != 0)
         return rc;
-    if ((rc = engine_program(c->engine, program, &cfg, &totals)) != 0)
+    if ((rc = c->be->program(c, program, &cfg, &totals)) != 0)
         return query_failed(c, rc, "no such program (see tally program list)");
     cJSON *o = cJSON_CreateObject();
     cli_json_add_u64(o, "program", program);
@@ -1902,12 +2332,12 @@ static int run_program_list(struct cli *c, const struct args *a)
     cJSON *o = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(o, "programs");
     do {
-        if ((rc = engine_programs(c->engine, after, ids, PROGRAMS_PAGE, &count)) != 0)
+        if ((rc = c->be->programs(c, after, ids, PROGRAMS_PAGE, &count)) != 0)
             break;
         for (uint32_t i = 0; i < count && rc == 0; i++) {
             struct tally_program_config cfg;
             struct tally_program_totals totals;
-            rc = engine_program(c->engine, ids[i], &cfg, &totals);
+            rc = c->be->program(c, ids[i], &cfg, &totals);
             if (rc == 0)
                 cJSON_AddItemToArray(list, program_row_json(ids[i], &cfg, &totals));
             after = ids[i];
@@ -1919,6 +2349,44 @@ static int run_program_list(struct cli *c, const struct args *a)
     }
     return output(c, o);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The backend tables
+ * ------------------------------------------------------------------------------------------- */
+
+static const struct backend embedded_backend = {
+    .open = embedded_open,
+    .close = embedded_close,
+    .apply = embedded_apply,
+    .program = embedded_program,
+    .programs = embedded_programs,
+    .account = embedded_account,
+    .balance_at = embedded_balance_at,
+    .history = embedded_history,
+    .lots = embedded_lots,
+    .entry = embedded_entry,
+    .posting = embedded_posting,
+    .hold = embedded_hold,
+    .last_time = embedded_last_time,
+    .status = embedded_status,
+};
+
+static const struct backend cluster_backend = {
+    .open = cluster_open,
+    .close = cluster_close,
+    .apply = cluster_apply,
+    .program = cluster_program,
+    .programs = cluster_programs,
+    .account = cluster_account,
+    .balance_at = cluster_balance_at,
+    .history = cluster_history,
+    .lots = cluster_lots,
+    .entry = cluster_entry,
+    .posting = cluster_posting,
+    .hold = cluster_hold,
+    .last_time = cluster_last_time,
+    .status = cluster_status,
+};
 
 /* ---------------------------------------------------------------------------------------------
  * The table
@@ -2077,14 +2545,23 @@ static void help_global(void)
 {
     print_usage_line(stdout, NULL);
     printf("       tally <command> --help\n\n"
-           "The command-line client of the tally loyalty ledger, embedded mode: it opens the\n"
-           "ledger in DIR in this process (creating DIR if missing), applies each posting\n"
-           "command as one batch and prints what became of it.\n\n"
+           "The command-line client of the tally loyalty ledger. With --data it opens the ledger\n"
+           "in DIR in this process (creating DIR if missing); with --cluster it talks to a tally\n"
+           "cluster. Each posting command is applied as one batch, and what became of it is\n"
+           "printed.\n\n"
            "global options (before or after the command):\n"
            "  --data DIR   the ledger's data directory (or set TALLY_DATA)\n"
+           "  --cluster ADDR[,ADDR...]\n"
+           "               replicas of a cluster, host:port (IPv6: [::1]:7401), any of them: the\n"
+           "               leader is found by itself (or set TALLY_CLUSTER). `status` reports\n"
+           "               every replica; `tick` and --at on postings are for --data only (the\n"
+           "               leader stamps a cluster's batches with its own clock)\n"
+           "  --deadline D how long a command may wait for the cluster, e.g. 2s (default 10s);\n"
+           "               a posting not answered by then has an unknown outcome (exit 3)\n"
            "  --at TIME    the batch time: now, YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS[.mmm]]Z (UTC) or\n"
            "               milliseconds since 1970. Time-driven work due by TIME happens first.\n"
            "               A TIME before the ledger's last batch is applied at that batch's time.\n"
+           "               Queries evaluate the tier window at TIME.\n"
            "  --json       print one JSON object (times as ISO strings, ids as 32 hex digits)\n");
     help_group(GROUP_POSTING, "postings (each takes --id ID and --linked, see below)");
     help_group(GROUP_OTHER, "time and batches");
@@ -2097,7 +2574,9 @@ static void help_global(void)
            "  1  the posting was rejected (the output says why and what to do), or the query\n"
            "     found nothing\n"
            "  2  usage error\n"
-           "  3  the data directory cannot be used (missing permissions, locked, not a ledger)\n"
+           "  3  the data directory cannot be used (missing permissions, locked, not a ledger),\n"
+           "     the cluster cannot be reached or has no leader, or a posting got no answer in\n"
+           "     time: its outcome is unknown (the message names the ids to ask about)\n"
            "  4  system error (I/O, disk full, out of memory)\n");
 }
 
@@ -2177,6 +2656,21 @@ static int find_command(struct cli *c, int argc, char **argv, int *i)
     return 0;
 }
 
+/* Embedded or cluster: --data and --cluster on the command line, else TALLY_DATA, else
+ * TALLY_CLUSTER. Giving both on the command line is a usage error. */
+static int choose_backend(struct cli *c)
+{
+    if (c->cluster != NULL && c->dir_given)
+        return usage_error(c, "give --data DIR or --cluster ADDR,..., not both");
+    if (c->cluster == NULL && !c->dir_given && (c->dir == NULL || c->dir[0] == '\0')) {
+        const char *env = getenv("TALLY_CLUSTER");
+        if (env != NULL && env[0] != '\0')
+            c->cluster = env;
+    }
+    c->be = c->cluster != NULL ? &cluster_backend : &embedded_backend;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct cli c;
@@ -2199,9 +2693,11 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (rc == 0)
+        rc = choose_backend(&c);
+    if (rc == 0)
         rc = c.cmd->run != NULL ? c.cmd->run(&c, &a) : run_posting(&c, &a);
-    if (c.engine != NULL)
-        engine_close(c.engine);
+    if (c.be != NULL)
+        c.be->close(&c);
     if (fflush(stdout) != 0 && rc == 0)
         rc = CLI_EXIT_INTERNAL;
     return rc;

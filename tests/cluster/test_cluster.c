@@ -1,0 +1,537 @@
+/* test_cluster.c: real tallyd processes on loopback (3 replicas), driven through libtally and
+ * raw sockets. What it shows (the server issue's acceptance):
+ *   - postings through any replica's address succeed (a follower redirects to the leader);
+ *   - every replica reports the same digest at the same applied index;
+ *   - a follower killed with SIGKILL while postings continue catches up after a restart;
+ *   - a follower whose data directory was deleted rejoins and catches up;
+ *   - the whole cluster stopped and restarted keeps every acknowledged posting;
+ *   - a retried request (same session and request number) and a re-posted posting id (new
+ *     request) each take effect once, seen in the balances;
+ *   - malformed input gets an error reply or a closed connection, and the server keeps serving;
+ *   - tally-audit verify passes on every replica's ledger afterwards.
+ * The network backend comes from TALLY_TEST_IO (uring, epoll; default auto): make test runs the
+ * suite under both. Ports are picked from the process id so parallel runs do not collide.
+ */
+#include "../support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "tally.h"
+#include "tally_wire.h"
+
+#define N 3u
+
+struct cluster {
+    char dir[64];
+    unsigned base;           /* ports base+1.. (clients) and base+11.. (raft) */
+    pid_t pid[N + 1];
+    char clients[160];       /* "127.0.0.1:p1,..." */
+    char client_addr[N + 1][32];
+};
+
+static struct cluster cl;
+
+/* Whatever happens to the test (a failed assertion ends it early), no replica outlives it. */
+static void kill_replicas(void)
+{
+    for (unsigned i = 1; i <= N; i++) {
+        if (cl.pid[i] > 0) {
+            kill(cl.pid[i], SIGKILL);
+            waitpid(cl.pid[i], NULL, 0);
+            cl.pid[i] = 0;
+        }
+    }
+}
+
+static const char *build_dir(void)
+{
+    const char *b = getenv("TALLY_BUILD");
+    return b ? b : "build";
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void replica_start(unsigned i)
+{
+    char tallyd[256], id[8], dir[128], log[160], peers[N][96];
+    snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
+    snprintf(id, sizeof(id), "%u", i);
+    snprintf(dir, sizeof(dir), "%s/r%u", cl.dir, i);
+    snprintf(log, sizeof(log), "%s/r%u.log", cl.dir, i);
+    for (unsigned k = 1; k <= N; k++)
+        snprintf(peers[k - 1], sizeof(peers[0]), "%u,127.0.0.1:%u,127.0.0.1:%u", k,
+                 cl.base + 10 + k, cl.base + k);
+    const char *io = getenv("TALLY_TEST_IO") ? getenv("TALLY_TEST_IO") : "auto";
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a replica never outlives its test */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+        }
+        execl(tallyd, tallyd, "--id", id, "--dir", dir, "--io", io, "--election-timeout", "300",
+              "--heartbeat", "50", "--tick", "200", "--peer", peers[0], "--peer", peers[1],
+              "--peer", peers[2], (char *)NULL);
+        _exit(127);
+    }
+    cl.pid[i] = pid;
+}
+
+static void replica_stop(unsigned i, int sig)
+{
+    if (cl.pid[i] <= 0)
+        return;
+    kill(cl.pid[i], sig);
+    int status;
+    waitpid(cl.pid[i], &status, 0);
+    if (sig == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        fail_msg("replica %u did not stop cleanly on SIGTERM (status %d)", i, status);
+    cl.pid[i] = 0;
+}
+
+static struct tally_client *client_of(const char *addresses)
+{
+    struct tally_client_options o;
+    memset(&o, 0, sizeof(o));
+    o.addresses = addresses;
+    o.timeout_ms = 10000;
+    struct tally_client *c;
+    int rc = tally_client_open(&c, &o);
+    if (rc != 0)
+        fail_msg("tally_client_open(%s): %d %s", addresses, rc, tally_strerror(rc));
+    return c;
+}
+
+/* Wait until every running replica has applied the same index with the same digest. */
+static void wait_converged(struct tally_client *c, uint64_t timeout_ms)
+{
+    uint64_t end = mono_ms() + timeout_ms;
+    struct tally_replica_status st[N];
+    for (;;) {
+        uint32_t n = 0;
+        int rc = tally_client_status(c, st, N, &n, 2000);
+        bool same = rc == 0 && n == N;
+        for (uint32_t i = 0; same && i < n; i++) {
+            same = st[i].error == 0 && st[i].applied_index == st[0].applied_index &&
+                   memcmp(st[i].digest, st[0].digest, 16) == 0;
+        }
+        if (same)
+            return;
+        if (mono_ms() > end) {
+            for (uint32_t i = 0; i < n; i++)
+                fprintf(stderr, "replica %s: error %d role %u applied %llu\n", st[i].address,
+                        st[i].error, st[i].role, (unsigned long long)st[i].applied_index);
+            fail_msg("replicas did not converge within %llu ms", (unsigned long long)timeout_ms);
+        }
+        usleep(50000);
+    }
+}
+
+static void post_ok(struct tally_client *c, const struct tally_posting *p, uint32_t n)
+{
+    struct tally_result r[64];
+    assert_true(n <= 64);
+    int rc = tally_client_post(c, p, n, r, 10000);
+    if (rc != 0)
+        fail_msg("tally_client_post: %d %s", rc, tally_strerror(rc));
+    for (uint32_t i = 0; i < n; i++)
+        if (r[i].code != TALLY_OK && r[i].code != TALLY_EXISTS)
+            fail_msg("posting %u: %s", i, tally_result_name(r[i].code));
+}
+
+static int64_t available(struct tally_client *c, uint64_t member)
+{
+    struct tally_account a;
+    int rc = tally_client_account(c, 1, member, &a, NULL);
+    if (rc != 0)
+        fail_msg("account %llu: %d %s", (unsigned long long)member, rc, tally_strerror(rc));
+    return a.available;
+}
+
+static void cluster_up(void)
+{
+    tmpdir_make(cl.dir);
+    cl.base = 20000 + (unsigned)(getpid() % 2000) * 20;
+    for (unsigned i = 1; i <= N; i++) {
+        snprintf(cl.client_addr[i], sizeof(cl.client_addr[i]), "127.0.0.1:%u", cl.base + i);
+        replica_start(i);
+    }
+    snprintf(cl.clients, sizeof(cl.clients), "%s,%s,%s", cl.client_addr[1], cl.client_addr[2],
+             cl.client_addr[3]);
+}
+
+static void cluster_down(void)
+{
+    for (unsigned i = 1; i <= N; i++)
+        replica_stop(i, SIGTERM);
+}
+
+/* ---- raw frames, for retries and bad input ----------------------------------------------------- */
+
+static int raw_connect(const char *address)
+{
+    char host[64];
+    snprintf(host, sizeof(host), "%s", address);
+    char *colon = strrchr(host, ':');
+    assert_non_null(colon);
+    *colon = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        fail_msg("connect %s failed", address);
+    return fd;
+}
+
+static void raw_send(int fd, const void *bytes, size_t n)
+{
+    const uint8_t *p = bytes;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return; /* the server may close on bad input: the test checks that */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Read exactly n bytes within timeout_ms: 1 done, 0 closed by the peer, -1 timeout. */
+static int raw_read(int fd, void *bytes, size_t n, int timeout_ms)
+{
+    uint8_t *p = bytes;
+    uint64_t end = mono_ms() + (uint64_t)timeout_ms;
+    while (n > 0) {
+        uint64_t now = mono_ms();
+        if (now >= end)
+            return -1;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)(end - now)) <= 0)
+            continue;
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0)
+            return 0;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 1;
+}
+
+/* Send one request frame and read its reply (header and body into body_out). */
+static uint16_t raw_call(int fd, uint16_t op, const uint8_t id[16], uint64_t request,
+                         const void *body, uint32_t size, void *body_out, uint32_t out_max)
+{
+    struct tally_wire_header h;
+    tally_wire_header_init(&h, op, id, request);
+    h.body_size = size;
+    tally_wire_header_seal(&h, body);
+    raw_send(fd, &h, sizeof(h));
+    raw_send(fd, body, size);
+    struct tally_wire_header r;
+    if (raw_read(fd, &r, sizeof(r), 10000) != 1)
+        fail_msg("no reply to op %u", op);
+    assert_true(r.body_size <= out_max);
+    if (r.body_size > 0 && raw_read(fd, body_out, r.body_size, 10000) != 1)
+        fail_msg("truncated reply body");
+    assert_int_equal(r.request, request);
+    return r.status;
+}
+
+static const char *leader_address(struct tally_client *c)
+{
+    static char addr[64];
+    for (int tries = 0; tries < 100; tries++) {
+        struct tally_replica_status st[N];
+        uint32_t n = 0;
+        if (tally_client_status(c, st, N, &n, 2000) == 0) {
+            for (uint32_t i = 0; i < n; i++) {
+                if (st[i].error == 0 && st[i].role == TALLY_WIRE_ROLE_LEADER) {
+                    snprintf(addr, sizeof(addr), "%s", st[i].address);
+                    return addr;
+                }
+            }
+        }
+        usleep(50000);
+    }
+    fail_msg("no leader");
+    return NULL;
+}
+
+/* ---- the tests ---------------------------------------------------------------------------------- */
+
+static struct tally_client *admin;
+static uint64_t next_id = 1;
+
+static struct tally_posting accrue(uint64_t member, uint64_t points)
+{
+    return post_accrue(next_id++, 1, member, points, points * 10);
+}
+
+/* Each replica logged the network backend it chose: the one TALLY_TEST_IO asked for. */
+static void assert_backend(void)
+{
+    const char *io = getenv("TALLY_TEST_IO");
+    if (io == NULL || strcmp(io, "auto") == 0)
+        return;
+    const char *want = strcmp(io, "uring") == 0 ? "io=io_uring" : "io=epoll";
+    for (unsigned i = 1; i <= N; i++) {
+        char path[160], line[512];
+        snprintf(path, sizeof(path), "%s/r%u.log", cl.dir, i);
+        FILE *f = fopen(path, "r");
+        bool found = false;
+        while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
+            found = strstr(line, "event=listening") != NULL && strstr(line, want) != NULL;
+        if (f != NULL)
+            fclose(f);
+        if (!found)
+            fail_msg("replica %u did not log %s", i, want);
+    }
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    cluster_up();
+    admin = client_of(cl.clients);
+    (void)leader_address(admin);
+    assert_backend();
+    struct tally_program_config c;
+    config_default(&c);
+    struct tally_posting p[4] = {post_program(next_id++, 1, &c)};
+    for (unsigned m = 1; m <= 3; m++)
+        p[m] = post_open(next_id++, 1, m);
+    post_ok(admin, p, 4);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tally_client_close(admin);
+    cluster_down();
+    /* The ledgers of every replica verify independently. */
+    for (unsigned i = 1; i <= N; i++) {
+        char ledger[128];
+        snprintf(ledger, sizeof(ledger), "%s/r%u/ledger", cl.dir, i);
+        struct audit_report rep;
+        memset(&rep, 0, sizeof(rep));
+        if (audit_verify(ledger, &rep) != 0 || !rep.ok)
+            fail_msg("tally-audit verify of replica %u: %s", i, rep.what);
+    }
+    tmpdir_remove(cl.dir);
+    return 0;
+}
+
+static void test_postings_through_a_follower_are_redirected_to_the_leader(void **state)
+{
+    (void)state;
+    const char *leader = leader_address(admin);
+    const char *follower = strcmp(leader, cl.client_addr[1]) == 0 ? cl.client_addr[2]
+                                                                   : cl.client_addr[1];
+    struct tally_client *c = client_of(follower);
+    int64_t before = available(admin, 1);
+    struct tally_posting p = accrue(1, 40);
+    post_ok(c, &p, 1);
+    assert_int_equal(available(c, 1), before + 40);
+    tally_client_close(c);
+    wait_converged(admin, 10000);
+}
+
+static void test_retried_request_and_reposted_id_take_effect_once(void **state)
+{
+    (void)state;
+    int fd = raw_connect(leader_address(admin));
+    uint8_t id[16];
+    for (int i = 0; i < 16; i++)
+        id[i] = (uint8_t)(0xc0 + i);
+    uint8_t out[4096];
+    struct tally_wire_register reg;
+    memset(&reg, 0, sizeof(reg));
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_REGISTER, id, 0, &reg, sizeof(reg), out,
+                              sizeof(out)), TALLY_WIRE_OK); /* REGISTER carries request 0 */
+    int64_t before = available(admin, 2);
+    struct tally_posting p = accrue(2, 7);
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_POST, id, 2, &p, sizeof(p), out, sizeof(out)),
+                     TALLY_WIRE_OK);
+    struct tally_result first;
+    memcpy(&first, out, sizeof(first));
+    assert_code(first.code, TALLY_OK);
+    /* The same request again (a retry after a lost answer): the cached reply, applied once. */
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_POST, id, 2, &p, sizeof(p), out, sizeof(out)),
+                     TALLY_WIRE_OK);
+    assert_memory_equal(out, &first, sizeof(first));
+    assert_int_equal(available(admin, 2), before + 7);
+    /* The same posting in a new request: EXISTS, still applied once. */
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_POST, id, 3, &p, sizeof(p), out, sizeof(out)),
+                     TALLY_WIRE_OK);
+    struct tally_result again;
+    memcpy(&again, out, sizeof(again));
+    assert_code(again.code, TALLY_EXISTS);
+    assert_int_equal(again.detail, TALLY_OK);
+    assert_int_equal(available(admin, 2), before + 7);
+    close(fd);
+}
+
+/* A replica still answers STATUS on a fresh connection. */
+static void assert_serving(const char *address)
+{
+    int fd = raw_connect(address);
+    uint8_t out[512];
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_STATUS, NULL, 1, NULL, 0, out, sizeof(out)),
+                     TALLY_WIRE_OK);
+    close(fd);
+}
+
+/* Bytes that are not a good frame: the reply status, or 0 if the connection was closed. */
+static int bad_frame_outcome(const char *address, const void *bytes, size_t n)
+{
+    int fd = raw_connect(address);
+    raw_send(fd, bytes, n);
+    struct tally_wire_header r;
+    int got = raw_read(fd, &r, sizeof(r), 3000);
+    close(fd);
+    return got == 1 ? (int)r.status : got == 0 ? 0 : -1;
+}
+
+static void test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_on(void **state)
+{
+    (void)state;
+    const char *a = cl.client_addr[1];
+    struct tally_wire_header h;
+    tally_wire_header_init(&h, TALLY_WIRE_OP_STATUS, NULL, 1);
+    tally_wire_header_seal(&h, NULL);
+    struct tally_wire_header bad = h;
+    bad.magic[0] = 'X';
+    assert_int_equal(bad_frame_outcome(a, &bad, sizeof(bad)), 0); /* closed, no reply */
+    bad = h;
+    bad.checksum_header ^= 1;
+    int rc = bad_frame_outcome(a, &bad, sizeof(bad));
+    assert_true(rc == TALLY_WIRE_BAD_CHECKSUM || rc == 0);
+    bad = h;
+    bad.op = 999;
+    tally_wire_header_seal(&bad, NULL);
+    assert_int_equal(bad_frame_outcome(a, &bad, sizeof(bad)), TALLY_WIRE_UNKNOWN_OP);
+    bad = h;
+    bad.op = TALLY_WIRE_OP_POST;
+    bad.body_size = TALLY_WIRE_BODY_MAX + 1;
+    bad.checksum_header = tally_wire_checksum(&bad, TALLY_WIRE_HEADER_SEALED_SIZE);
+    rc = bad_frame_outcome(a, &bad, sizeof(bad));
+    assert_true(rc == TALLY_WIRE_TOO_LARGE || rc == 0);
+    /* Half a header, then silence; a client that connects and sends nothing: the replica goes
+     * on serving everyone else meanwhile. */
+    int half = raw_connect(a);
+    raw_send(half, &h, 20);
+    int mute = raw_connect(a);
+    assert_serving(a);
+    /* A client that never reads its replies. */
+    int deaf = raw_connect(a);
+    int flags = fcntl(deaf, F_GETFL);
+    fcntl(deaf, F_SETFL, flags | O_NONBLOCK);
+    for (int i = 0; i < 200000; i++) {
+        ssize_t w = send(deaf, &h, sizeof(h), MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* our buffer is full, or the server closed us */
+    }
+    assert_serving(a);
+    close(half);
+    close(mute);
+    close(deaf);
+    /* Nothing of these frames was applied. */
+    wait_converged(admin, 10000);
+}
+
+static uint32_t follower_index(void)
+{
+    const char *leader = leader_address(admin);
+    for (unsigned i = 1; i <= N; i++)
+        if (strcmp(leader, cl.client_addr[i]) != 0)
+            return i;
+    return 0;
+}
+
+static void test_killed_follower_catches_up_after_restart(void **state)
+{
+    (void)state;
+    unsigned f = follower_index();
+    replica_stop(f, SIGKILL);
+    int64_t before = available(admin, 3);
+    for (int k = 0; k < 20; k++) {
+        struct tally_posting p[8];
+        for (int i = 0; i < 8; i++)
+            p[i] = accrue(3, 1);
+        post_ok(admin, p, 8);
+    }
+    replica_start(f);
+    wait_converged(admin, 20000);
+    assert_int_equal(available(admin, 3), before + 160);
+}
+
+static void test_follower_with_deleted_data_rejoins(void **state)
+{
+    (void)state;
+    unsigned f = follower_index();
+    replica_stop(f, SIGTERM);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/r%u'", cl.dir, f);
+    assert_int_equal(system(cmd), 0);
+    struct tally_posting p = accrue(1, 5);
+    post_ok(admin, &p, 1);
+    replica_start(f);
+    wait_converged(admin, 20000);
+}
+
+static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **state)
+{
+    (void)state;
+    int64_t b[4];
+    for (unsigned m = 1; m <= 3; m++)
+        b[m] = available(admin, m);
+    cluster_down();
+    for (unsigned i = 1; i <= N; i++)
+        replica_start(i);
+    (void)leader_address(admin);
+    for (unsigned m = 1; m <= 3; m++)
+        assert_int_equal(available(admin, m), b[m]);
+    wait_converged(admin, 20000);
+}
+
+int main(void)
+{
+    char tallyd[256];
+    snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
+    if (access(tallyd, X_OK) != 0) {
+        fprintf(stderr, "test_cluster: %s not built: skipped\n", tallyd);
+        return 77;
+    }
+    atexit(kill_replicas);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_postings_through_a_follower_are_redirected_to_the_leader),
+        cmocka_unit_test(test_retried_request_and_reposted_id_take_effect_once),
+        cmocka_unit_test(test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_on),
+        cmocka_unit_test(test_killed_follower_catches_up_after_restart),
+        cmocka_unit_test(test_follower_with_deleted_data_rejoins),
+        cmocka_unit_test(test_whole_cluster_restart_keeps_every_acknowledged_posting),
+    };
+    return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);
+}
