@@ -45,7 +45,7 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
-            $(if $(wildcard server/main.c),$(BUILD)/tallyd)
+            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
@@ -96,6 +96,9 @@ $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_
 
 $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
+
+$(BUILD)/tally-bench-cluster: $(call obj,bench/bench_cluster.c bench/workload.c) $(CLIENT_LIB) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lpthread -lm
 
 # Server tests link the server (but its main) and start real tallyd processes too.
 $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit_fold.c $(SERVER_SRC)) $(ENGINE_LIB) $(if $(CLIENT_SRC),$(CLIENT_LIB))

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# bench/run.sh: what `make bench` runs. The engine benchmark with the standard parameters of
+# bench/run.sh: what `make bench` runs: the engine benchmark, then the end-to-end cluster
+# benchmark (bench/cluster.sh). The engine benchmark with the standard parameters of
 # docs/BENCHMARKS.md (1,000,000 members, 8,190-posting batches, 5 runs of 2,000,000 postings,
 # durable commits), with the machine it ran on, so that a pasted result says where it came from.
 #
 # Usage: bash bench/run.sh BUILD_DIR [extra tally-bench-engine options, e.g. --no-sync]
 #
 # Bounded: each run stops after 50 s of wall time (the output says so when it happens), so the
-# whole benchmark, setup included, ends within about 5 minutes even on a slow engine. The JSON
+# engine benchmark, setup included, ends within about 5 minutes even on a slow engine (the
+# cluster benchmark adds about 2 minutes, bounded the same way: bench/cluster.sh). The JSON
 # result is also written to BUILD_DIR/bench-engine.json.
 set -euo pipefail
 
@@ -32,4 +34,8 @@ echo
     --json-file "$build/bench-engine.json" "$@"
 
 echo
-echo "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ); JSON in $build/bench-engine.json"
+echo "JSON in $build/bench-engine.json"
+echo
+bash "$(dirname "$0")/cluster.sh" "$build"
+echo
+echo "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -39,7 +39,9 @@
 
 #define REPLICA_PEERS_MAX 7u
 #define REPLICA_INFLIGHT_MAX 2u
-/* Postings waiting for an entry before submit answers BUSY: four full entries. */
+/* Sizing of the front's table of pending POSTs (front.c, FRONT_PENDING_MAX): four full entries
+ * beyond those in flight. The replica itself queues only the open entry (one entry's worth of
+ * postings) and answers BUSY beyond it. */
 #define REPLICA_QUEUE_MAX (4u * TALLY_BATCH_MAX)
 #define REPLICA_SNAPSHOT_THRESHOLD 1024u
 #define REPLICA_SNAPSHOT_TRAILING 8192u
