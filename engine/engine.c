@@ -153,6 +153,7 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
     struct engine *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return -ENOMEM;
+    pthread_mutex_init(&e->map_lock, NULL);
     if (opts != NULL)
         e->opts = *opts;
     else
@@ -208,8 +209,11 @@ void engine_close(struct engine *e)
     if (e->env != NULL) {
         if (!e->opts.read_only)
             (void)store_checkpoint(e); /* on failure fold_from stays: nothing is lost */
+        pthread_mutex_lock(&e->map_lock); /* a copy still running finishes first */
         mdb_env_close(e->env);
+        pthread_mutex_unlock(&e->map_lock);
     }
+    pthread_mutex_destroy(&e->map_lock);
     members_deinit(&e->cache);
     free(e->plan_idx);
     free(e->refs);
@@ -223,6 +227,14 @@ void engine_close(struct engine *e)
 int engine_sync(struct engine *e)
 {
     return store_translate(mdb_env_sync(e->env, 1));
+}
+
+int engine_copy(struct engine *e, int fd)
+{
+    pthread_mutex_lock(&e->map_lock);
+    int rc = store_translate(mdb_env_copyfd2(e->env, fd, MDB_CP_COMPACT));
+    pthread_mutex_unlock(&e->map_lock);
+    return rc;
 }
 
 void engine_status(struct engine *e, struct engine_status *out)
@@ -483,7 +495,9 @@ int engine_grow_map(struct engine *e)
     size_t next = e->map_size * 2;
     if (next > e->opts.map_size_max)
         next = e->opts.map_size_max;
+    pthread_mutex_lock(&e->map_lock); /* not while a copy reads the map (engine_copy) */
     int rc = store_translate(mdb_env_set_mapsize(e->env, next));
+    pthread_mutex_unlock(&e->map_lock);
     if (rc != 0)
         return rc;
     MDB_envinfo info;

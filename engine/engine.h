@@ -144,6 +144,21 @@ uint32_t engine_sessions(struct engine *e);
 /* Flush everything committed so far to disk (needed only with sync = false). */
 int engine_sync(struct engine *e);
 
+/* Write a consistent, compacted copy of the ledger's LMDB file (a whole data.mdb) to `fd`, an
+ * empty regular file open for writing, from its current position on.
+ *
+ * The one engine function that may run on another thread while the engine's own thread goes on
+ * applying batches: the copy is taken in its own LMDB read transaction, so it holds exactly the
+ * batches committed when it starts, hence at least every batch committed before the call. It is
+ * what a crashed writer would leave: engine_open on it folds the entries since its fold_from
+ * into the member images (storage.h) and reports the same digest as this engine had at the
+ * copy's applied index. While a copy runs, map growth (engine_apply on MDB_MAP_FULL) and
+ * engine_close wait for it (remapping would pull the map from under the reader); the caller
+ * must not close the engine before the call returns.
+ *
+ * Errors: -ENOSPC, -EIO and the other errno values of write(2), TALLY_ECORRUPT. */
+int engine_copy(struct engine *e, int fd);
+
 struct engine_status {
     uint64_t applied_index;
     uint64_t last_timestamp;

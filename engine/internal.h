@@ -18,6 +18,7 @@
 #define TALLY_ENGINE_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,6 +40,7 @@ struct sweep {
 
 struct engine {
     MDB_env *env;
+    pthread_mutex_t map_lock; /* held by engine_copy, and to remap (growth) or close the map */
     MDB_dbi dbi[STORE_DB_COUNT];
     struct engine_options opts;
     size_t map_size;
