@@ -84,7 +84,7 @@ $(CLIENT_LIB): $(call obj,$(COMMON_SRC) $(CLIENT_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tallyd: $(call obj,server/main.c $(SERVER_SRC)) $(ENGINE_LIB)
+$(BUILD)/tallyd: $(call obj,server/main.c $(SERVER_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) $(SERVER_LIBS)
 
 $(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB) \

@@ -379,6 +379,12 @@ static bool wire_request_body_ok(uint16_t op, const void *body)
         memcpy(&r, body, sizeof(r));
         return !wire_zero(r.id, sizeof(r.id));
     }
+    case TALLY_WIRE_OP_LEDGER: {
+        struct tally_wire_ledger_request r;
+        memcpy(&r, body, sizeof(r));
+        return r.reserved == 0 && wire_page_max_ok(r.max, TALLY_WIRE_LEDGER_CHUNK_MAX) &&
+               (r.copy_id != 0 || r.offset == 0);
+    }
     }
     return false;
 }
@@ -453,6 +459,12 @@ static bool wire_reply_body_ok(const struct tally_wire_header *h, const void *bo
         struct tally_wire_replica_status s;
         memcpy(&s, body, sizeof(s));
         return tally_wire_address_valid(s.address) && tally_wire_address_valid(s.leader_address);
+    }
+    case TALLY_WIRE_OP_LEDGER: {
+        struct tally_wire_ledger_chunk c;
+        memcpy(&c, body, sizeof(c));
+        return c.copy_id != 0 && c.count == h->body_size - sizeof(c) && c.offset <= c.size &&
+               c.count <= c.size - c.offset && wire_zero(c.reserved, sizeof(c.reserved));
     }
     }
     return true;

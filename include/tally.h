@@ -135,6 +135,20 @@ struct tally_replica_status {
 int tally_client_status(struct tally_client *c, struct tally_replica_status *out, uint32_t max,
                         uint32_t *count, uint64_t timeout_ms);
 
+/* Fetch a whole copy of the ledger (an LMDB data.mdb) from one replica into the file `path`
+ * (created or truncated), and fsync it: how a replica catches up (docs/ARCHITECTURE.md), and a
+ * way to take a backup over the network. The replicas are asked in the order the client was
+ * given them (no leader needed: any replica that has applied min_index will do); BUSY (the copy
+ * is being made) is waited out, a replica that is STALE, fails, or loses the connection is left
+ * for the next one, and a copy dropped by its replica (NOT_FOUND) is started again. Every chunk
+ * is checked as a reply, and the whole file against the copy's XXH3-128 before the call returns.
+ * *applied_index: the copy holds at least this applied index (>= min_index); opening it tells
+ * the exact one. Returns 0; TALLY_ETIMEOUT at the deadline (the whole copy, not each chunk);
+ * TALLY_ECLOSED if no replica could be reached; TALLY_ESTALE if every replica reached was
+ * behind min_index; -errno of the local file. */
+int tally_client_ledger_copy(struct tally_client *c, const char *path, uint64_t min_index,
+                             uint64_t *applied_index, uint64_t timeout_ms);
+
 /* A new time-ordered posting id: 48 bits of milliseconds, then 80 random bits; strictly
  * increasing within one client. */
 int tally_client_id(struct tally_client *c, uint8_t out[16]);

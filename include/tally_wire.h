@@ -92,6 +92,11 @@
 /* A client's label for the server's logs ("till-0042"), NUL-padded, opaque to the protocol. */
 #define TALLY_WIRE_LABEL_SIZE 32u
 
+/* Data bytes in one LEDGER reply: 512 KiB. A ledger copy (gigabytes) crosses in many chunks, each
+ * one frame of at most half the frame maximum, so a replica serving a copy to a catching-up peer
+ * queues at most a few of them per connection. */
+#define TALLY_WIRE_LEDGER_CHUNK_MAX (UINT32_C(1) << 19)
+
 /* The checksum of an empty body: XXH3-64 (seed 0) of zero bytes. */
 #define TALLY_WIRE_CHECKSUM_EMPTY UINT64_C(0x2D06800538D394C2)
 
@@ -418,6 +423,52 @@ _Static_assert(sizeof(struct tally_wire_hold_info) == 56, "hold info is 56 bytes
 _Static_assert(offsetof(struct tally_wire_hold_info, member) == 16, "member at 16");
 _Static_assert(offsetof(struct tally_wire_hold_info, resolved_seq) == 48, "resolved at 48");
 
+/* LEDGER request, 32 bytes: a chunk of a copy of the answering replica's ledger file (catch-up:
+ * docs/ARCHITECTURE.md). A copy is made once, then read in chunks by offset; a replica keeps one
+ * copy at a time, and drops it when it has not been read for a while.
+ *   offset size field      meaning
+ *        0    8 copy_id    0: the current copy (made now if there is none holding min_index), and
+ *                          then offset must be 0; otherwise the copy_id of an earlier reply
+ *        8    8 offset     first byte wanted
+ *       16    8 min_index  the least applied index the copy must hold (0: any)
+ *       24    4 max        most data bytes wanted, 1 .. TALLY_WIRE_LEDGER_CHUNK_MAX
+ *       28    4 reserved   zero
+ * Statuses besides OK: BUSY (the copy is being made: ask again shortly), STALE (this replica has
+ * not applied min_index), NOT_FOUND (no copy has that copy_id any more: start again with 0),
+ * BAD_REQUEST (offset beyond the copy's size), INTERNAL (the copy could not be made). */
+struct tally_wire_ledger_request {
+    uint64_t copy_id;
+    uint64_t offset;
+    uint64_t min_index;
+    uint32_t max;
+    uint32_t reserved;
+};
+_Static_assert(sizeof(struct tally_wire_ledger_request) == 32, "ledger request is 32 bytes");
+
+/* LEDGER reply, 64 bytes, then `count` bytes of the copy from `offset` on.
+ *   offset size field          meaning
+ *        0    8 copy_id        the copy (nonzero; a new one after every restart of the replica)
+ *        8    8 size           the copy's size in bytes: a whole LMDB data.mdb
+ *       16    8 offset         of the first data byte (the request's)
+ *       24    8 applied_index  the copy holds at least this applied index (>= min_index)
+ *       32   16 hash           XXH3-128 (seed 0) of the whole copy: low 64 bits, then high
+ *       48    4 count          data bytes after these 64: body_size - 64, and offset + count <=
+ *                              size; fewer than max only at the end of the copy
+ *       52   12 reserved       zero */
+struct tally_wire_ledger_chunk {
+    uint64_t copy_id;
+    uint64_t size;
+    uint64_t offset;
+    uint64_t applied_index;
+    uint64_t hash_lo;
+    uint64_t hash_hi;
+    uint32_t count;
+    uint8_t reserved[12];
+};
+_Static_assert(sizeof(struct tally_wire_ledger_chunk) == 64, "ledger chunk header is 64 bytes");
+_Static_assert(offsetof(struct tally_wire_ledger_chunk, hash_lo) == 32, "hash at 32");
+_Static_assert(offsetof(struct tally_wire_ledger_chunk, count) == 48, "count at 48");
+
 /* NOT_LEADER reply body, 64 bytes: where the leader is, "host:port" NUL-padded (all zero: no
  * leader known yet; wait a moment and retry any replica). */
 struct tally_wire_not_leader {
@@ -459,7 +510,7 @@ _Static_assert(sizeof(struct tally_entry) +
  *
  * Classes: SESSION operations go to the leader and need a registered client id (nonzero),
  * index 0 and no STALE_OK; READ operations go to the leader, or to any replica with STALE_OK;
- * the REPLICA operation is answered by whichever replica receives it (index 0, no STALE_OK).
+ * REPLICA operations are answered by whichever replica receives it (index 0, no STALE_OK).
  *
  * Body shapes, requests and OK replies alike: `fixed` bytes, then `item`-byte items, their count
  * in [min, max] (item 0: exactly `fixed` bytes). A count above max is TOO_LARGE; any other
@@ -503,7 +554,10 @@ enum tally_wire_class {
     X(POSTING, 11, READ, sizeof(struct tally_wire_id_request), 0, 0, 0,                           \
       sizeof(struct tally_wire_posting_info), 0, 0, 0, "what became of a posting id")             \
     X(HOLD, 12, READ, sizeof(struct tally_wire_id_request), 0, 0, 0,                              \
-      sizeof(struct tally_wire_hold_info), 0, 0, 0, "a hold, by its HOLD posting's id")
+      sizeof(struct tally_wire_hold_info), 0, 0, 0, "a hold, by its HOLD posting's id")        \
+    X(LEDGER, 13, REPLICA, sizeof(struct tally_wire_ledger_request), 0, 0, 0,                     \
+      sizeof(struct tally_wire_ledger_chunk), 1, 0, TALLY_WIRE_LEDGER_CHUNK_MAX,                  \
+      "a chunk of a copy of the replica's ledger file (catch-up, backups)")
 
 enum tally_wire_op {
 #define TALLY_WIRE_OP_ENUM_(name, value, cls, qf, qi, qmin, qmax, pf, pi, pmin, pmax, message)    \
@@ -513,7 +567,7 @@ enum tally_wire_op {
 };
 
 /* Largest operation value + 1. */
-#define TALLY_WIRE_OP_LIMIT 13u
+#define TALLY_WIRE_OP_LIMIT 14u
 
 /* ---------------------------------------------------------------------------------------------
  * Statuses of a reply (header field status). 0 is OK; every other status is an error reply

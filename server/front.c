@@ -10,6 +10,8 @@
  * - Pending POSTs live in a pool of FRONT_PENDING_MAX slots allocated at start (the replica
  *   queues at most REPLICA_QUEUE_MAX postings, so at most as many requests), found by client
  *   id through an open-addressing table. A full pool answers BUSY.
+ * - LEDGER (a chunk of a ledger copy for a catching-up peer) is answered by any replica, from
+ *   its copies (server/copies.h).
  * - Reads go to the leader once ready, or to any replica with STALE_OK; the reply's index is
  *   the applied index the answer was taken at, and a replica behind the request's index answers
  *   STALE.
@@ -371,6 +373,17 @@ void front_frame(void *ctx, uint64_t conn, const struct tally_wire_header *h, co
     case TALLY_WIRE_OP_POST:
         handle_post(f, conn, h, body);
         return;
+    case TALLY_WIRE_OP_LEDGER: {
+        struct tally_wire_ledger_request q;
+        memcpy(&q, body, sizeof(q));
+        struct engine_status st;
+        engine_status(replica_engine(f->replica), &st);
+        uint32_t size;
+        uint16_t status = replica_ledger_chunk(f->replica, &q, f->body, &size);
+        reply(f, conn, h, status, st.applied_index, status == TALLY_WIRE_OK ? f->body : NULL,
+              status == TALLY_WIRE_OK ? size : 0);
+        return;
+    }
     default: {
         uint64_t applied;
         if (!read_allowed(f, conn, h, &applied))

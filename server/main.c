@@ -31,6 +31,7 @@ struct config {
     uint32_t npeers;
     enum net_backend io;
     unsigned election_ms, heartbeat_ms, tick_ms;
+    unsigned snapshot_threshold, snapshot_trailing;
 };
 
 static void usage(FILE *out)
@@ -39,11 +40,14 @@ static void usage(FILE *out)
             "usage: tallyd --id N --dir DIR [--peer ID,RAFT_ADDR,CLIENT_ADDR ...]\n"
             "              [--listen ADDR --raft ADDR] [--io uring|epoll|auto]\n"
             "              [--election-timeout MS] [--heartbeat MS] [--tick MS]\n"
+            "              [--snapshot-threshold N] [--snapshot-trailing N]\n"
             "       tallyd --config FILE\n\n"
             "One replica of a tally cluster. Give every voter with --peer (this one included),\n"
             "the same list on every replica; without --peer the replica is a cluster of one\n"
             "on --listen (clients, default 127.0.0.1:7401) and --raft (default 127.0.0.1:7501).\n"
             "DIR holds the ledger (DIR/ledger) and the Raft log (DIR/raft).\n"
+            "A Raft snapshot every N entries (default 1024) keeps N trailing entries of log\n"
+            "(default 8192); a replica further behind catches up from a peer's ledger copy.\n"
             "Exit codes: 0 stopped cleanly, 2 usage, 3 cannot start (address, directory), 4 error.\n");
 }
 
@@ -99,6 +103,10 @@ static int set_option(struct config *c, const char *name, const char *value)
         c->heartbeat_ms = (unsigned)strtoul(value, &end, 10);
     else if (strcmp(name, "tick") == 0)
         c->tick_ms = (unsigned)strtoul(value, &end, 10);
+    else if (strcmp(name, "snapshot-threshold") == 0)
+        c->snapshot_threshold = (unsigned)strtoul(value, &end, 10);
+    else if (strcmp(name, "snapshot-trailing") == 0)
+        c->snapshot_trailing = (unsigned)strtoul(value, &end, 10);
     else
         return -1;
     if (c->io > NET_EPOLL)
@@ -227,6 +235,8 @@ int main(int argc, char **argv)
     struct replica_options ro = {.id = c.id, .dir = c.dir, .peers = c.peers, .npeers = c.npeers,
                                  .election_timeout_ms = c.election_ms,
                                  .heartbeat_ms = c.heartbeat_ms, .tick_ms = c.tick_ms,
+                                 .snapshot_threshold = c.snapshot_threshold,
+                                 .snapshot_trailing = c.snapshot_trailing,
                                  .done = front_posted};
     if (rc == 0)
         rc = replica_start(&d.replica, d.loop, &ro);

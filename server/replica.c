@@ -22,11 +22,16 @@
 #include <raft/uv.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "batch.h"
+#include "copies.h"
 #include "log.h"
+#include "tally.h"
 
 struct proposal {
     struct raft_apply req;
@@ -50,6 +55,7 @@ struct replica {
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
     struct engine *engine;
+    struct copies *copies;       /* ledger copies served to catching-up peers */
     struct proposal slots[REPLICA_INFLIGHT_MAX + 1];
     struct proposal *open;       /* gathering requests (never busy) */
     uint32_t inflight;
@@ -153,26 +159,148 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
+/* ---- catch-up -------------------------------------------------------------------------------- */
+
+static void ledger_path(const struct replica *r, char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", r->opts.dir, name);
+}
+
+/* Remove a ledger directory (data.mdb and lock.mdb, nothing else is ever in it). */
+static int ledger_remove(const char *dir)
+{
+    char p[600];
+    const char *files[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+        if (unlink(p) != 0 && errno != ENOENT)
+            return -errno;
+    }
+    return rmdir(dir) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* At start: finish or undo a swap a crash interrupted (see replica.h). */
+static int ledger_tidy(const struct replica *r)
+{
+    char ledger[512], old[512], incoming[512];
+    ledger_path(r, ledger, sizeof(ledger), "ledger");
+    ledger_path(r, old, sizeof(old), "ledger.old");
+    ledger_path(r, incoming, sizeof(incoming), "ledger.incoming");
+    struct stat st;
+    if (stat(ledger, &st) != 0 && errno == ENOENT && stat(old, &st) == 0) {
+        if (rename(old, ledger) != 0) /* the swap stopped halfway: back to the old ledger */
+            return -errno;
+        LOG_INFO("catch_up_undone", "replica=%" PRIu64 " reason=\"a swap was interrupted\"",
+                 r->opts.id);
+    }
+    int rc = ledger_remove(old);
+    return rc != 0 ? rc : ledger_remove(incoming);
+}
+
+/* The peers' client addresses, the leader's first, this replica's left out. */
+static void peer_addresses(const struct replica *r, char *out, size_t size)
+{
+    raft_id leader = 0;
+    const char *leader_address = NULL;
+    raft_leader((struct raft *)&r->raft, &leader, &leader_address);
+    size_t n = 0;
+    out[0] = '\0';
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < r->opts.npeers; i++) {
+            const struct replica_peer *p = &r->peers[i];
+            if (p->id == r->opts.id || (pass == 0) != (p->id == leader))
+                continue;
+            n += (size_t)snprintf(out + n, size - n, "%s%s", n ? "," : "", p->client_address);
+        }
+}
+
+/* Replace this replica's ledger by a peer's copy holding at least min_index (replica.h). */
+static int catch_up(struct replica *r, uint64_t min_index)
+{
+    char ledger[512], old[512], incoming[512], file[600], addresses[REPLICA_PEERS_MAX * 66];
+    ledger_path(r, ledger, sizeof(ledger), "ledger");
+    ledger_path(r, old, sizeof(old), "ledger.old");
+    ledger_path(r, incoming, sizeof(incoming), "ledger.incoming");
+    snprintf(file, sizeof(file), "%s/data.mdb", incoming);
+    peer_addresses(r, addresses, sizeof(addresses));
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    LOG_INFO("catch_up", "replica=%" PRIu64 " applied=%" PRIu64 " need=%" PRIu64 " from=%s",
+             r->opts.id, st.applied_index, min_index, addresses[0] ? addresses : "(none)");
+    if (addresses[0] == '\0')
+        return TALLY_ECONFIG;
+    uint64_t t0 = wall_ms();
+    int rc = ledger_remove(incoming);
+    if (rc == 0 && mkdir(incoming, 0755) != 0)
+        rc = -errno;
+    struct tally_client *c = NULL;
+    struct tally_client_options co = {.addresses = addresses, .timeout_ms = REPLICA_CATCH_UP_MS,
+                                      .defer_register = true, .label = "catch-up"};
+    if (rc == 0)
+        rc = tally_client_open(&c, &co);
+    uint64_t applied = 0;
+    if (rc == 0)
+        rc = tally_client_ledger_copy(c, file, min_index, &applied, REPLICA_CATCH_UP_MS);
+    tally_client_close(c);
+    if (rc != 0) {
+        (void)ledger_remove(incoming);
+        return rc;
+    }
+    struct stat fs;
+    uint64_t bytes = stat(file, &fs) == 0 ? (uint64_t)fs.st_size : 0;
+    /* The swap. A copy this replica is making for someone else reads the old engine: wait. */
+    copies_wait(r->copies);
+    engine_close(r->engine);
+    r->engine = NULL;
+    if (rename(ledger, old) != 0 || rename(incoming, ledger) != 0 || fsync_dir(r->opts.dir) != 0)
+        return -errno; /* the caller stops; the next start undoes a half-done swap */
+    if ((rc = engine_open(&r->engine, ledger, NULL)) != 0)
+        return rc;
+    engine_status(r->engine, &st);
+    if (st.applied_index < min_index)
+        return TALLY_ESTALE; /* cannot be: the copy said it held min_index */
+    (void)ledger_remove(old);
+    LOG_INFO("catch_up_done",
+             "replica=%" PRIu64 " applied=%" PRIu64 " entries=%" PRIu64 " bytes=%" PRIu64
+             " ms=%" PRIu64,
+             r->opts.id, st.applied_index, st.entries, bytes, wall_ms() - t0);
+    return 0;
+}
+
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct replica *r = fsm->data;
     struct snapshot s;
-    if (buf->len != sizeof(s)) {
-        raft_free(buf->base);
-        return RAFT_CORRUPT;
-    }
+    if (buf->len != sizeof(s))
+        return RAFT_CORRUPT; /* on failure the buffer stays libraft's */
     memcpy(&s, buf->base, sizeof(s));
-    raft_free(buf->base);
     struct engine_status st;
     engine_status(r->engine, &st);
-    if (st.applied_index >= s.applied_index)
-        return 0; /* the ledger already has everything the snapshot stands for */
-    LOG_ERROR("catch_up_needed",
-              "replica=%" PRIu64 " applied=%" PRIu64 " snapshot=%" PRIu64
-              " next=\"this replica is behind the cluster's log: stop it, copy a peer's data "
-              "directory (docs/OPERATIONS.md), start it again\"",
-              r->opts.id, st.applied_index, s.applied_index);
-    abort();
+    if (st.applied_index < s.applied_index) {
+        int rc = catch_up(r, s.applied_index);
+        if (rc != 0) {
+            /* Failing the restore would leave libraft's log and state machine apart: stop, and
+             * let the next start (which restores the same snapshot) try again. */
+            LOG_ERROR("catch_up_failed",
+                      "replica=%" PRIu64 " snapshot=%" PRIu64 " error=\"%s\" next=\"start the "
+                      "replica again once a peer that has applied the snapshot index is up "
+                      "(docs/OPERATIONS.md)\"",
+                      r->opts.id, s.applied_index, tally_strerror(rc));
+            abort();
+        }
+    }
+    raft_free(buf->base);
+    return 0;
 }
 
 /* ---- proposals ------------------------------------------------------------------------------ */
@@ -391,8 +519,9 @@ static int raft_setup(struct replica *r, const char *raft_dir)
         return TALLY_ECONFIG;
     raft_set_election_timeout(&r->raft, r->opts.election_timeout_ms);
     raft_set_heartbeat_timeout(&r->raft, r->opts.heartbeat_ms);
-    raft_set_snapshot_threshold(&r->raft, REPLICA_SNAPSHOT_THRESHOLD);
-    raft_set_snapshot_trailing(&r->raft, REPLICA_SNAPSHOT_TRAILING);
+    raft_set_snapshot_threshold(&r->raft, r->opts.snapshot_threshold);
+    raft_set_snapshot_trailing(&r->raft, r->opts.snapshot_trailing);
+    raft_set_install_snapshot_timeout(&r->raft, REPLICA_INSTALL_SNAPSHOT_MS);
     raft_set_pre_vote(&r->raft, true);
     struct raft_configuration conf;
     raft_configuration_init(&conf);
@@ -429,16 +558,24 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
         r->opts.heartbeat_ms = 100;
     if (r->opts.tick_ms == 0)
         r->opts.tick_ms = 1000;
+    if (r->opts.snapshot_threshold == 0)
+        r->opts.snapshot_threshold = REPLICA_SNAPSHOT_THRESHOLD;
+    if (r->opts.snapshot_trailing == 0)
+        r->opts.snapshot_trailing = REPLICA_SNAPSHOT_TRAILING;
     char ledger[512], raft_dir[512];
     snprintf(ledger, sizeof(ledger), "%s/ledger", opts->dir);
     snprintf(raft_dir, sizeof(raft_dir), "%s/raft", opts->dir);
     int rc = make_dir(opts->dir);
     if (rc == 0)
-        rc = make_dir(ledger);
-    if (rc == 0)
         rc = make_dir(raft_dir);
     if (rc == 0)
         rc = slots_alloc(r);
+    if (rc == 0)
+        rc = ledger_tidy(r);
+    if (rc == 0)
+        rc = make_dir(ledger);
+    if (rc == 0)
+        rc = copies_init(&r->copies, loop, opts->dir);
     if (rc == 0)
         rc = engine_open(&r->engine, ledger, NULL);
     if (rc == 0)
@@ -509,11 +646,23 @@ void replica_status(const struct replica *r, struct tally_wire_replica_status *o
         (void)tally_wire_address_set(out->leader_address, leader_address);
 }
 
+uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_request *q,
+                              uint8_t *body, uint32_t *size)
+{
+    *size = 0;
+    if (r->copies == NULL || r->engine == NULL)
+        return TALLY_WIRE_BUSY; /* stopping */
+    return copies_serve(r->copies, r->engine, q, body, size);
+}
+
 static void raft_closed(struct raft *raft)
 {
     struct replica *r = raft->data;
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
+    copies_wait(r->copies); /* a copy being made reads the engine */
+    copies_close(r->copies);
+    r->copies = NULL;
     engine_close(r->engine);
     r->engine = NULL;
     LOG_INFO("stopped", "replica=%" PRIu64, r->opts.id);

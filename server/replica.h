@@ -21,11 +21,18 @@
  * though their entry may still commit: only the sessions' reply cache makes the client's retry
  * safe.
  *
- * Snapshots: a Raft snapshot carries only the applied index and the digest, after engine_sync,
- * so the log before it can be dropped; the ledger itself is the LMDB file. A replica that falls
- * behind the leader's log start cannot be restored from such a snapshot and stops with a clear
- * message (copy a peer's data directory: docs/OPERATIONS.md). The log is kept long
- * (REPLICA_SNAPSHOT_TRAILING entries) so that this is rare.
+ * Snapshots and catch-up: a Raft snapshot carries only the applied index and the digest, taken
+ * after engine_sync, so the log before it can be dropped; the ledger itself is the LMDB file,
+ * which may be far larger than memory. When libraft restores such a snapshot on a replica whose
+ * ledger is behind it (the replica fell behind the leader's log start, or its data directory was
+ * wiped), the replica fetches a whole ledger copy from a peer (the LEDGER operation: leader
+ * first, then the others; server/copies.h serves it), checks its XXH3-128, swaps it in for its
+ * own ledger (ledger.incoming -> ledger, the old one kept as ledger.old until the new one opens;
+ * a crash in between is rolled back at the next start), and goes on from the copy's applied index
+ * (which may be past the snapshot's: the entries in between are skipped as already applied).
+ * The loop is blocked meanwhile (the replica is behind anyway; pre-vote keeps it from disturbing
+ * the others). If no peer can give a copy within REPLICA_CATCH_UP_MS, the replica stops with a
+ * clear message, and its next start tries again (libraft restores the snapshot at start).
  */
 #ifndef TALLY_SERVER_REPLICA_H
 #define TALLY_SERVER_REPLICA_H
@@ -43,8 +50,20 @@
  * beyond those in flight. The replica itself queues only the open entry (one entry's worth of
  * postings) and answers BUSY beyond it. */
 #define REPLICA_QUEUE_MAX (4u * TALLY_BATCH_MAX)
+/* Defaults of replica_options.snapshot_threshold / snapshot_trailing: a snapshot every 1,024
+ * entries, keeping 8,192 entries of log behind it, so a replica that was away for less than
+ * that catches up from the log, not from a copy. */
 #define REPLICA_SNAPSHOT_THRESHOLD 1024u
 #define REPLICA_SNAPSHOT_TRAILING 8192u
+/* A leader that sent a Raft snapshot waits this long for the follower's answer before it sends
+ * again (libraft's default, 30 s, leaves a follower that was down when the snapshot went out
+ * idle that long). Our snapshots are 40 bytes; what takes time is the catch-up the follower does
+ * inside restore, and a snapshot sent again meanwhile is answered at once afterwards (the ledger
+ * has it already). */
+#define REPLICA_INSTALL_SNAPSHOT_MS 5000u
+/* How long a catch-up may take, copy included: ten minutes (a 100 GiB ledger over a 1 Gbit/s
+ * link would not make it: raise it with the ledger). */
+#define REPLICA_CATCH_UP_MS 600000u
 
 struct replica_peer {
     uint64_t id;
@@ -69,6 +88,8 @@ struct replica_options {
     unsigned election_timeout_ms; /* 0: 1000 */
     unsigned heartbeat_ms;        /* 0: 100 */
     unsigned tick_ms;             /* idle leader tick; 0: 1000 */
+    unsigned snapshot_threshold;  /* 0: REPLICA_SNAPSHOT_THRESHOLD */
+    unsigned snapshot_trailing;   /* 0: REPLICA_SNAPSHOT_TRAILING */
     replica_done_cb done;
 };
 
@@ -85,6 +106,11 @@ bool replica_ready(const struct replica *r);
 void replica_leader(const struct replica *r, uint64_t *id, const char **client_address);
 struct engine *replica_engine(struct replica *r);
 void replica_status(const struct replica *r, struct tally_wire_replica_status *out);
+
+/* Answer a LEDGER request (copies_serve on this replica's ledger): the status, and the body in
+ * `body` (TALLY_WIRE_BODY_MAX bytes), its size in *size. */
+uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_request *q,
+                              uint8_t *body, uint32_t *size);
 
 /* Stop: hand leadership to another voter if this one leads, then close Raft and the engine;
  * `done` runs when everything is closed. */

@@ -4,6 +4,10 @@
  *   - every replica reports the same digest at the same applied index;
  *   - a follower killed with SIGKILL while postings continue catches up after a restart;
  *   - a follower whose data directory was deleted rejoins and catches up;
+ *   - a follower behind the leader's log start (the log compacted past it: the replicas run with
+ *     small snapshot settings) catches up from a peer's ledger copy, killed or wiped alike;
+ *   - LEDGER: a whole copy fetched over the network opens and verifies; bad requests for chunks
+ *     (unknown copy, an index no replica has, an offset past the end) get their statuses;
  *   - the whole cluster stopped and restarted keeps every acknowledged posting;
  *   - a retried request (same session and request number) and a re-posted posting id (new
  *     request) each take effect once, seen in the balances;
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,8 +96,9 @@ static void replica_start(unsigned i)
             dup2(fd, 1);
         }
         execl(tallyd, tallyd, "--id", id, "--dir", dir, "--io", io, "--election-timeout", "300",
-              "--heartbeat", "50", "--tick", "200", "--peer", peers[0], "--peer", peers[1],
-              "--peer", peers[2], (char *)NULL);
+              "--heartbeat", "50", "--tick", "200", "--snapshot-threshold", "64",
+              "--snapshot-trailing", "32", "--peer", peers[0], "--peer", peers[1], "--peer",
+              peers[2], (char *)NULL);
         _exit(127);
     }
     cl.pid[i] = pid;
@@ -278,6 +284,21 @@ static const char *leader_address(struct tally_client *c)
     return NULL;
 }
 
+/* Mark the start of a test in every replica's log (their logs are kept on failure with
+ * TALLY_TEST_KEEP=1). */
+static void mark_logs(const char *test)
+{
+    for (unsigned i = 1; i <= N; i++) {
+        char path[160];
+        snprintf(path, sizeof(path), "%s/r%u.log", cl.dir, i);
+        FILE *f = fopen(path, "a");
+        if (f != NULL) {
+            fprintf(f, "---- test %s (replica %u: pid %d)\n", test, i, (int)cl.pid[i]);
+            fclose(f);
+        }
+    }
+}
+
 /* ---- the tests ---------------------------------------------------------------------------------- */
 
 static struct tally_client *admin;
@@ -339,13 +360,17 @@ static int group_teardown(void **state)
         if (audit_verify(ledger, &rep) != 0 || !rep.ok)
             fail_msg("tally-audit verify of replica %u: %s", i, rep.what);
     }
-    tmpdir_remove(cl.dir);
+    if (getenv("TALLY_TEST_KEEP") == NULL)
+        tmpdir_remove(cl.dir);
+    else
+        fprintf(stderr, "kept %s\n", cl.dir);
     return 0;
 }
 
 static void test_postings_through_a_follower_are_redirected_to_the_leader(void **state)
 {
     (void)state;
+    mark_logs(__func__);
     const char *leader = leader_address(admin);
     const char *follower = strcmp(leader, cl.client_addr[1]) == 0 ? cl.client_addr[2]
                                                                    : cl.client_addr[1];
@@ -361,6 +386,7 @@ static void test_postings_through_a_follower_are_redirected_to_the_leader(void *
 static void test_retried_request_and_reposted_id_take_effect_once(void **state)
 {
     (void)state;
+    mark_logs(__func__);
     int fd = raw_connect(leader_address(admin));
     uint8_t id[16];
     for (int i = 0; i < 16; i++)
@@ -417,6 +443,7 @@ static int bad_frame_outcome(const char *address, const void *bytes, size_t n)
 static void test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_on(void **state)
 {
     (void)state;
+    mark_logs(__func__);
     const char *a = cl.client_addr[1];
     struct tally_wire_header h;
     tally_wire_header_init(&h, TALLY_WIRE_OP_STATUS, NULL, 1);
@@ -473,6 +500,7 @@ static uint32_t follower_index(void)
 static void test_killed_follower_catches_up_after_restart(void **state)
 {
     (void)state;
+    mark_logs(__func__);
     unsigned f = follower_index();
     replica_stop(f, SIGKILL);
     int64_t before = available(admin, 3);
@@ -490,6 +518,7 @@ static void test_killed_follower_catches_up_after_restart(void **state)
 static void test_follower_with_deleted_data_rejoins(void **state)
 {
     (void)state;
+    mark_logs(__func__);
     unsigned f = follower_index();
     replica_stop(f, SIGTERM);
     char cmd[200];
@@ -501,9 +530,131 @@ static void test_follower_with_deleted_data_rejoins(void **state)
     wait_converged(admin, 20000);
 }
 
+/* How many times replica i logged `event`. */
+static unsigned log_count(unsigned i, const char *event)
+{
+    char path[160], line[1024], want[64];
+    snprintf(path, sizeof(path), "%s/r%u.log", cl.dir, i);
+    snprintf(want, sizeof(want), "event=%s ", event);
+    FILE *f = fopen(path, "r");
+    unsigned n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, want) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+/* Post `entries` separate requests (each its own Raft entry: one request in flight), so the
+ * leader's log runs past its snapshot threshold and trailing length. */
+static void post_entries(uint64_t member, unsigned entries)
+{
+    for (unsigned k = 0; k < entries; k++) {
+        struct tally_posting p = accrue(member, 1);
+        post_ok(admin, &p, 1);
+    }
+}
+
+static void test_follower_behind_the_log_start_catches_up_from_a_copy(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    unsigned f = follower_index();
+    unsigned before_done = log_count(f, "catch_up_done");
+    replica_stop(f, SIGKILL);
+    int64_t before = available(admin, 2);
+    post_entries(2, 200); /* > 64 + 32: the log now starts after the follower's applied index */
+    replica_start(f);
+    wait_converged(admin, 30000);
+    assert_int_equal(available(admin, 2), before + 200);
+    assert_true(log_count(f, "catch_up_done") > before_done); /* once, or again for a newer snapshot */
+    assert_int_equal(log_count(f, "catch_up_failed"), 0);
+}
+
+static void test_wiped_follower_behind_the_log_start_catches_up_from_a_copy(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    unsigned f = follower_index();
+    unsigned before_done = log_count(f, "catch_up_done");
+    replica_stop(f, SIGTERM);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/r%u'", cl.dir, f);
+    assert_int_equal(system(cmd), 0);
+    post_entries(1, 120);
+    replica_start(f);
+    wait_converged(admin, 30000);
+    assert_true(log_count(f, "catch_up_done") > before_done); /* once, or again for a newer snapshot */
+    /* Then it serves like the others: postings go on, all converge. */
+    post_entries(3, 10);
+    wait_converged(admin, 20000);
+}
+
+static void test_ledger_copy_over_the_network_opens_and_verifies(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    char dir[160], path[200];
+    snprintf(dir, sizeof(dir), "%s/backup", cl.dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    struct engine_status live;
+    uint64_t applied = 0;
+    int rc = tally_client_ledger_copy(admin, path, 5, &applied, 30000);
+    if (rc != 0)
+        fail_msg("tally_client_ledger_copy: %d %s", rc, tally_strerror(rc));
+    assert_true(applied >= 5);
+    struct engine *e;
+    assert_int_equal(engine_open(&e, dir, NULL), 0);
+    engine_status(e, &live);
+    assert_true(live.applied_index >= applied);
+    struct tally_account a;
+    assert_int_equal(engine_account(e, 1, 3, &a), 0);
+    engine_close(e);
+    struct audit_report rep;
+    memset(&rep, 0, sizeof(rep));
+    if (audit_verify(dir, &rep) != 0 || !rep.ok)
+        fail_msg("tally-audit verify of the copy: %s", rep.what);
+
+    /* An index no replica has applied: every replica says STALE. */
+    rc = tally_client_ledger_copy(admin, path, UINT64_MAX / 2, &applied, 10000);
+    assert_int_equal(rc, TALLY_ESTALE);
+
+    /* Raw chunks: an unknown copy, an offset past the end of a real copy. */
+    int fd = raw_connect(cl.client_addr[1]);
+    static uint8_t out[TALLY_WIRE_BODY_MAX];
+    uint8_t id[16] = {0};
+    struct tally_wire_ledger_request q = {.copy_id = 12345, .offset = 0, .max = 4096};
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_LEDGER, id, 1, &q, sizeof(q), out, sizeof(out)),
+                     TALLY_WIRE_NOT_FOUND);
+    q.copy_id = 0;
+    uint16_t st = TALLY_WIRE_BUSY;
+    for (int tries = 0; tries < 200 && st == TALLY_WIRE_BUSY; tries++) {
+        st = raw_call(fd, TALLY_WIRE_OP_LEDGER, id, 2, &q, sizeof(q), out, sizeof(out));
+        if (st == TALLY_WIRE_BUSY)
+            usleep(20000);
+    }
+    assert_int_equal(st, TALLY_WIRE_OK);
+    struct tally_wire_ledger_chunk ch;
+    memcpy(&ch, out, sizeof(ch));
+    assert_true(ch.copy_id != 0 && ch.size > 4096 && ch.count == 4096);
+    q.copy_id = ch.copy_id;
+    q.offset = ch.size + 1;
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_LEDGER, id, 3, &q, sizeof(q), out, sizeof(out)),
+                     TALLY_WIRE_BAD_REQUEST);
+    q.offset = ch.size - 10; /* the tail: fewer bytes than asked */
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_LEDGER, id, 4, &q, sizeof(q), out, sizeof(out)),
+                     TALLY_WIRE_OK);
+    memcpy(&ch, out, sizeof(ch));
+    assert_int_equal(ch.count, 10);
+    close(fd);
+    assert_serving(cl.client_addr[1]);
+}
+
 static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **state)
 {
     (void)state;
+    mark_logs(__func__);
     int64_t b[4];
     for (unsigned m = 1; m <= 3; m++)
         b[m] = available(admin, m);
@@ -531,6 +682,9 @@ int main(void)
         cmocka_unit_test(test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_on),
         cmocka_unit_test(test_killed_follower_catches_up_after_restart),
         cmocka_unit_test(test_follower_with_deleted_data_rejoins),
+        cmocka_unit_test(test_follower_behind_the_log_start_catches_up_from_a_copy),
+        cmocka_unit_test(test_wiped_follower_behind_the_log_start_catches_up_from_a_copy),
+        cmocka_unit_test(test_ledger_copy_over_the_network_opens_and_verifies),
         cmocka_unit_test(test_whole_cluster_restart_keeps_every_acknowledged_posting),
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);

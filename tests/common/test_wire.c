@@ -483,6 +483,7 @@ static const struct {
     {TALLY_WIRE_OP_ENTRY, 16, 176, 32, 1024},
     {TALLY_WIRE_OP_POSTING, 16, 32, 0, 0},
     {TALLY_WIRE_OP_HOLD, 16, 56, 0, 0},
+    {TALLY_WIRE_OP_LEDGER, 32, 64, 1, 512 * 1024},
 };
 
 static void test_every_op_has_its_documented_body_sizes(void **state)
@@ -507,7 +508,8 @@ static void test_every_op_has_its_documented_body_sizes(void **state)
         }
         uint32_t max = shapes[i].reply_max;
         assert_fault(size_verdict(op, r, 0, fx + it), TALLY_WIRE_FAULT_NONE);
-        assert_fault(size_verdict(op, r, 0, fx + it + 1), TALLY_WIRE_FAULT_BAD_BODY_SIZE);
+        if (it > 1) /* with 1-byte items (LEDGER's data) every size is whole items */
+            assert_fault(size_verdict(op, r, 0, fx + it + 1), TALLY_WIRE_FAULT_BAD_BODY_SIZE);
         assert_fault(size_verdict(op, r, 0, fx + max * it), TALLY_WIRE_FAULT_NONE);
         assert_fault(size_verdict(op, r, 0, fx + (max + 1) * it),
                      TALLY_WIRE_FAULT_TOO_MANY_ITEMS);
@@ -627,6 +629,26 @@ static void test_request_field_rules(void **state)
     assert_fault(judge_request(TALLY_WIRE_OP_POSTING, NULL, 0, 0, 0, &id, 16), NONE);
     assert_fault(judge_request(TALLY_WIRE_OP_HOLD, NULL, 0, 0, 0, &id, 16), NONE);
 
+    /* LEDGER: a chunk size within the limit; a new copy (id 0) starts at offset 0. */
+    struct tally_wire_ledger_request lq = {.copy_id = 0, .offset = 0, .min_index = 7, .max = 1};
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), NONE);
+    lq.max = TALLY_WIRE_LEDGER_CHUNK_MAX;
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), NONE);
+    lq.max = TALLY_WIRE_LEDGER_CHUNK_MAX + 1;
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), BAD);
+    lq.max = 0;
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), BAD);
+    lq.max = 4096;
+    lq.offset = 4096;
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), BAD);
+    lq.copy_id = 3;
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), NONE);
+    lq.reserved = 1;
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 0, &lq, 32), BAD);
+    lq.reserved = 0; /* a replica operation: no index, no STALE_OK */
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, 0, 5, &lq, 32), BAD);
+    assert_fault(judge_request(TALLY_WIRE_OP_LEDGER, NULL, 0, stale, 0, &lq, 32), BAD);
+
     assert_int_equal(tally_wire_fault_status(BAD), TALLY_WIRE_BAD_REQUEST);
     assert_false(tally_wire_fault_closes(BAD));
 }
@@ -701,6 +723,31 @@ static void test_reply_field_rules(void **state)
     assert_fault(judge_reply(TALLY_WIRE_OP_STATUS, OK, &st, sizeof(st)), NONE);
     st.leader_address[5] = 'x'; /* text after the NUL */
     assert_fault(judge_reply(TALLY_WIRE_OP_STATUS, OK, &st, sizeof(st)), BAD);
+
+    /* LEDGER: count is the data after the 64 bytes, and the data lies within the copy. */
+    uint8_t lbody[64 + 100];
+    memset(lbody, 0xab, sizeof(lbody));
+    struct tally_wire_ledger_chunk ch = {.copy_id = 5, .size = 1000, .offset = 900,
+                                         .applied_index = 12, .count = 100};
+    memcpy(lbody, &ch, sizeof(ch));
+    assert_fault(judge_reply(TALLY_WIRE_OP_LEDGER, OK, lbody, sizeof(lbody)), NONE);
+    assert_fault(judge_reply(TALLY_WIRE_OP_LEDGER, OK, lbody, 64 + 99), BAD);
+    ch.offset = 901; /* past the end of the copy */
+    memcpy(lbody, &ch, sizeof(ch));
+    assert_fault(judge_reply(TALLY_WIRE_OP_LEDGER, OK, lbody, sizeof(lbody)), BAD);
+    ch.offset = 900;
+    ch.copy_id = 0;
+    memcpy(lbody, &ch, sizeof(ch));
+    assert_fault(judge_reply(TALLY_WIRE_OP_LEDGER, OK, lbody, sizeof(lbody)), BAD);
+    ch.copy_id = 5;
+    ch.reserved[11] = 1;
+    memcpy(lbody, &ch, sizeof(ch));
+    assert_fault(judge_reply(TALLY_WIRE_OP_LEDGER, OK, lbody, sizeof(lbody)), BAD);
+    ch.reserved[11] = 0;
+    ch.count = 0; /* an empty chunk at the very end */
+    ch.offset = 1000;
+    memcpy(lbody, &ch, sizeof(ch));
+    assert_fault(judge_reply(TALLY_WIRE_OP_LEDGER, OK, lbody, 64), NONE);
 }
 
 static void test_address_field(void **state)
