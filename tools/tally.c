@@ -2285,6 +2285,45 @@ static int cluster_status(struct cli *c)
     return exit_code;
 }
 
+/* A copy of a replica's whole ledger, over the network, into DIR/data.mdb (a backup, or the
+ * manual way to seed a replica): the LEDGER operation, checked end to end (XXH3-128). */
+static int run_ledger_copy(struct cli *c, const struct args *a)
+{
+    if (c->cluster == NULL)
+        return usage_error(c, "needs --cluster (a local ledger is copied with mdb_copy DIR DEST)");
+    if (a->positional_count != 1)
+        return usage_error(c, "name one DIR to copy into");
+    uint64_t min_index = 0;
+    const char *mi = arg_get(a, "min-index");
+    int rc = mi != NULL ? parse_u64_max(c, "min-index", mi, UINT64_MAX, &min_index) : 0;
+    if (rc != 0)
+        return rc;
+    const char *dir = a->positional[0];
+    char path[PATH_MAX];
+    if (make_dirs(dir) != 0 || (size_t)snprintf(path, sizeof(path), "%s/data.mdb", dir) >=
+                                   sizeof(path))
+        return fail(c, CLI_EXIT_DATA, "DATA", "cannot make %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(path, &st) == 0)
+        return fail(c, CLI_EXIT_DATA, "DATA", "%s exists: copy into an empty directory", path);
+    if ((rc = cli_open(c, false)) != 0)
+        return rc;
+    uint64_t applied = 0;
+    /* A large ledger takes a while: ten minutes unless --deadline says otherwise. */
+    rc = tally_client_ledger_copy(c->client, path, min_index, &applied,
+                                  c->deadline_ms != 0 ? c->deadline_ms : 600000);
+    if (rc != 0) {
+        (void)unlink(path);
+        return fail(c, CLI_EXIT_DATA, "CLUSTER", "no copy from %s: %s", c->cluster,
+                    tally_strerror(rc));
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "data", path);
+    cli_json_add_u64(o, "bytes", stat(path, &st) == 0 ? (uint64_t)st.st_size : 0);
+    cli_json_add_u64(o, "applied_index_at_least", applied);
+    return output(c, o);
+}
+
 static int run_program_show(struct cli *c, const struct args *a)
 {
     uint32_t program;
@@ -2494,6 +2533,12 @@ static const struct command commands[] = {
      "a hold, by the id of its hold posting: status, captured, timeout", NULL},
     {"status", GROUP_QUERY, 0, run_status, 0, "", "",
      "applied index, entries, hash chain head and state digest", NULL},
+    {"ledger-copy", GROUP_OTHER, 0, run_ledger_copy, 1, "DIR [--min-index N]", "min-index",
+     "(--cluster only) a consistent copy of a replica's whole ledger into DIR/data.mdb",
+     "  The first replica that answers makes the copy (while it goes on serving) and sends it\n"
+     "  in chunks; the file is checked against the copy's XXH3-128 before the command ends.\n"
+     "  DIR/data.mdb must not exist. The copy is a ledger: tally --data DIR, tally-audit.\n"
+     "  --min-index N       only from a replica that has applied index N\n"},
 };
 static const size_t commands_count = COUNT_OF(commands);
 

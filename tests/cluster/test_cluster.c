@@ -616,6 +616,16 @@ static void test_ledger_copy_over_the_network_opens_and_verifies(void **state)
     if (audit_verify(dir, &rep) != 0 || !rep.ok)
         fail_msg("tally-audit verify of the copy: %s", rep.what);
 
+    /* The same through the CLI, then the auditor on what it wrote. */
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "%s/tally --cluster %s ledger-copy %s/cli-backup >/dev/null && "
+             "%s/tally-audit verify %s/cli-backup >/dev/null",
+             build_dir(), cl.clients, cl.dir, build_dir(), cl.dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "%s/tally --cluster %s ledger-copy %s/cli-backup 2>/dev/null",
+             build_dir(), cl.clients, cl.dir);
+    assert_int_not_equal(system(cmd), 0); /* never over an existing ledger */
+
     /* An index no replica has applied: every replica says STALE. */
     rc = tally_client_ledger_copy(admin, path, UINT64_MAX / 2, &applied, 10000);
     assert_int_equal(rc, TALLY_ESTALE);
