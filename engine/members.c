@@ -20,12 +20,23 @@
  * Images grow with a member's lots; their buffers are allocated with the member and grown by
  * doubling (bounded by STORE_MEMBER_MAX), the one allocation on the apply path, amortised to
  * almost never.
+ *
+ * Memory: a member lookup is a few dependent loads at random addresses in hundreds of MiB (bucket
+ * head, slot, image), and with 4 KiB pages each of them also misses the TLB. So the slot and
+ * bucket arrays, and the images, live in memory the kernel may back with 2 MiB pages
+ * (madvise(MADV_HUGEPAGE): transparent huge pages, where the system allows them). Images come
+ * from a process-wide heap of power-of-two size classes carved from 64 MiB regions; a freed image
+ * goes to its class's free list for the next image of that size, and the regions are never
+ * returned to the system (the cache's memory is bounded by its capacity anyway). Measured in
+ * docs/BENCHMARKS.md. Under AddressSanitizer images come from malloc, so that an overrun is caught.
  */
 #include "members.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hash.h"
 #include "internal.h"
@@ -44,6 +55,100 @@ struct undo {
     uint32_t reserved;
 };
 
+/* ---- memory ----------------------------------------------------------------------------------- */
+
+/* Zeroed memory for a large array, backed by huge pages where the system allows. */
+static void *big_zalloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, size, MADV_HUGEPAGE); /* a hint: EINVAL where THP is not built in */
+    return p;
+}
+
+static void big_free(void *p, size_t size)
+{
+    if (p != NULL)
+        munmap(p, size);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MEMBERS_BLOB_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEMBERS_BLOB_MALLOC 1
+#endif
+#endif
+
+#define BLOB_MIN_SHIFT 9u                   /* 512 bytes: an account and four lots */
+#define BLOB_CLASSES 10u                    /* 512 B .. 256 KiB */
+#define BLOB_REGION ((size_t)64 << 20)
+_Static_assert(((size_t)1 << (BLOB_MIN_SHIFT + BLOB_CLASSES - 1)) >= STORE_MEMBER_MAX,
+               "the largest class holds the largest image");
+
+static struct {
+    pthread_mutex_t lock;
+    uint8_t *next; /* the unused rest of the newest region */
+    size_t left;
+    void *free[BLOB_CLASSES]; /* a freed image holds the next one's address in its first bytes */
+} blob_heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static unsigned blob_class(uint32_t cap)
+{
+    unsigned k = 0;
+    while (((uint32_t)1 << (BLOB_MIN_SHIFT + k)) < cap)
+        k++;
+    return k;
+}
+
+static void blob_free(void *b, uint32_t cap)
+{
+    if (b == NULL)
+        return;
+#ifdef MEMBERS_BLOB_MALLOC
+    (void)cap;
+    free(b);
+#else
+    unsigned k = blob_class(cap);
+    pthread_mutex_lock(&blob_heap.lock);
+    memcpy(b, &blob_heap.free[k], sizeof(void *));
+    blob_heap.free[k] = b;
+    pthread_mutex_unlock(&blob_heap.lock);
+#endif
+}
+
+/* A buffer of cap bytes, a power of two from 512 on. */
+static uint8_t *blob_alloc(uint32_t cap)
+{
+#ifdef MEMBERS_BLOB_MALLOC
+    return malloc(cap);
+#else
+    unsigned k = blob_class(cap);
+    uint8_t *b = NULL;
+    pthread_mutex_lock(&blob_heap.lock);
+    if (blob_heap.free[k] != NULL) {
+        b = blob_heap.free[k];
+        memcpy(&blob_heap.free[k], b, sizeof(void *));
+    } else {
+        if (blob_heap.left < cap) { /* the rest of the old region stays unused: at most 256 KiB */
+            uint8_t *r = big_zalloc(BLOB_REGION);
+            if (r != NULL) {
+                blob_heap.next = r;
+                blob_heap.left = BLOB_REGION;
+            }
+        }
+        if (blob_heap.left >= cap) {
+            b = blob_heap.next;
+            blob_heap.next += cap;
+            blob_heap.left -= cap;
+        }
+    }
+    pthread_mutex_unlock(&blob_heap.lock);
+    return b;
+#endif
+}
+
 static uint32_t bucket_of(const struct members *c, uint64_t slot)
 {
     return (uint32_t)(slot >> c->shift);
@@ -61,8 +166,8 @@ int members_init(struct members *c, uint32_t capacity)
     c->capacity = capacity;
     c->buckets = buckets;
     c->shift = 64 - bits;
-    c->slots = calloc(capacity, sizeof(*c->slots));
-    c->heads = calloc(buckets, sizeof(*c->heads));
+    c->slots = big_zalloc(capacity * sizeof(*c->slots));
+    c->heads = big_zalloc(buckets * sizeof(*c->heads));
     c->changed = malloc(capacity * sizeof(*c->changed));
     c->written = malloc(capacity * sizeof(*c->written));
     c->rollback_scratch = malloc(capacity * sizeof(size_t));
@@ -76,10 +181,10 @@ void members_deinit(struct members *c)
 {
     if (c->slots != NULL) {
         for (uint32_t i = 0; i < c->high_water; i++)
-            free(c->slots[i].blob);
+            blob_free(c->slots[i].blob, c->slots[i].cap);
     }
-    free(c->slots);
-    free(c->heads);
+    big_free(c->slots, c->capacity * sizeof(*c->slots));
+    big_free(c->heads, c->buckets * sizeof(*c->heads));
     free(c->changed);
     free(c->written);
     free(c->undo);
@@ -120,12 +225,15 @@ static int reserve(struct member *m, uint32_t size)
         return 0;
     if (size > STORE_MEMBER_MAX)
         return TALLY_ECORRUPT;
-    uint32_t cap = m->cap ? m->cap : 512;
+    uint32_t cap = m->cap ? m->cap : (uint32_t)1 << BLOB_MIN_SHIFT;
     while (cap < size)
         cap *= 2;
-    uint8_t *b = realloc(m->blob, cap);
+    uint8_t *b = blob_alloc(cap);
     if (b == NULL)
         return -ENOMEM;
+    if (m->blob != NULL)
+        memcpy(b, m->blob, m->size);
+    blob_free(m->blob, m->cap);
     m->blob = b;
     m->cap = cap;
     return 0;
