@@ -101,6 +101,7 @@ struct bench_options {
     bool generate_only; /* measure the workload generator alone: no engine */
     uint64_t seed;
     uint64_t map_bytes; /* 0: sized from members and postings */
+    uint64_t turn_entries; /* 0: ENGINE_TURN_ENTRIES */
     uint32_t run_seconds_max;
     uint32_t postings_per_hour;
 };
@@ -406,6 +407,8 @@ static void usage(FILE *f)
             "                   simulated time, postings, OK, entries made, apply ms)\n"
             "  --seed S         workload seed (default 1)\n"
             "  --map-mib M      initial LMDB map size in MiB (default: sized to avoid growth)\n"
+            "  --turn-entries N entries per write-back turn of the member cache (default: the\n"
+            "                   engine's, ENGINE_TURN_ENTRIES)\n"
             "  --run-seconds S  stop a run after S seconds of wall time (default %u)\n"
             "  --per-hour N     postings per simulated hour (default %u)\n"
             "  --generate-only  run the workload generator alone (no engine): its speed, mix\n"
@@ -446,6 +449,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         O_BATCHES_FILE,
         O_SEED,
         O_MAP,
+        O_TURN,
         O_RUN_SECONDS,
         O_PER_HOUR,
         O_GENERATE_ONLY,
@@ -464,6 +468,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         {"batches-csv", required_argument, NULL, O_BATCHES_FILE},
         {"seed", required_argument, NULL, O_SEED},
         {"map-mib", required_argument, NULL, O_MAP},
+        {"turn-entries", required_argument, NULL, O_TURN},
         {"run-seconds", required_argument, NULL, O_RUN_SECONDS},
         {"per-hour", required_argument, NULL, O_PER_HOUR},
         {"generate-only", no_argument, NULL, O_GENERATE_ONLY},
@@ -522,6 +527,9 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         case O_MAP:
             ok = parse_u64(optarg, 1, BENCH_MAP_MAX >> 20, &v);
             o->map_bytes = v << 20;
+            break;
+        case O_TURN:
+            ok = parse_u64(optarg, 1, UINT64_MAX, &o->turn_entries);
             break;
         case O_RUN_SECONDS:
             ok = parse_u64(optarg, 1, 86400, &v);
@@ -595,6 +603,7 @@ static int open_ledger(struct bench *b)
     engine_options_default(&eo);
     eo.map_size = (size_t)map_bytes_for(&b->opts);
     eo.sync = b->opts.sync;
+    eo.turn_entries = b->opts.turn_entries; /* 0: the engine's default */
     int rc = engine_open(&b->engine, b->dir, &eo);
     if (rc != 0) {
         fprintf(stderr, "tally-bench-engine: cannot open a ledger in %s: %s\n", b->dir,
