@@ -33,7 +33,8 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         libraft-dev:/usr/include/raft.h
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c
+COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c \
+              common/hash_long_avx2.c
 ENGINE_SRC := $(wildcard engine/*.c)
 TOOLS_LIB_SRC := tools/cli_common.c
 ENGINE_LIB := $(BUILD)/libtally_engine.a
@@ -69,6 +70,12 @@ $(DEPS_STAMP): Makefile
 	  { echo "deps: could not install$$missing"; exit 1; }; \
 	fi
 	@mkdir -p $(BUILD) && touch $@
+
+# The AVX2 build of XXH3's long-input path, called only on CPUs that have AVX2 (hash_long.c).
+ifeq ($(shell uname -m),x86_64)
+$(call obj,common/hash_long_avx2.c): CFLAGS_ALL += -mavx2
+$(call obj,common/hash_long.c): CPPFLAGS_ALL += -DTALLY_HAVE_AVX2_TU
+endif
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)

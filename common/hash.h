@@ -11,4 +11,14 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+/* XXH3-128 with a seed, for inputs of a few hundred bytes and more: the same value as
+ * XXH3_128bits_withSeed, computed with AVX2 where the CPU has it (hash_long.c). */
+XXH128_hash_t tally_hash_long(const void *p, size_t n, XXH64_hash_t seed);
+
+/* XXH3-128 with a seed, whatever the length: short inputs inline, long ones as above. */
+static inline XXH128_hash_t tally_hash128(const void *p, size_t n, XXH64_hash_t seed)
+{
+    return n > 240 ? tally_hash_long(p, n, seed) : XXH3_128bits_withSeed(p, n, seed);
+}
+
 #endif

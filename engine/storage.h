@@ -225,7 +225,7 @@ static inline unsigned __int128 store_sum_term(int tag, const void *key, size_t 
                                                const void *val, size_t vlen)
 {
     XXH64_hash_t seed = XXH3_64bits_withSeed(key, klen, (XXH64_hash_t)tag);
-    XXH128_hash_t h = XXH3_128bits_withSeed(val, vlen, seed);
+    XXH128_hash_t h = tally_hash128(val, vlen, seed);
     return (unsigned __int128)h.high64 << 64 | h.low64;
 }
 
