@@ -54,6 +54,7 @@ struct engine {
     struct store_program programs[ENGINE_PROGRAMS_CACHED];
     uint64_t sweep_pos;     /* buckets the write-back hand has passed, ever */
     uint64_t turn_seq;      /* first entry of the turn in progress: fold_from once it ends */
+    uint64_t timer_set_min; /* earliest time of a timer set since the sweep last looked */
 
     /* Scratch space, allocated at open, sized by the limits in tally_records.h. */
     uint32_t *plan_idx;           /* TALLY_LINEAGE_MAX lot indexes of a plan */
