@@ -30,7 +30,9 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         lmdb-utils:/usr/bin/mdb_stat \
         liburing-dev:/usr/include/liburing.h \
         libuv1-dev:/usr/include/uv.h \
-        libraft-dev:/usr/include/raft.h
+        libraft-dev:/usr/include/raft.h \
+        clang:/usr/bin/clang \
+        libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c \
@@ -55,7 +57,7 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test unit-test script-test asan ubsan bench run demo clean format
+.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench run demo clean format fuzz
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS)
 
 deps: $(DEPS_STAMP)
@@ -126,7 +128,7 @@ $(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENG
 	$(CC) $(LDFLAGS_ALL) -o $@ $(call obj,tests/$*.c tests/support.c tools/audit_fold.c) $(LIBS_ENGINE) -lcmocka -lm
 
 test: all
-	@$(MAKE) --no-print-directory unit-test script-test
+	@$(MAKE) --no-print-directory unit-test script-test fuzz-test
 
 # Cluster tests run once per network backend (io_uring, and the epoll fallback).
 unit-test:
@@ -145,6 +147,32 @@ script-test:
 	  if out=$$(TALLY_BUILD=$(BUILD) bash $$t 2>&1); then echo ok; \
 	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
 	done; exit $$fail
+
+# libFuzzer targets (tests/fuzz/): clang with ASan + UBSan, in their own build directory.
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -Icommon -Iengine -Iserver -g -O1 \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_COMMON := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 10
+
+$(FUZZ_BUILD)/fuzz_frame: tests/fuzz/fuzz_frame.c $(FUZZ_COMMON) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
+$(FUZZ_BUILD)/fuzz_batch: tests/fuzz/fuzz_batch.c server/batch.c $(ENGINE_SRC) $(FUZZ_COMMON) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -llmdb
+
+FUZZ_BINS := $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_batch
+
+# make fuzz: each target FUZZ_SECONDS, new inputs kept in tests/fuzz/corpus (commit them).
+fuzz: $(FUZZ_BINS)
+	@bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) keep
+
+# Part of make test: a short run of each target on a scratch copy of the corpus.
+fuzz-test: $(FUZZ_BINS)
+	@bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) smoke
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
@@ -167,6 +195,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-ubsan
+	rm -rf build build-asan build-ubsan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
