@@ -523,3 +523,20 @@ void assert_ref(const struct tally_lot_ref *r, uint64_t lot_id, uint64_t amount)
                  (unsigned long long)r->lot_id, (unsigned long long)r->amount,
                  (unsigned long long)lot_id, (unsigned long long)amount);
 }
+
+void assert_same_status(const struct engine_status *a, const struct engine_status *b)
+{
+    assert_int_equal(a->applied_index, b->applied_index);
+    assert_int_equal(a->last_timestamp, b->last_timestamp);
+    assert_int_equal(a->entries, b->entries);
+    assert_int_equal(a->chain_head, b->chain_head);
+    assert_memory_equal(a->digest, b->digest, sizeof(a->digest));
+}
+
+void assert_same_engines(struct engine *a, struct engine *b)
+{
+    struct engine_status sa, sb;
+    engine_status(a, &sa);
+    engine_status(b, &sb);
+    assert_same_status(&sa, &sb);
+}

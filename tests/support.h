@@ -171,6 +171,11 @@ struct engine_posting_info fx_posting(struct fx *f, uint64_t id);
 uint64_t fx_entries(struct fx *f); /* seq of the newest entry */
 struct tally_program_totals fx_totals(struct fx *f, uint32_t program);
 
+/* Two statuses describe the same ledger: applied index, last timestamp, newest entry, chain head
+ * and state digest all equal. assert_same_engines: the same for two engines' current status. */
+void assert_same_status(const struct engine_status *a, const struct engine_status *b);
+void assert_same_engines(struct engine *a, struct engine *b);
+
 /* The member's points: available + pending + held (signed: available may be a debt). */
 int64_t account_points(const struct tally_account *a);
 

@@ -35,15 +35,6 @@ static void run_scenario(struct fx *f, uint64_t twist)
     fx_tick(f, t("2026-05-05"));
 }
 
-static void assert_same_status(const struct engine_status *a, const struct engine_status *b)
-{
-    assert_int_equal(a->applied_index, b->applied_index);
-    assert_int_equal(a->last_timestamp, b->last_timestamp);
-    assert_int_equal(a->entries, b->entries);
-    assert_int_equal(a->chain_head, b->chain_head);
-    assert_memory_equal(a->digest, b->digest, sizeof(a->digest));
-}
-
 static void test_same_batches_give_same_digest_in_two_directories(void **state)
 {
     (void)state;

@@ -206,13 +206,7 @@ static void run_and_die(const char *dir, uint64_t turn, uint64_t last)
 
 static void assert_same_ledger(struct engine *a, struct engine *b)
 {
-    struct engine_status sa, sb;
-    engine_status(a, &sa);
-    engine_status(b, &sb);
-    assert_int_equal(sa.applied_index, sb.applied_index);
-    assert_int_equal(sa.entries, sb.entries);
-    assert_int_equal(sa.chain_head, sb.chain_head);
-    assert_memory_equal(sa.digest, sb.digest, sizeof(sa.digest));
+    assert_same_engines(a, b);
     static struct tally_lot la[TALLY_LINEAGE_MAX], lb[TALLY_LINEAGE_MAX];
     for (uint64_t m = 1; m <= MEMBERS; m++) {
         struct tally_account xa, xb;
