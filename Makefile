@@ -31,6 +31,7 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         liburing-dev:/usr/include/liburing.h \
         libuv1-dev:/usr/include/uv.h \
         libraft-dev:/usr/include/raft.h \
+        libmicrohttpd-dev:/usr/include/microhttpd.h \
         clang:/usr/bin/clang \
         libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -42,7 +43,7 @@ TOOLS_LIB_SRC := tools/cli_common.c
 ENGINE_LIB := $(BUILD)/libtally_engine.a
 # tallyd: everything in server/ but main.c is also linked into the server tests.
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-SERVER_LIBS := -luring -lraft -luv
+SERVER_LIBS := -luring -lraft -luv -lmicrohttpd
 # libtally: the client library (client/ and the common code it needs).
 CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a

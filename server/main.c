@@ -19,6 +19,7 @@
 #include "front.h"
 #include "hash.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "replica.h"
 
@@ -27,6 +28,7 @@ struct config {
     const char *dir;
     const char *listen;
     const char *raft;
+    const char *metrics;
     struct replica_peer peers[REPLICA_PEERS_MAX];
     uint32_t npeers;
     enum net_backend io;
@@ -40,7 +42,7 @@ static void usage(FILE *out)
             "usage: tallyd --id N --dir DIR [--peer ID,RAFT_ADDR,CLIENT_ADDR ...]\n"
             "              [--listen ADDR --raft ADDR] [--io uring|epoll|auto]\n"
             "              [--election-timeout MS] [--heartbeat MS] [--tick MS]\n"
-            "              [--snapshot-threshold N] [--snapshot-trailing N]\n"
+            "              [--snapshot-threshold N] [--snapshot-trailing N] [--metrics ADDR]\n"
             "       tallyd --config FILE\n\n"
             "One replica of a tally cluster. Give every voter with --peer (this one included),\n"
             "the same list on every replica; without --peer the replica is a cluster of one\n"
@@ -48,6 +50,7 @@ static void usage(FILE *out)
             "DIR holds the ledger (DIR/ledger) and the Raft log (DIR/raft).\n"
             "A Raft snapshot every N entries (default 1024) keeps N trailing entries of log\n"
             "(default 8192); a replica further behind catches up from a peer's ledger copy.\n"
+            "--metrics ADDR serves GET /metrics (Prometheus) and /health over HTTP on ADDR.\n"
             "Exit codes: 0 stopped cleanly, 2 usage, 3 cannot start (address, directory), 4 error.\n");
 }
 
@@ -56,6 +59,7 @@ static void config_release(struct config *c)
     free((char *)c->dir);
     free((char *)c->listen);
     free((char *)c->raft);
+    free((char *)c->metrics);
 }
 
 static int add_peer(struct config *c, const char *spec)
@@ -92,6 +96,8 @@ static int set_option(struct config *c, const char *name, const char *value)
         c->listen = strdup(value);
     else if (strcmp(name, "raft") == 0)
         c->raft = strdup(value);
+    else if (strcmp(name, "metrics") == 0)
+        c->metrics = strdup(value);
     else if (strcmp(name, "peer") == 0)
         return add_peer(c, value);
     else if (strcmp(name, "io") == 0)
@@ -175,6 +181,7 @@ struct tallyd {
     struct replica *replica;
     struct net *net;
     struct front *front;
+    struct metrics *metrics;
     uv_signal_t sigterm, sigint;
     bool stopping;
 };
@@ -199,6 +206,8 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     d->stopping = true;
     LOG_INFO("stopping", "signal=%d", signum);
+    metrics_stop(d->metrics); /* first: it reads the replica */
+    d->metrics = NULL;
     replica_stop(d->replica, replica_stopped, d);
 }
 
@@ -250,9 +259,14 @@ int main(int argc, char **argv)
         return 3;
     }
     front_set_net(front, d.net);
-    LOG_INFO("listening", "replica=%" PRIu64 " address=%s io=%s peers=%u", c.id,
+    if (c.metrics != NULL && (rc = metrics_start(&d.metrics, d.loop, c.metrics, d.replica,
+                                                 d.net)) != 0) {
+        LOG_ERROR("metrics", "address=%s error=\"%s\"", c.metrics, tally_strerror(rc));
+        return 3;
+    }
+    LOG_INFO("listening", "replica=%" PRIu64 " address=%s io=%s peers=%u metrics=%s", c.id,
              net_address(d.net), net_backend_of(d.net) == NET_URING ? "io_uring" : "epoll",
-             c.npeers);
+             c.npeers, c.metrics != NULL ? c.metrics : "off");
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

@@ -134,9 +134,7 @@ static int net_address_format(struct net *n)
     return 0;
 }
 
-/* Bind and listen. The socket is left blocking: io_uring waits on it by itself, and the epoll
- * backend's uv_poll makes it non-blocking. */
-static int net_listen(struct net *n, const char *address)
+int net_listen_socket(const char *address, int *out)
 {
     char host[64], port[8];
     int rc = net_address_split(address, host, port);
@@ -151,26 +149,32 @@ static int net_listen(struct net *n, const char *address)
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         rc = -errno;
-        goto err_after_getaddrinfo;
-    }
-    int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        rc = -errno;
-        goto err_after_socket;
+    } else {
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+            rc = -errno;
+            close(fd);
+        }
     }
     freeaddrinfo(ai);
-    n->listen_fd = fd;
+    if (rc == 0)
+        *out = fd;
+    return rc;
+}
+
+/* Bind and listen. The socket is left blocking: io_uring waits on it by itself, and the epoll
+ * backend's uv_poll makes it non-blocking. */
+static int net_listen(struct net *n, const char *address)
+{
+    int rc = net_listen_socket(address, &n->listen_fd);
+    if (rc != 0)
+        return rc;
     rc = net_address_format(n);
     if (rc != 0) {
-        close(fd);
+        close(n->listen_fd);
         n->listen_fd = -1;
     }
-    return rc;
-err_after_socket:
-    close(fd);
-err_after_getaddrinfo:
-    freeaddrinfo(ai);
     return rc;
 }
 

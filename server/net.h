@@ -92,6 +92,11 @@ struct net_handler {
 int net_init(struct net **out, uv_loop_t *loop, const struct net_options *opts,
              const struct net_handler *handler);
 
+/* A blocking TCP socket bound to `address` ("a.b.c.d:port" or "[v6]:port", numbers only: no
+ * resolver at start) and listening, in *out. Also used by the metrics endpoint. Errors:
+ * TALLY_ECONFIG (bad address), -EADDRINUSE, -EACCES and other errno values. */
+int net_listen_socket(const char *address, int *out);
+
 /* The backend in use, and the address actually bound (with the port chosen for port 0). */
 enum net_backend net_backend_of(const struct net *n);
 const char *net_address(const struct net *n);

@@ -56,6 +56,7 @@ struct replica {
     struct raft_fsm fsm;
     struct engine *engine;
     struct copies *copies;       /* ledger copies served to catching-up peers */
+    struct replica_counters counters;
     struct proposal slots[REPLICA_INFLIGHT_MAX + 1];
     struct proposal *open;       /* gathering requests (never busy) */
     uint32_t inflight;
@@ -122,6 +123,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     if (rc < 0)
         fail_stop(r, index, rc, "the ledger could not apply a committed entry");
+    r->counters.entries_applied++;
+    r->counters.postings_applied += b.h.npostings;
     *result = p;
     return 0;
 }
@@ -270,6 +273,7 @@ static int catch_up(struct replica *r, uint64_t min_index)
     if (st.applied_index < min_index)
         return TALLY_ESTALE; /* cannot be: the copy said it held min_index */
     (void)ledger_remove(old);
+    r->counters.catch_ups++;
     LOG_INFO("catch_up_done",
              "replica=%" PRIu64 " applied=%" PRIu64 " entries=%" PRIu64 " bytes=%" PRIu64
              " ms=%" PRIu64,
@@ -644,6 +648,11 @@ void replica_status(const struct replica *r, struct tally_wire_replica_status *o
         (void)tally_wire_address_set(out->address, self->client_address);
     if (leader_address[0] != '\0')
         (void)tally_wire_address_set(out->leader_address, leader_address);
+}
+
+void replica_counters(const struct replica *r, struct replica_counters *out)
+{
+    *out = r->counters;
 }
 
 uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_request *q,

@@ -107,6 +107,14 @@ void replica_leader(const struct replica *r, uint64_t *id, const char **client_a
 struct engine *replica_engine(struct replica *r);
 void replica_status(const struct replica *r, struct tally_wire_replica_status *out);
 
+/* What this process has done since it started (for the metrics endpoint). */
+struct replica_counters {
+    uint64_t entries_applied;  /* Raft entries applied to the ledger (ticks included) */
+    uint64_t postings_applied; /* postings in them, whatever their result */
+    uint64_t catch_ups;        /* ledger copies fetched and swapped in */
+};
+void replica_counters(const struct replica *r, struct replica_counters *out);
+
 /* Answer a LEDGER request (copies_serve on this replica's ledger): the status, and the body in
  * `body` (TALLY_WIRE_BODY_MAX bytes), its size in *size. */
 uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_request *q,

@@ -15,7 +15,8 @@ fi
 mkdir -p "$DIR"
 pids=()
 for i in 1 2 3; do
-    "$B/tallyd" --id "$i" --dir "$DIR/r$i" "${PEERS[@]}" 2> >(sed -u "s/^/[r$i] /" >&2) &
+    "$B/tallyd" --id "$i" --dir "$DIR/r$i" --metrics "127.0.0.1:760$i" "${PEERS[@]}" \
+        2> >(sed -u "s/^/[r$i] /" >&2) &
     pids+=($!)
 done
 stop() {
@@ -29,6 +30,7 @@ trap stop INT TERM
 cat <<TXT
 A 3-replica tally cluster is running on loopback (data in $DIR).
   clients:  $CLIENTS
+  metrics:  http://127.0.0.1:7601/metrics (7602, 7603; /health for the role)
   try:      $B/tally --cluster $CLIENTS status
             $B/tally --cluster $CLIENTS program create --program 1 --expiry year:1
             $B/tally --cluster $CLIENTS open --program 1 --member 42

@@ -12,7 +12,8 @@
  *   - a retried request (same session and request number) and a re-posted posting id (new
  *     request) each take effect once, seen in the balances;
  *   - malformed input gets an error reply or a closed connection, and the server keeps serving;
- *   - tally-audit verify passes on every replica's ledger afterwards.
+ *   - tally-audit verify passes on every replica's ledger afterwards;
+ *   - the HTTP endpoints: /metrics (Prometheus text) and /health on leader and followers.
  * The network backend comes from TALLY_TEST_IO (uring, epoll; default auto): make test runs the
  * suite under both. Ports are picked from the process id, below the ephemeral range, so that
  * parallel runs do not collide.
@@ -39,6 +40,7 @@
 #include "tally_wire.h"
 
 #define N 3u
+#define METRICS_WAIT_MS 700u /* past one refresh of the metrics endpoint (500 ms) */
 
 struct cluster {
     char dir[64];
@@ -77,11 +79,12 @@ static uint64_t mono_ms(void)
 
 static void replica_start(unsigned i)
 {
-    char tallyd[256], id[8], dir[128], log[160], peers[N][96];
+    char tallyd[256], id[8], dir[128], log[160], peers[N][96], metrics[32];
     snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
     snprintf(id, sizeof(id), "%u", i);
     snprintf(dir, sizeof(dir), "%s/r%u", cl.dir, i);
     snprintf(log, sizeof(log), "%s/r%u.log", cl.dir, i);
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", cl.base + 20 + i);
     for (unsigned k = 1; k <= N; k++)
         snprintf(peers[k - 1], sizeof(peers[0]), "%u,127.0.0.1:%u,127.0.0.1:%u", k,
                  cl.base + 10 + k, cl.base + k);
@@ -98,8 +101,8 @@ static void replica_start(unsigned i)
         }
         execl(tallyd, tallyd, "--id", id, "--dir", dir, "--io", io, "--election-timeout", "300",
               "--heartbeat", "50", "--tick", "200", "--snapshot-threshold", "64",
-              "--snapshot-trailing", "32", "--peer", peers[0], "--peer", peers[1], "--peer",
-              peers[2], (char *)NULL);
+              "--snapshot-trailing", "32", "--metrics", metrics, "--peer", peers[0], "--peer",
+              peers[1], "--peer", peers[2], (char *)NULL);
         _exit(127);
     }
     cl.pid[i] = pid;
@@ -664,6 +667,75 @@ static void test_ledger_copy_over_the_network_opens_and_verifies(void **state)
     assert_serving(cl.client_addr[1]);
 }
 
+/* One HTTP/1.0 exchange with replica i's metrics port: the status code, the body in out. */
+static int http(unsigned i, const char *method, const char *path, char *out, size_t size)
+{
+    char addr[32], req[128];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", cl.base + 20 + i);
+    int fd = raw_connect(addr);
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\n\r\n", method, path);
+    raw_send(fd, req, (size_t)n);
+    size_t got = 0;
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (got + 1 >= size || poll(&pf, 1, 5000) <= 0)
+            break;
+        ssize_t r = recv(fd, out + got, size - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    out[got] = '\0';
+    int code = 0;
+    if (sscanf(out, "HTTP/1.%*d %d", &code) != 1)
+        fail_msg("not an HTTP reply from replica %u: %.80s", i, out);
+    const char *body = strstr(out, "\r\n\r\n");
+    if (body != NULL)
+        memmove(out, body + 4, strlen(body + 4) + 1);
+    return code;
+}
+
+/* The value of an unlabelled metric in a /metrics body. */
+static uint64_t metric(const char *body, const char *name)
+{
+    char want[96];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *p = strstr(body, want);
+    if (p == NULL)
+        fail_msg("metric %s missing", name);
+    return strtoull(p + strlen(want), NULL, 10);
+}
+
+static void test_metrics_and_health_endpoints(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    struct tally_posting p = accrue(1, 7);
+    post_ok(admin, &p, 1);
+    wait_converged(admin, 10000);
+    usleep((METRICS_WAIT_MS) * 1000); /* the endpoint's figures are refreshed every 500 ms */
+    const char *leader = leader_address(admin);
+    static char body[65536];
+    for (unsigned i = 1; i <= N; i++) {
+        bool is_leader = strcmp(leader, cl.client_addr[i]) == 0;
+        assert_int_equal(http(i, "GET", "/metrics", body, sizeof(body)), 200);
+        assert_non_null(strstr(body, is_leader ? "tally_role{role=\"leader\"} 1"
+                                               : "tally_role{role=\"follower\"} 1"));
+        assert_int_equal(metric(body, "tally_ready"), is_leader ? 1 : 0);
+        assert_int_equal(metric(body, "tally_replica_id"), i);
+        assert_true(metric(body, "tally_applied_index") >= tally_client_last_index(admin));
+        assert_true(metric(body, "tally_postings_applied_total") >= 1);
+        assert_int_equal(metric(body, "tally_voters"), N);
+        if (is_leader)
+            assert_true(metric(body, "tally_net_frames_in_total") >= 1);
+        assert_int_equal(http(i, "GET", "/health", body, sizeof(body)), 200);
+        assert_non_null(strstr(body, is_leader ? "\"role\":\"leader\"" : "\"role\":\"follower\""));
+        assert_int_equal(http(i, "GET", "/nope", body, sizeof(body)), 404);
+        assert_int_equal(http(i, "POST", "/metrics", body, sizeof(body)), 405);
+    }
+}
+
 static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **state)
 {
     (void)state;
@@ -672,7 +744,25 @@ static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **s
     for (unsigned m = 1; m <= 3; m++)
         b[m] = available(admin, m);
     cluster_down();
-    for (unsigned i = 1; i <= N; i++)
+    /* One replica alone has no majority: it is up, but not serving, and says so. */
+    replica_start(1);
+    static char body[4096];
+    int code = 0;
+    for (int tries = 0; tries < 100 && code == 0; tries++) {
+        usleep(50000);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)(cl.base + 21))};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        bool up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        if (up)
+            code = http(1, "GET", "/health", body, sizeof(body));
+    }
+    usleep(METRICS_WAIT_MS * 1000);
+    assert_int_equal(http(1, "GET", "/health", body, sizeof(body)), 503);
+    assert_non_null(strstr(body, "\"serving\":false"));
+    for (unsigned i = 2; i <= N; i++)
         replica_start(i);
     (void)leader_address(admin);
     for (unsigned m = 1; m <= 3; m++)
@@ -698,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_follower_behind_the_log_start_catches_up_from_a_copy),
         cmocka_unit_test(test_wiped_follower_behind_the_log_start_catches_up_from_a_copy),
         cmocka_unit_test(test_ledger_copy_over_the_network_opens_and_verifies),
+        cmocka_unit_test(test_metrics_and_health_endpoints),
         cmocka_unit_test(test_whole_cluster_restart_keeps_every_acknowledged_posting),
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);
