@@ -58,7 +58,8 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench run demo clean format fuzz
+.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench run demo clean format fuzz \
+        faults
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS)
 
 deps: $(DEPS_STAMP)
@@ -148,6 +149,14 @@ script-test:
 	  if out=$$(TALLY_BUILD=$(BUILD) bash $$t 2>&1); then echo ok; \
 	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
 	done; exit $$fail
+
+# The long fault run: 50 leader kills under load, on each network backend (test_faults.c).
+faults: all
+	@for io in uring epoll; do \
+	  echo "test_faults ($$io), 50 leader kills"; \
+	  TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io TALLY_FAULT_KILLS=50 $(BUILD)/tests/cluster/test_faults \
+	    || exit 1; \
+	done
 
 # libFuzzer targets (tests/fuzz/): clang with ASan + UBSan, in their own build directory.
 FUZZ_BUILD := build-fuzz

@@ -1,0 +1,210 @@
+/* test_faults.c: exactly-once through failures, with real tallyd processes on loopback.
+ *
+ * The leader is killed with SIGKILL again and again while a client posts a steady load, and the
+ * killed replica is restarted each time (it catches up from the log or from a copy). The client
+ * does what libtally's contract says a till must do (docs/PROTOCOL.md section 11): when a POST
+ * ends without an answer (TALLY_ETIMEOUT, TALLY_ECLOSED), it posts the very same postings again
+ * until they are answered; so every posting is acknowledged exactly once, whatever happened to the
+ * copies that went out before.
+ *
+ * An independent checker, on the client side, records every acknowledged posting (id, member,
+ * points) and afterwards proves:
+ *   - nothing acknowledged is lost and nothing is applied twice: every member's balance equals the
+ *     sum of the acknowledged accruals to it, and each acknowledged id has one ledger record;
+ *   - no replica diverged: all reach the same applied index with the same digest;
+ *   - tally-audit verify passes on every replica's ledger (teardown);
+ *   - the cluster served again after each kill: the time from the kill to the first acknowledged
+ *     posting after it (the unavailability window) is measured for every kill and printed.
+ * TALLY_FAULT_KILLS sets the number of kills (default 6; `make faults` runs 50).
+ */
+#include "harness.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MEMBERS 16u
+#define PER_POST 4u
+#define ACKED_MAX 200000u
+
+struct acked {
+    uint8_t id[16];
+    uint32_t member;
+    uint32_t points;
+};
+
+static struct tally_client *admin;
+static struct acked *acked;
+static atomic_uint nacked;
+static atomic_bool stop_load;
+static atomic_ullong last_ack_ms;
+static atomic_uint retries;   /* calls repeated after an unanswered one (libtally itself
+                                 resends within a call; this counts what reached the caller) */
+static atomic_int load_error; /* an outcome the contract does not allow */
+
+static void *load_main(void *arg)
+{
+    (void)arg;
+    struct tally_client *c = client_of(cl.clients);
+    uint64_t rng = 0x243f6a8885a308d3ull;
+    struct tally_posting p[PER_POST];
+    struct tally_result r[PER_POST];
+    while (!atomic_load(&stop_load) && atomic_load(&nacked) + PER_POST <= ACKED_MAX) {
+        for (uint32_t i = 0; i < PER_POST; i++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            uint8_t id[16];
+            if (tally_client_id(c, id) != 0) {
+                atomic_store(&load_error, 1);
+                return NULL;
+            }
+            uint64_t member = 1 + rng % MEMBERS, points = 1 + (rng >> 20) % 9;
+            p[i] = post_accrue(0, 1, member, points, points * 10);
+            memcpy(p[i].id, id, 16);
+        }
+        int rc;
+        /* Until answered: the same postings again (libtally resends the same frame). */
+        while ((rc = tally_client_post(c, p, PER_POST, r, 5000)) == TALLY_ETIMEOUT ||
+               rc == TALLY_ECLOSED)
+            atomic_fetch_add(&retries, 1);
+        if (rc != 0) {
+            fprintf(stderr, "load: tally_client_post: %d %s\n", rc, tally_strerror(rc));
+            atomic_store(&load_error, 2);
+            break;
+        }
+        for (uint32_t i = 0; i < PER_POST; i++) {
+            if (r[i].code != TALLY_OK) {
+                fprintf(stderr, "load: posting got %s\n", tally_result_name(r[i].code));
+                atomic_store(&load_error, 3);
+            }
+            unsigned k = atomic_load(&nacked);
+            memcpy(acked[k].id, p[i].id, 16);
+            acked[k].member = (uint32_t)p[i].account;
+            acked[k].points = (uint32_t)p[i].amount;
+            atomic_store(&nacked, k + 1);
+        }
+        atomic_store(&last_ack_ms, mono_ms());
+    }
+    tally_client_close(c);
+    return NULL;
+}
+
+static unsigned leader_index(void)
+{
+    const char *addr = leader_address(admin);
+    for (unsigned i = 1; i <= N; i++)
+        if (strcmp(addr, cl.client_addr[i]) == 0)
+            return i;
+    fail_msg("leader %s is not one of ours", addr);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_leader_killed_again_and_again_under_load(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    unsigned kills = getenv("TALLY_FAULT_KILLS") ? (unsigned)atoi(getenv("TALLY_FAULT_KILLS")) : 6;
+    acked = calloc(ACKED_MAX, sizeof(*acked));
+    assert_non_null(acked);
+    int64_t before[MEMBERS + 1];
+    for (unsigned m = 1; m <= MEMBERS; m++)
+        before[m] = available(admin, m);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, load_main, NULL), 0);
+    uint64_t *gap = calloc(kills, sizeof(*gap));
+    for (unsigned k = 0; k < kills; k++) {
+        usleep(700000); /* let the load run */
+        unsigned at = atomic_load(&nacked);
+        unsigned victim = leader_index();
+        uint64_t t0 = mono_ms();
+        replica_stop(victim, SIGKILL);
+        /* Served again: a posting acknowledged after the kill. */
+        while (mono_ms() - t0 < 20000 && (atomic_load(&nacked) == at ||
+                                          atomic_load(&last_ack_ms) <= t0))
+            usleep(2000);
+        if (atomic_load(&last_ack_ms) <= t0)
+            fail_msg("kill %u: no posting acknowledged within 20 s of killing replica %u", k + 1,
+                     victim);
+        gap[k] = atomic_load(&last_ack_ms) - t0;
+        replica_start(victim);
+        assert_int_equal(atomic_load(&load_error), 0);
+    }
+    usleep(500000);
+    atomic_store(&stop_load, true);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&load_error), 0);
+
+    /* The checker. */
+    unsigned n = atomic_load(&nacked);
+    assert_true(n > kills * PER_POST);
+    wait_converged(admin, 30000);
+    int64_t want[MEMBERS + 1];
+    memcpy(want, before, sizeof(want));
+    for (unsigned i = 0; i < n; i++)
+        want[acked[i].member] += acked[i].points;
+    for (unsigned m = 1; m <= MEMBERS; m++)
+        if (available(admin, m) != want[m])
+            fail_msg("member %u: %lld points, the acknowledged postings make %lld", m,
+                     (long long)available(admin, m), (long long)want[m]);
+    for (unsigned i = 0; i < n; i += n / 200 + 1) { /* a sample: one record each, applied */
+        struct tally_posting_outcome o;
+        assert_int_equal(tally_client_post_outcome(admin, acked[i].id, &o, 10000), 0);
+        assert_int_equal(o.code, TALLY_OK);
+        assert_true(o.entry_count >= 1); /* the ACCRUE (and a TIER_CHANGE it caused) */
+    }
+    qsort(gap, kills, sizeof(*gap), cmp_u64);
+    printf("faults: %u leader kills, %u postings acknowledged, %u POSTs sent again; "
+           "unavailability after a kill: median %llu ms, min %llu ms, max %llu ms\n",
+           kills, n, atomic_load(&retries), (unsigned long long)gap[kills / 2],
+           (unsigned long long)gap[0], (unsigned long long)gap[kills - 1]);
+    free(gap);
+    free(acked);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    cluster_up();
+    admin = client_of(cl.clients);
+    (void)leader_address(admin);
+    struct tally_program_config c;
+    config_default(&c);
+    struct tally_posting p[MEMBERS + 1];
+    p[0] = post_program(1, 1, &c);
+    for (unsigned m = 1; m <= MEMBERS; m++)
+        p[m] = post_open(1 + m, 1, m);
+    post_ok(admin, p, MEMBERS + 1);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tally_client_close(admin);
+    cluster_verify_and_remove();
+    return 0;
+}
+
+int main(void)
+{
+    char tallyd[256];
+    snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
+    if (access(tallyd, X_OK) != 0) {
+        fprintf(stderr, "test_faults: %s not built: skipped\n", tallyd);
+        return 77;
+    }
+    atexit(kill_replicas);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_leader_killed_again_and_again_under_load),
+    };
+    return cmocka_run_group_tests_name("faults", tests, group_setup, group_teardown);
+}
