@@ -87,6 +87,7 @@ static void big_free(void *p, size_t size)
 _Static_assert(((size_t)1 << (BLOB_MIN_SHIFT + BLOB_CLASSES - 1)) >= STORE_MEMBER_MAX,
                "the largest class holds the largest image");
 
+#ifndef MEMBERS_BLOB_MALLOC
 static struct {
     pthread_mutex_t lock;
     uint8_t *next; /* the unused rest of the newest region */
@@ -101,6 +102,7 @@ static unsigned blob_class(uint32_t cap)
         k++;
     return k;
 }
+#endif
 
 static void blob_free(void *b, uint32_t cap)
 {
