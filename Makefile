@@ -117,7 +117,9 @@ $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) $(SERVER_LIBS) -lcmocka -lm
 
 # Cluster tests start real tallyd processes and talk to them through libtally.
-$(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/cluster/harness.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd
+# A static pattern rule: make must not fall back to the generic test rule below when the harness
+# object is still to be built.
+$(filter $(BUILD)/tests/cluster/%,$(TESTS)): $(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/cluster/harness.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(filter-out $(BUILD)/tallyd,$^) $(LIBS_ENGINE) -lcmocka -lm
 
