@@ -347,3 +347,22 @@ void cluster_verify_and_remove(void)
     else
         fprintf(stderr, "kept %s\n", cl.dir);
 }
+
+bool harness_ready(const char *program)
+{
+    char tallyd[256];
+    snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
+    if (access(tallyd, X_OK) != 0) {
+        fprintf(stderr, "%s: %s not built: skipped\n", program, tallyd);
+        return false;
+    }
+    atexit(kill_replicas);
+    return true;
+}
+
+int harness_teardown(struct tally_client *admin)
+{
+    tally_client_close(admin);
+    cluster_verify_and_remove();
+    return 0;
+}

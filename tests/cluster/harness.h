@@ -14,6 +14,7 @@
 
 #include "../support.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -40,6 +41,11 @@ void cluster_down(void);                    /* SIGTERM each; each must exit 0 */
 void replica_start(unsigned i);
 void replica_stop(unsigned i, int sig);     /* and wait for it */
 void kill_replicas(void);                   /* atexit: no replica outlives its test */
+/* A test program's start: false (print why) when tallyd is not built, so the caller exits 77
+ * (skipped); else registers kill_replicas to run at exit. */
+bool harness_ready(const char *program);
+/* A group teardown: close the admin client, then cluster_verify_and_remove. */
+int harness_teardown(struct tally_client *admin);
 /* SIGTERM what runs, then tally-audit verify on every replica's ledger; remove the directory
  * (unless TALLY_TEST_KEEP). */
 void cluster_verify_and_remove(void);

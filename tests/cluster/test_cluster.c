@@ -88,9 +88,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    tally_client_close(admin);
-    cluster_verify_and_remove();
-    return 0;
+    return harness_teardown(admin);
 }
 
 static void test_postings_through_a_follower_are_redirected_to_the_leader(void **state)
@@ -437,13 +435,8 @@ static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **s
 
 int main(void)
 {
-    char tallyd[256];
-    snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
-    if (access(tallyd, X_OK) != 0) {
-        fprintf(stderr, "test_cluster: %s not built: skipped\n", tallyd);
+    if (!harness_ready("test_cluster"))
         return 77;
-    }
-    atexit(kill_replicas);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_postings_through_a_follower_are_redirected_to_the_leader),
         cmocka_unit_test(test_retried_request_and_reposted_id_take_effect_once),

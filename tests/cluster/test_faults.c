@@ -191,20 +191,13 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    tally_client_close(admin);
-    cluster_verify_and_remove();
-    return 0;
+    return harness_teardown(admin);
 }
 
 int main(void)
 {
-    char tallyd[256];
-    snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
-    if (access(tallyd, X_OK) != 0) {
-        fprintf(stderr, "test_faults: %s not built: skipped\n", tallyd);
+    if (!harness_ready("test_faults"))
         return 77;
-    }
-    atexit(kill_replicas);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leader_killed_again_and_again_under_load),
     };
