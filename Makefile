@@ -152,11 +152,12 @@ script-test:
 	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
 	done; exit $$fail
 
-# The long fault run: 50 leader kills under load, on each network backend (test_faults.c).
+# The long fault run: 50 leader kills and 10 pauses under load, on each backend (test_faults.c).
 faults: all
 	@for io in uring epoll; do \
-	  echo "test_faults ($$io), 50 leader kills"; \
-	  TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io TALLY_FAULT_KILLS=50 $(BUILD)/tests/cluster/test_faults \
+	  echo "test_faults ($$io), 50 leader kills, 10 leader pauses"; \
+	  TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io TALLY_FAULT_KILLS=50 TALLY_FAULT_PAUSES=10 \
+	    $(BUILD)/tests/cluster/test_faults \
 	    || exit 1; \
 	done
 

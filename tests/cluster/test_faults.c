@@ -15,7 +15,9 @@
  *   - tally-audit verify passes on every replica's ledger (teardown);
  *   - the cluster served again after each kill: the time from the kill to the first acknowledged
  *     posting after it (the unavailability window) is measured for every kill and printed.
- * TALLY_FAULT_KILLS sets the number of kills (default 6; `make faults` runs 50).
+ * The same with the leader paused (SIGSTOP, then SIGCONT once the others serve).
+ * TALLY_FAULT_KILLS and TALLY_FAULT_PAUSES set the counts (default 6 and 3; `make faults` runs 50
+ * and 10).
  */
 #include "harness.h"
 
@@ -109,11 +111,18 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void test_leader_killed_again_and_again_under_load(void **state)
+enum fault {
+    FAULT_KILL,  /* SIGKILL the leader; restart it once the others serve */
+    FAULT_PAUSE, /* SIGSTOP the leader; SIGCONT it a second after the others serve */
+};
+
+static void run_faults(enum fault fault, unsigned kills)
 {
-    (void)state;
-    mark_logs(__func__);
-    unsigned kills = getenv("TALLY_FAULT_KILLS") ? (unsigned)atoi(getenv("TALLY_FAULT_KILLS")) : 6;
+    atomic_store(&nacked, 0);
+    atomic_store(&stop_load, false);
+    atomic_store(&last_ack_ms, 0);
+    atomic_store(&retries, 0);
+    atomic_store(&rejected, 0);
     acked = calloc(ACKED_MAX, sizeof(*acked));
     assert_non_null(acked);
     int64_t before[MEMBERS + 1];
@@ -127,7 +136,10 @@ static void test_leader_killed_again_and_again_under_load(void **state)
         unsigned at = atomic_load(&nacked);
         unsigned victim = leader_index();
         uint64_t t0 = mono_ms();
-        replica_stop(victim, SIGKILL);
+        if (fault == FAULT_KILL)
+            replica_stop(victim, SIGKILL);
+        else
+            kill(cl.pid[victim], SIGSTOP);
         /* Served again: a posting acknowledged after the kill. */
         while (mono_ms() - t0 < 20000 && (atomic_load(&nacked) == at ||
                                           atomic_load(&last_ack_ms) <= t0))
@@ -136,7 +148,12 @@ static void test_leader_killed_again_and_again_under_load(void **state)
             fail_msg("kill %u: no posting acknowledged within 20 s of killing replica %u", k + 1,
                      victim);
         gap[k] = atomic_load(&last_ack_ms) - t0;
-        replica_start(victim);
+        if (fault == FAULT_KILL) {
+            replica_start(victim);
+        } else {
+            usleep(1000000); /* the paused one wakes as a deposed leader */
+            kill(cl.pid[victim], SIGCONT);
+        }
         assert_int_equal(atomic_load(&load_error), 0);
     }
     usleep(500000);
@@ -163,12 +180,35 @@ static void test_leader_killed_again_and_again_under_load(void **state)
         assert_true(o.entry_count >= 1); /* the ACCRUE (and a TIER_CHANGE it caused) */
     }
     qsort(gap, kills, sizeof(*gap), cmp_u64);
-    printf("faults: %u leader kills, %u postings acknowledged (%u rejected), %u POSTs sent again; "
-           "unavailability after a kill: median %llu ms, min %llu ms, max %llu ms\n",
-           kills, n, atomic_load(&rejected), atomic_load(&retries), (unsigned long long)gap[kills / 2],
+    printf("faults: %u leader %s, %u postings acknowledged (%u rejected), %u POSTs sent again; "
+           "unavailability after each: median %llu ms, min %llu ms, max %llu ms\n",
+           kills, fault == FAULT_KILL ? "kills" : "pauses", n, atomic_load(&rejected), atomic_load(&retries), (unsigned long long)gap[kills / 2],
            (unsigned long long)gap[0], (unsigned long long)gap[kills - 1]);
     free(gap);
     free(acked);
+}
+
+static unsigned env_count(const char *name, unsigned fallback)
+{
+    const char *v = getenv(name);
+    return v != NULL ? (unsigned)atoi(v) : fallback;
+}
+
+static void test_leader_killed_again_and_again_under_load(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    run_faults(FAULT_KILL, env_count("TALLY_FAULT_KILLS", 6));
+}
+
+/* A paused leader (SIGSTOP: a long GC pause, a frozen VM) keeps its connections open but
+ * answers nothing: clients leave it after CALL_ATTEMPT_MS, the others elect a new leader, and
+ * when it wakes it must step down without applying anything on its own. */
+static void test_leader_paused_under_load(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    run_faults(FAULT_PAUSE, env_count("TALLY_FAULT_PAUSES", 3));
 }
 
 static int group_setup(void **state)
@@ -200,6 +240,7 @@ int main(void)
         return 77;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leader_killed_again_and_again_under_load),
+        cmocka_unit_test(test_leader_paused_under_load),
     };
     return cmocka_run_group_tests_name("faults", tests, group_setup, group_teardown);
 }
