@@ -119,9 +119,15 @@ $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit
 # Cluster tests start real tallyd processes and talk to them through libtally.
 # A static pattern rule: make must not fall back to the generic test rule below when the harness
 # object is still to be built.
-$(filter $(BUILD)/tests/cluster/%,$(TESTS)): $(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/cluster/harness.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd
+$(filter $(BUILD)/tests/cluster/%,$(TESTS)): $(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/cluster/harness.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd $(BUILD)/tests/cluster/libfailwrite.so
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(filter-out $(BUILD)/tallyd,$^) $(LIBS_ENGINE) -lcmocka -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $(filter-out $(BUILD)/tallyd %.so,$^) $(LIBS_ENGINE) -lcmocka -lm
+
+# The disk-full shim preloaded into one replica by test_faults.c (never sanitized: it is loaded
+# into tallyd, whose own build may be).
+$(BUILD)/tests/cluster/libfailwrite.so: tests/cluster/failwrite.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -fPIC -shared -Wall -Wextra -Werror -o $@ $< -ldl
 
 $(BUILD)/tests/client/%: $(call obj,tests/client/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)

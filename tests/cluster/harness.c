@@ -46,6 +46,11 @@ uint64_t mono_ms(void)
 
 void replica_start(unsigned i)
 {
+    replica_start_env(i, NULL);
+}
+
+void replica_start_env(unsigned i, char *const *env)
+{
     char tallyd[256], id[8], dir[128], log[160], peers[N][96], metrics[32];
     snprintf(tallyd, sizeof(tallyd), "%s/tallyd", build_dir());
     snprintf(id, sizeof(id), "%u", i);
@@ -66,6 +71,8 @@ void replica_start(unsigned i)
             dup2(fd, 2);
             dup2(fd, 1);
         }
+        for (size_t k = 0; env != NULL && env[k] != NULL; k++)
+            putenv(env[k]);
         execl(tallyd, tallyd, "--id", id, "--dir", dir, "--io", io, "--election-timeout", "300",
               "--heartbeat", "50", "--tick", "200", "--snapshot-threshold", "64",
               "--snapshot-trailing", "32", "--metrics", metrics, "--peer", peers[0], "--peer",

@@ -39,6 +39,7 @@ uint64_t mono_ms(void);
 void cluster_up(void);                      /* a fresh directory, N replicas started */
 void cluster_down(void);                    /* SIGTERM each; each must exit 0 */
 void replica_start(unsigned i);
+void replica_start_env(unsigned i, char *const *env); /* with extra "NAME=VALUE"s, NULL-ended */
 void replica_stop(unsigned i, int sig);     /* and wait for it */
 void kill_replicas(void);                   /* atexit: no replica outlives its test */
 /* A test program's start: false (print why) when tallyd is not built, so the caller exits 77

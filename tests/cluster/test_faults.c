@@ -15,7 +15,8 @@
  *   - tally-audit verify passes on every replica's ledger (teardown);
  *   - the cluster served again after each kill: the time from the kill to the first acknowledged
  *     posting after it (the unavailability window) is measured for every kill and printed.
- * The same with the leader paused (SIGSTOP, then SIGCONT once the others serve).
+ * The same with the leader paused (SIGSTOP, then SIGCONT once the others serve). And a follower
+ * whose disk fills: it stops (fail-stop), the others serve on, it catches up once restarted.
  * TALLY_FAULT_KILLS and TALLY_FAULT_PAUSES set the counts (default 6 and 3; `make faults` runs 50
  * and 10).
  */
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MEMBERS 256u
@@ -234,6 +236,65 @@ static int group_teardown(void **state)
     return harness_teardown(admin);
 }
 
+/* Disk full on one follower: its ledger's writes fail with ENOSPC (an LD_PRELOAD shim, see
+ * failwrite.c). It must stop (fail-stop: it cannot apply a committed entry), saying why, while the
+ * other two go on serving; started again with room, it catches up and nothing is lost. */
+static void test_disk_full_on_a_follower(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    const char *leader = leader_address(admin);
+    unsigned f = 0;
+    for (unsigned i = 1; i <= N && f == 0; i++)
+        if (strcmp(leader, cl.client_addr[i]) != 0)
+            f = i;
+    unsigned stops_before = log_count(f, "fail_stop") + log_count(f, "catch_up_failed");
+    replica_stop(f, SIGTERM);
+    /* Every ledger file of the replica: its own, and a copy it fetches to catch up. */
+    static char preload[300], match[] = "TALLY_FAILWRITE_MATCH=data.mdb",
+                              after[] = "TALLY_FAILWRITE_AFTER=4000000",
+                              order[] = "ASAN_OPTIONS=verify_asan_link_order=0";
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/cluster/libfailwrite.so",
+             build_dir());
+    char *env[] = {preload, match, after, order, NULL};
+    replica_start_env(f, env);
+    int64_t before[MEMBERS + 1];
+    for (unsigned m = 1; m <= MEMBERS; m++)
+        before[m] = available(admin, m);
+    /* Post until the follower's disk is full and it stops (bounded: 4 MB of ledger writes take
+     * a few hundred 64-posting batches). */
+    pid_t pid = cl.pid[f];
+    int status = 0;
+    uint64_t sent = 0;
+    bool stopped = false;
+    for (unsigned b = 0; b < 3000 && !stopped; b++) {
+        struct tally_posting p[64];
+        for (unsigned k = 0; k < 64; k++) {
+            p[k] = post_accrue(0, 1, 1 + (b * 64 + k) % MEMBERS, 1, 10);
+            assert_int_equal(tally_client_id(admin, p[k].id), 0);
+        }
+        post_ok(admin, p, 64); /* the other two serve throughout */
+        sent += 64;
+        stopped = waitpid(pid, &status, WNOHANG) == pid;
+    }
+    if (!stopped)
+        fail_msg("replica %u did not stop on a full disk after %llu postings", f,
+                 (unsigned long long)sent);
+    cl.pid[f] = 0;
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    /* It said why: an entry it could not apply, or a catch-up copy it could not write (with the
+     * tests' short log it may be catching up when the disk fills). */
+    assert_int_equal(log_count(f, "fail_stop") + log_count(f, "catch_up_failed"),
+                     stops_before + 1);
+    /* Room again: it restarts, catches up, and every acknowledged posting is there, once. */
+    replica_start(f);
+    wait_converged(admin, 30000);
+    uint64_t total = 0;
+    for (unsigned m = 1; m <= MEMBERS; m++)
+        total += (uint64_t)(available(admin, m) - before[m]);
+    assert_int_equal(total, sent);
+}
+
 int main(void)
 {
     if (!harness_ready("test_faults"))
@@ -241,6 +302,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leader_killed_again_and_again_under_load),
         cmocka_unit_test(test_leader_paused_under_load),
+        cmocka_unit_test(test_disk_full_on_a_follower),
     };
     return cmocka_run_group_tests_name("faults", tests, group_setup, group_teardown);
 }
