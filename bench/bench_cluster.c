@@ -93,19 +93,6 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank percentile of sorted[0..n), 0 if n == 0. */
-static uint64_t percentile(const uint64_t *sorted, uint64_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    uint64_t rank = (uint64_t)(p * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
-}
-
 /* CPU time (user + system) of a process so far, in clock ticks, from /proc/PID/stat; 0 if
  * unknown. Field 2 (comm) may hold spaces: parse after its closing parenthesis. */
 static uint64_t process_cpu_ticks(pid_t pid)
@@ -288,8 +275,8 @@ static int latency(const struct options *o, struct latency_result *out)
     }
     out->requests = n;
     qsort(rtt, n, sizeof(*rtt), compare_u64);
-    out->p50_ns = percentile(rtt, n, 0.50);
-    out->p99_ns = percentile(rtt, n, 0.99);
+    out->p50_ns = bench_percentile(rtt, n, 0.50);
+    out->p99_ns = bench_percentile(rtt, n, 0.99);
     out->max_ns = n > 0 ? rtt[n - 1] : 0;
     free(rtt);
     tally_client_close(c);
@@ -516,7 +503,7 @@ int main(int argc, char **argv)
     }
     free(t);
     qsort(rtt, k, sizeof(*rtt), compare_u64);
-    uint64_t batch_p50 = percentile(rtt, k, 0.50), batch_p99 = percentile(rtt, k, 0.99);
+    uint64_t batch_p50 = bench_percentile(rtt, k, 0.50), batch_p99 = bench_percentile(rtt, k, 0.99);
     free(rtt);
     double sorted[RUNS_MAX];
     memcpy(sorted, rates, o.runs * sizeof(double));

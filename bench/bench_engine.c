@@ -315,27 +315,14 @@ static int compare_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Nearest-rank percentile p (0 < p <= 1) of sorted[0..n). */
-static uint64_t percentile(const uint64_t *sorted, uint64_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    uint64_t rank = (uint64_t)(p * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
-}
-
 /* Sorts a copy of v[0..n) into scratch and fills p50, p99 and max. */
 static void latency_summary(const uint64_t *v, uint64_t n, uint64_t *scratch, uint64_t *p50,
                             uint64_t *p99, uint64_t *max)
 {
     memcpy(scratch, v, n * sizeof(*v));
     qsort(scratch, n, sizeof(*scratch), compare_u64);
-    *p50 = percentile(scratch, n, 0.50);
-    *p99 = percentile(scratch, n, 0.99);
+    *p50 = bench_percentile(scratch, n, 0.50);
+    *p99 = bench_percentile(scratch, n, 0.99);
     *max = n ? scratch[n - 1] : 0;
 }
 

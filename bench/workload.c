@@ -964,3 +964,15 @@ int workload_observe(struct workload *w, const struct tally_result *results, uin
     }
     return 0;
 }
+
+uint64_t bench_percentile(const uint64_t *sorted, uint64_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    uint64_t rank = (uint64_t)(p * (double)n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return sorted[rank - 1];
+}

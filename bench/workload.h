@@ -239,4 +239,8 @@ uint64_t workload_member_of_rank(const struct workload *w, uint64_t rank);
 /* One draw of a member rank (1 .. members): exposed for tests and for the benchmark's report. */
 uint64_t workload_draw_rank(struct workload *w);
 
+/* Nearest-rank percentile p (0 < p <= 1) of sorted[0..n); 0 if n is 0. Shared by both
+ * benchmarks, so their latency figures mean the same thing. */
+uint64_t bench_percentile(const uint64_t *sorted, uint64_t n, double p);
+
 #endif
