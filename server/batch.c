@@ -45,7 +45,8 @@ int batch_decode(const void *payload, size_t size, struct batch_view *out)
     return total == h.npostings ? 0 : TALLY_ECORRUPT;
 }
 
-void batch_requests(const struct batch_view *b, struct engine_request *out)
+/* The engine's request table of a decoded batch. */
+static void batch_requests(const struct batch_view *b, struct engine_request *out)
 {
     uint32_t first = 0;
     for (uint32_t i = 0; i < b->h.nrequests; i++) {
@@ -57,4 +58,14 @@ void batch_requests(const struct batch_view *b, struct engine_request *out)
         out[i].count = r.count;
         first += r.count;
     }
+}
+
+int batch_apply(struct engine *e, uint64_t index, const struct batch_view *b,
+                struct engine_request *ereq, struct tally_result *results, uint8_t *status)
+{
+    if (b->h.kind == BATCH_TICK)
+        return engine_apply(e, index, b->h.timestamp, NULL, 0, NULL);
+    batch_requests(b, ereq);
+    return engine_apply_requests(e, index, b->h.timestamp, ereq, b->h.nrequests, b->postings,
+                                 b->h.npostings, results, status);
 }

@@ -78,7 +78,12 @@ void batch_seal(void *payload, size_t size);
 /* Check and decode a payload. Returns 0, or TALLY_ECORRUPT with nothing decoded. */
 int batch_decode(const void *payload, size_t size, struct batch_view *out);
 
-/* The engine's request table of a decoded batch (at most BATCH_REQUESTS_MAX entries). */
-void batch_requests(const struct batch_view *b, struct engine_request *out);
+/* Apply a decoded batch to the engine as Raft entry `index`: a tick through engine_apply, a
+ * batch of requests through engine_apply_requests, with `ereq` (BATCH_REQUESTS_MAX entries) as
+ * scratch for the engine's request table; results and status as engine_apply_requests fills them. The one
+ * way an entry reaches the engine, in tallyd (replica.c) and in the simulation (tests/sim).
+ * Returns what the engine returns: 0, 1 (index applied before: nothing done) or an error. */
+int batch_apply(struct engine *e, uint64_t index, const struct batch_view *b,
+                struct engine_request *ereq, struct tally_result *results, uint8_t *status);
 
 #endif
