@@ -31,6 +31,7 @@
 #include "batch.h"
 #include "copies.h"
 #include "log.h"
+#include "raft_guard.h"
 #include "tally.h"
 
 struct proposal {
@@ -114,13 +115,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct proposal *p = proposal_of(r, index);
     struct tally_result *results = p ? p->results : r->scratch_results;
     uint8_t *status = p ? p->status : r->scratch_status;
-    if (b.h.kind == BATCH_TICK) {
-        rc = engine_apply(r->engine, index, b.h.timestamp, NULL, 0, NULL);
-    } else {
-        batch_requests(&b, r->ereq);
-        rc = engine_apply_requests(r->engine, index, b.h.timestamp, r->ereq, b.h.nrequests,
-                                   b.postings, b.h.npostings, results, status);
-    }
+    rc = batch_apply(r->engine, index, &b, r->ereq, results, status);
     if (rc < 0)
         fail_stop(r, index, rc, "the ledger could not apply a committed entry");
     r->counters.entries_applied++;
@@ -451,6 +446,14 @@ static void poll_cb(uv_timer_t *t)
     struct replica *r = t->data;
     if (r->stopping)
         return;
+    raft_guard_flush(&r->io); /* sends refused since the last poll: reported as lost */
+    /* libraft 0.15 turns a replica whose Raft log write failed (disk full, I/O error) into
+     * RAFT_UNAVAILABLE and leaves it there: the process would live on, taking no part. Stop
+     * instead, so the failure is seen and a supervisor's restart reloads the log (found by the
+     * simulation, tests/sim). */
+    if (raft_state(&r->raft) == RAFT_UNAVAILABLE)
+        fail_stop(r, r->raft.last_applied, -EIO,
+                  "the Raft log could not be written (libraft stopped the replica)");
     if (raft_state(&r->raft) != RAFT_LEADER) {
         lost_leadership(r);
         return;
@@ -517,6 +520,8 @@ static int raft_setup(struct replica *r, const char *raft_dir)
     if (rc != 0)
         return TALLY_ECONFIG;
     raft_uv_set_auto_recovery(&r->io, false); /* a corrupt log stops the node (BRIEF §3) */
+    if (raft_guard_install(&r->io) != 0) /* two libraft 0.15 defects (raft_guard.h) */
+        return TALLY_ECONFIG;
     r->fsm = (struct raft_fsm){.version = 1, .data = r, .apply = fsm_apply,
                                .snapshot = fsm_snapshot, .restore = fsm_restore};
     if ((rc = raft_init(&r->raft, &r->io, &r->fsm, r->opts.id, self->raft_address)) != 0)
@@ -667,6 +672,7 @@ uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_
 static void raft_closed(struct raft *raft)
 {
     struct replica *r = raft->data;
+    raft_guard_remove(&r->io);
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
     copies_wait(r->copies); /* a copy being made reads the engine */
@@ -683,6 +689,7 @@ static void poll_closed(uv_handle_t *h)
 {
     struct replica *r = h->data;
     r->raft.data = r;
+    raft_guard_flush(&r->io);
     raft_close(&r->raft, raft_closed);
 }
 

@@ -1,0 +1,52 @@
+/* raft_guard.h: defences against two defects of libraft 0.15 that sit between its I/O interface
+ * and its core, installed by wrapping a struct raft_io's methods (the raft_uv one in tallyd, the
+ * raft_fixture stub in the simulation). Both were found by the deterministic simulation
+ * (tests/sim/sim.c) and are reproduced there with the guard off (`sim --raw`).
+ *
+ * 1. AppendEntries from index 1 to a follower that has compacted its log. A follower whose log
+ *    starts after a snapshot (offset > 0) and receives entries with prev_log_index 0 skips the
+ *    log-matching check (there is no previous entry), finds no term for the first entries (they
+ *    are inside its snapshot), takes them for new, and appends them at the end of its in-memory
+ *    log: at the wrong indexes. libraft's debug build stops on an assertion
+ *    (replicationAppend: `request->args.n_entries == n`); Debian's release build goes on with a
+ *    corrupted log (seen: SIGSEGV). The guard rewrites such a message before libraft sees it:
+ *    the entries at or below the follower's snapshot index are dropped (they are committed, so
+ *    the same on both sides) and prev_log_index/prev_log_term become the snapshot's last index
+ *    and the term the message gives it (or the snapshot's term when the message stops short of
+ *    it). What remains is an ordinary AppendEntries, checked the ordinary way.
+ *
+ * 2. A send that fails synchronously while a follower answers an AppendEntries at once (it had
+ *    the entries already, or rejects them): recv_append_entries.c frees the received entries
+ *    before sending its answer and recv.c frees them again when the send returns an error: a
+ *    double free. The guard makes sends never fail synchronously: a send the transport refuses
+ *    is reported through its callback (as a lost message is) from raft_guard_flush, which the
+ *    owner calls soon after, outside libraft (tallyd: its poll timer; the simulation: after each
+ *    step).
+ *
+ * Install after the raft_io is initialized and before raft_init; one guard per raft_io, at most
+ * RAFT_GUARD_MAX in a process. Single-threaded, like libraft.
+ */
+#ifndef TALLY_SERVER_RAFT_GUARD_H
+#define TALLY_SERVER_RAFT_GUARD_H
+
+#include <raft.h>
+#include <stdint.h>
+
+#define RAFT_GUARD_MAX 8u
+/* Refused sends kept until raft_guard_flush; beyond it the refusal is passed on as it is. */
+#define RAFT_GUARD_FAILED_SENDS 64u
+
+struct raft_guard_stats {
+    uint64_t appends_rewritten; /* defect 1 met and defused */
+    uint64_t sends_deferred;    /* defect 2 avoided */
+};
+
+/* Wrap io's start and send. Returns 0, or RAFT_TOOMANY when RAFT_GUARD_MAX guards exist. */
+int raft_guard_install(struct raft_io *io);
+/* Forget io's guard (after raft_close completed). */
+void raft_guard_remove(struct raft_io *io);
+/* Run the callbacks of the sends refused since the last call. */
+void raft_guard_flush(struct raft_io *io);
+void raft_guard_stats(const struct raft_io *io, struct raft_guard_stats *out);
+
+#endif
