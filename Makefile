@@ -54,13 +54,18 @@ TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/t
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+# The deterministic simulation (tests/sim): SIM_SEEDS seeds in make test, SIM_LONG_SEEDS in
+# make sim.
+SIM := $(BUILD)/tests/sim/sim
+SIM_SEEDS ?= 200
+SIM_LONG_SEEDS ?= 10000
 SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench run demo clean format fuzz \
-        faults
-all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS)
+        faults sim sim-test
+all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS) $(SIM)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): Makefile
@@ -129,6 +134,11 @@ $(BUILD)/tests/cluster/libfailwrite.so: tests/cluster/failwrite.c | $(DEPS_STAMP
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -fPIC -shared -Wall -Wextra -Werror -o $@ $< -ldl
 
+# The simulation links the engine, the server's entry codec and libraft (its raft_fixture).
+$(SIM): $(call obj,tests/sim/sim.c tests/support.c tools/audit_fold.c server/batch.c server/raft_guard.c) $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lraft -lcmocka -lm
+
 $(BUILD)/tests/client/%: $(call obj,tests/client/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcmocka -lm
@@ -138,7 +148,7 @@ $(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENG
 	$(CC) $(LDFLAGS_ALL) -o $@ $(call obj,tests/$*.c tests/support.c tools/audit_fold.c) $(LIBS_ENGINE) -lcmocka -lm
 
 test: all
-	@$(MAKE) --no-print-directory unit-test script-test fuzz-test
+	@$(MAKE) --no-print-directory unit-test script-test sim-test fuzz-test
 
 # Cluster tests run once per network backend (io_uring, and the epoll fallback).
 unit-test:
@@ -159,6 +169,16 @@ script-test:
 	done; exit $$fail
 
 # The long fault run: 50 leader kills and 10 pauses under load, on each backend (test_faults.c).
+# The simulation: a fixed set of seeds (the first 3 run twice: the same fingerprint) in make
+# test; many more in make sim (SIM_LONG_SEEDS, from SIM_FIRST).
+SIM_FIRST ?= 1
+sim-test: $(SIM)
+	@$(SIM) --seeds $(SIM_SEEDS) --check 3
+	@bash tests/sim/defects.sh $(SIM)
+
+sim: $(SIM)
+	@$(SIM) --first $(SIM_FIRST) --seeds $(SIM_LONG_SEEDS) --check 10
+
 faults: all
 	@for io in uring epoll; do \
 	  echo "test_faults ($$io), 50 leader kills, 10 leader pauses"; \
