@@ -44,13 +44,14 @@
  * a body is one); and, checked on every reply: a reply that does not pass the frame layer's
  * reply judgement (header, body size, body checksum, field rules) or exceeds TALLY_WIRE_BODY_MAX
  * (net_send would refuse it and the client would wait forever); a reply whose op, client id or
- * request number is not its request's; a request other than POST answered other than exactly
- * once, during its frame; and for POST, a model of the session table: a POST while not ready
- * answered NOT_LEADER; a retry of the pending request (same client, same number) not answered
- * now but once, when its entry commits, on the connection the retry came on; another number
- * while one is pending answered BUSY and not submitted; otherwise submitted exactly once, then
- * answered once, with as many results as it had postings (or REQUEST_REUSED), or with the
- * status of the submit's refusal.
+ * request number is not its request's; INTERNAL for a request (nothing fails here: INTERNAL
+ * sends the client to another replica, which would answer the same); a request other than POST
+ * answered other than exactly once, during its frame; and for POST, a model of the session table: a
+ * POST while not ready answered NOT_LEADER; a retry of the pending request (same client, same
+ * number) not answered now but once, when its entry commits, on the connection the retry came on;
+ * another number while one is pending answered BUSY and not submitted; otherwise submitted exactly
+ * once, then answered once, with as many results as it had postings (or REQUEST_REUSED), or with
+ * the status of the submit's refusal.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -689,6 +690,9 @@ static void frame_run(struct tally_wire_header h, uint8_t *body)
         CHECK(memcmp(sent[i].h.client_id, d.client_id, 16) == 0, "reply to another client");
         CHECK(sent[i].h.request == d.request, "reply to another request");
     }
+    /* Nothing here fails (a healthy disk, a copy that can be made): INTERNAL would send the
+     * client to retry elsewhere for nothing. */
+    CHECK(nsent == 0 || sent[0].h.status != TALLY_WIRE_INTERNAL, "op %u answered INTERNAL", d.op);
     if (d.op == TALLY_WIRE_OP_POST) {
         post_expect(&d, conn, submits_before);
     } else {
