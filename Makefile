@@ -203,7 +203,14 @@ $(FUZZ_BUILD)/fuzz_batch: tests/fuzz/fuzz_batch.c server/batch.c $(ENGINE_SRC) $
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -llmdb
 
-FUZZ_BINS := $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_batch
+# The request handler: the real front.c, engine and copies.c; the replica, net_send and the log
+# stand in (tests/fuzz/fuzz_front.c says which and why).
+$(FUZZ_BUILD)/fuzz_front: tests/fuzz/fuzz_front.c server/front.c server/copies.c server/batch.c \
+                          $(ENGINE_SRC) $(FUZZ_COMMON) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -llmdb -luv -lpthread
+
+FUZZ_BINS := $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_batch $(FUZZ_BUILD)/fuzz_front
 
 # make fuzz: each target FUZZ_SECONDS, new inputs kept in tests/fuzz/corpus (commit them).
 fuzz: $(FUZZ_BINS)

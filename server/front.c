@@ -111,10 +111,20 @@ static void reply_not_leader(struct front *f, uint64_t conn, const struct tally_
     reply(f, conn, req, TALLY_WIRE_NOT_LEADER, 0, &nl, sizeof(nl));
 }
 
-/* The status for an engine query's error. */
+/* The status for an engine query's error: an unknown record is NOT_FOUND; an argument the engine
+ * refuses (TALLY_ECONFIG: a HISTORY before_seq that is not one of the member's entries) is the
+ * client's mistake, BAD_REQUEST, which every replica would answer alike; anything else is a
+ * failure of this replica's storage, INTERNAL, which sends the client to another one. */
 static uint16_t query_status(int rc)
 {
-    return rc == TALLY_ENOT_FOUND ? TALLY_WIRE_NOT_FOUND : TALLY_WIRE_INTERNAL;
+    switch (rc) {
+    case TALLY_ENOT_FOUND:
+        return TALLY_WIRE_NOT_FOUND;
+    case TALLY_ECONFIG:
+        return TALLY_WIRE_BAD_REQUEST;
+    default:
+        return TALLY_WIRE_INTERNAL;
+    }
 }
 
 /* ---- pending POSTs ----------------------------------------------------------------------------- */

@@ -10,7 +10,7 @@
 set -euo pipefail
 build=$1 seconds=$2 mode=$3
 here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$build/seeds/frame" "$build/seeds/batch"
+mkdir -p "$build/seeds/frame" "$build/seeds/batch" "$build/seeds/front"
 
 # One seed file per test vector: the hex of its "frame" lines.
 awk -v out="$build/seeds/frame" '
@@ -23,9 +23,15 @@ for f in "$build"/seeds/frame/*.hex; do
   # The postings of a vector are batch seeds too (mode byte 1: steered toward live state).
   { printf '\x01'; tail -c +65 "${f%.hex}"; } > "$build/seeds/batch/$(basename "${f%.hex}")"
 done
+# The request handler reads a stream of frames: each vector alone, and the valid requests one
+# after another (a session's story: register, post, reads, status, ledger).
+cp "$build"/seeds/frame/* "$build/seeds/front/"
+awk '/^vector / { name = $2 } /^direction request/ { req[name] = 1 }
+     /^verdict NONE/ && req[name] { print name }' "$here/../common/wire_vectors.txt" |
+  while read -r v; do cat "$build/seeds/frame/$v"; done > "$build/seeds/front/requests"
 
 fail=0
-for t in frame batch; do
+for t in frame batch front; do
   kept="$here/corpus/$t"
   mkdir -p "$kept"
   if [ "$mode" = smoke ]; then
