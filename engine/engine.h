@@ -198,7 +198,8 @@ int engine_balance_at(struct engine *e, uint32_t program, uint64_t member, uint6
                       struct tally_balance *out);
 
 /* The member's entries, newest first, strictly older than `before_seq` (0: from the newest).
- * Fills up to `max` entries (fixed parts only; see engine_entry for the tail). *count = filled. */
+ * Fills up to `max` entries (fixed parts only; see engine_entry for the tail). *count = filled.
+ * TALLY_ECONFIG when before_seq is not one of this member's entries. */
 int engine_history(struct engine *e, uint32_t program, uint64_t member, uint64_t before_seq,
                    struct tally_entry *out, uint32_t max, uint32_t *count);
 

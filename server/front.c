@@ -246,6 +246,15 @@ static bool read_allowed(struct front *f, uint64_t conn, const struct tally_wire
 }
 
 /* Serve one read into f->body; returns the status and the body size. */
+/* A page read one item past max: keep max, and say MORE when the extra one came. */
+static void page_trim(struct tally_wire_page *pg, uint32_t max)
+{
+    if (pg->count > max) {
+        pg->count = max;
+        pg->flags |= TALLY_WIRE_PAGE_MORE;
+    }
+}
+
 static uint16_t serve_read(struct front *f, const struct tally_wire_header *h, const uint8_t *body,
                            uint32_t *size)
 {
@@ -272,9 +281,11 @@ static uint16_t serve_read(struct front *f, const struct tally_wire_header *h, c
         struct tally_wire_history_request q;
         memcpy(&q, body, sizeof(q));
         struct tally_wire_page pg = {0, 0};
+        /* One more than asked: if it comes, MORE is set and it is left out. */
         rc = engine_history(e, q.program, q.member, q.before_seq,
-                            (struct tally_entry *)(void *)(f->body + sizeof(pg)), q.max,
+                            (struct tally_entry *)(void *)(f->body + sizeof(pg)), q.max + 1,
                             &pg.count);
+        page_trim(&pg, q.max);
         memcpy(f->body, &pg, sizeof(pg));
         *size = (uint32_t)(sizeof(pg) + pg.count * sizeof(struct tally_entry));
         break;
@@ -283,8 +294,19 @@ static uint16_t serve_read(struct front *f, const struct tally_wire_header *h, c
         struct tally_wire_lots_request q;
         memcpy(&q, body, sizeof(q));
         struct tally_wire_page pg = {0, 0};
-        rc = engine_lots(e, q.program, q.member, (struct tally_lot *)(void *)(f->body + sizeof(pg)),
-                         q.max, &pg.count);
+        /* A member holds at most TALLY_LINEAGE_MAX lots: all of them are read, those up to the
+         * cursor (expires_at, lot_id) skipped, and MORE set when more than max remain. */
+        struct tally_lot *lots = (struct tally_lot *)(void *)(f->body + sizeof(pg));
+        uint32_t n = 0, skip = 0;
+        rc = engine_lots(e, q.program, q.member, lots, TALLY_LINEAGE_MAX, &n);
+        while (rc == 0 && (q.after_expires_at != 0 || q.after_lot_id != 0) && skip < n &&
+               (lots[skip].expires_at < q.after_expires_at ||
+                (lots[skip].expires_at == q.after_expires_at &&
+                 lots[skip].lot_id <= q.after_lot_id)))
+            skip++;
+        memmove(lots, lots + skip, (size_t)(n - skip) * sizeof(*lots));
+        pg.count = n - skip;
+        page_trim(&pg, q.max);
         memcpy(f->body, &pg, sizeof(pg));
         *size = (uint32_t)(sizeof(pg) + pg.count * sizeof(struct tally_lot));
         break;
@@ -333,8 +355,9 @@ static uint16_t serve_read(struct front *f, const struct tally_wire_header *h, c
         struct tally_wire_programs_request q;
         memcpy(&q, body, sizeof(q));
         struct tally_wire_page pg = {0, 0};
-        rc = engine_programs(e, q.after, (uint32_t *)(void *)(f->body + sizeof(pg)), q.max,
+        rc = engine_programs(e, q.after, (uint32_t *)(void *)(f->body + sizeof(pg)), q.max + 1,
                              &pg.count);
+        page_trim(&pg, q.max);
         memcpy(f->body, &pg, sizeof(pg));
         *size = (uint32_t)(sizeof(pg) + pg.count * sizeof(uint32_t));
         break;

@@ -107,6 +107,36 @@ static void test_postings_through_a_follower_are_redirected_to_the_leader(void *
     wait_converged(admin, 10000);
 }
 
+/* Reads longer than one reply (docs/PROTOCOL.md 4.5): the server says MORE while items remain,
+ * and libtally asks again from the last one, so a member's whole history comes back. */
+static void test_history_longer_than_a_page_comes_back_whole(void **state)
+{
+    (void)state;
+    /* 600 accruals then 600 redemptions (a member keeps at most TALLY_LINEAGE_MAX lots). */
+    enum { HALF = 600, ENTRIES = 2 * HALF };
+    struct tally_posting p[50];
+    for (unsigned k = 0; k < ENTRIES; k++) {
+        p[k % 50] = k < HALF ? accrue(3, 10) : post_redeem(next_id++, 1, 3, 1);
+        if (k % 50 == 49)
+            post_ok(admin, p, 50); /* the harness posts at most 64 at a time */
+    }
+    static struct tally_entry entries[2 * TALLY_WIRE_HISTORY_MAX];
+    uint32_t count = 0;
+    struct tally_read r = {0};
+    assert_int_equal(tally_client_history(admin, 1, 3, 0, entries, 2 * TALLY_WIRE_HISTORY_MAX,
+                                          &count, &r), 0);
+    assert_true(count > TALLY_WIRE_HISTORY_MAX);
+    assert_true(count >= ENTRIES + 1); /* the postings and the OPEN, maybe tier changes */
+    for (uint32_t k = 1; k < count; k++)
+        assert_true(entries[k].seq < entries[k - 1].seq); /* newest first, no repeats */
+    /* A page of exactly the items left says nothing more: a second call from the oldest finds
+     * none. */
+    uint32_t again = 0;
+    assert_int_equal(tally_client_history(admin, 1, 3, entries[count - 1].seq, entries, 10,
+                                          &again, &r), 0);
+    assert_int_equal(again, 0);
+}
+
 static void test_retried_request_and_reposted_id_take_effect_once(void **state)
 {
     (void)state;
@@ -440,6 +470,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_postings_through_a_follower_are_redirected_to_the_leader),
         cmocka_unit_test(test_retried_request_and_reposted_id_take_effect_once),
+        cmocka_unit_test(test_history_longer_than_a_page_comes_back_whole),
         cmocka_unit_test(test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_on),
         cmocka_unit_test(test_killed_follower_catches_up_after_restart),
         cmocka_unit_test(test_follower_with_deleted_data_rejoins),
