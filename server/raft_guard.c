@@ -81,6 +81,16 @@ static int guard_send(struct raft_io *io, struct raft_io_send *req, const struct
                       raft_io_send_cb cb)
 {
     struct guard *g = guard_of(io);
+    struct raft_message fixed;
+    const struct raft *r = io->data;
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && m->append_entries_result.rejected == 0 &&
+        r != NULL && m->append_entries_result.last_log_index < r->log.snapshot.last_index) {
+        /* Defect 3: the answer to an InstallSnapshot older than our own snapshot. */
+        fixed = *m;
+        fixed.append_entries_result.last_log_index = r->log.snapshot.last_index;
+        m = &fixed;
+        g->stats.snapshot_answers_raised++;
+    }
     int rc = g->send(io, req, m, cb);
     if (rc == 0 || g->nfailed == RAFT_GUARD_FAILED_SENDS)
         return rc;

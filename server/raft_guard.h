@@ -1,6 +1,6 @@
-/* raft_guard.h: defences against two defects of libraft 0.15 that sit between its I/O interface
+/* raft_guard.h: defences against three defects of libraft 0.15 that sit between its I/O interface
  * and its core, installed by wrapping a struct raft_io's methods (the raft_uv one in tallyd, the
- * raft_fixture stub in the simulation). Both were found by the deterministic simulation
+ * raft_fixture stub in the simulation). All three were found by the deterministic simulation
  * (tests/sim/sim.c) and are reproduced there with the guard off (`sim --raw`).
  *
  * 1. AppendEntries from index 1 to a follower that has compacted its log. A follower whose log
@@ -23,6 +23,14 @@
  *    owner calls soon after, outside libraft (tallyd: its poll timer; the simulation: after each
  *    step).
  *
+ * 3. A leader stuck sending a snapshot. A follower answers an InstallSnapshot older than its own
+ *    snapshot with success and last_log_index = the snapshot's index; a leader whose match index
+ *    for it is already that index sees no progress (progressMaybeUpdate) and never leaves its
+ *    snapshot state for this follower: it sends the same snapshot every install-snapshot
+ *    timeout, and the follower gets no more entries while that leader leads. The guard raises
+ *    such an answer's last_log_index to the follower's own snapshot index (committed, so the
+ *    same on every replica): the leader sees progress and goes back to probing.
+ *
  * Install after the raft_io is initialized and before raft_init; one guard per raft_io, at most
  * RAFT_GUARD_MAX in a process. Single-threaded, like libraft.
  */
@@ -39,6 +47,7 @@
 struct raft_guard_stats {
     uint64_t appends_rewritten; /* defect 1 met and defused */
     uint64_t sends_deferred;    /* defect 2 avoided */
+    uint64_t snapshot_answers_raised; /* defect 3 */
 };
 
 /* Wrap io's start and send. Returns 0, or RAFT_TOOMANY when RAFT_GUARD_MAX guards exist. */

@@ -155,7 +155,7 @@ struct acked {
 
 struct stats {
     uint64_t partitions, drops, delays, crashes, disk_faults, fail_stops, snapshots_restored;
-    uint64_t catch_ups, appends_rewritten, sends_deferred;
+    uint64_t catch_ups, appends_rewritten, sends_deferred, snapshot_answers_raised;
     uint64_t requests, postings_acked, retries, entries, leader_changes;
 };
 
@@ -869,6 +869,7 @@ static void restart(unsigned i)
     raft_set_snapshot_threshold(&s->raft, (unsigned)between(8, 64));
     raft_set_snapshot_trailing(&s->raft, (unsigned)between(2, 32));
     raft_set_pre_vote(&s->raft, below(2) == 0);
+    raft_set_install_snapshot_timeout(&s->raft, 5000);
     raft_fixture_set_randomized_election_timeout(&S.f, i, (unsigned)between(1000, 1999));
     n->ready_term = 0;
     n->barrier_pending = false;
@@ -1141,6 +1142,7 @@ static uint64_t run(uint64_t seed)
         raft_set_snapshot_threshold(r, (unsigned)between(8, 64));
         raft_set_snapshot_trailing(r, (unsigned)between(2, 32));
         raft_set_pre_vote(r, below(2) == 0);
+        raft_set_install_snapshot_timeout(r, 5000); /* tallyd's REPLICA_INSTALL_SNAPSHOT_MS */
         raft_fixture_set_randomized_election_timeout(&S.f, i, (unsigned)between(1000, 1999));
         raft_fixture_set_disk_latency(&S.f, i, (unsigned)between(1, 30));
     }
@@ -1197,6 +1199,7 @@ static uint64_t run(uint64_t seed)
         raft_guard_stats(&S.f.servers[i].io, &gs);
         S.st.appends_rewritten += gs.appends_rewritten;
         S.st.sends_deferred += gs.sends_deferred;
+        S.st.snapshot_answers_raised += gs.snapshot_answers_raised;
         raft_guard_remove(&S.f.servers[i].io);
     }
 
@@ -1285,11 +1288,12 @@ int main(int argc, char **argv)
            "  %" PRIu64 " requests sent (%" PRIu64 " resent), %" PRIu64
            " postings acknowledged, %" PRIu64 " entries\n"
            "  libraft 0.15 defects defused (server/raft_guard.h): %" PRIu64
-           " AppendEntries rewritten, %" PRIu64 " refused sends deferred\n",
+           " AppendEntries rewritten, %" PRIu64 " refused sends deferred, %" PRIu64
+           " snapshot answers raised\n",
            count, first, first + count - 1, secs, check < count ? check : count,
            totals.partitions, totals.drops, totals.delays, totals.crashes, totals.disk_faults,
            totals.fail_stops,           totals.snapshots_restored, totals.catch_ups, totals.leader_changes, totals.requests,
            totals.retries, totals.postings_acked, totals.entries,
-           totals.appends_rewritten, totals.sends_deferred);
+           totals.appends_rewritten, totals.sends_deferred, totals.snapshot_answers_raised);
     return 0;
 }
