@@ -10,7 +10,7 @@
  * entries); server/copies.c serving LEDGER requests on a real libuv loop (the copy is made on a
  * libuv worker thread; the loop is run to completion after every LEDGER frame, so each input
  * sees the copy finished, as a reader asking again later would); server/batch.c and
- * engine_apply_requests applying committed POSTs, as replica.c's FSM does; common/wire.c judging
+ * batch_apply applying committed POSTs, as replica.c's FSM does; common/wire.c judging
  * every frame before the front sees it (net.c's order: header, body size, body checksum, field
  * rules) and every reply the front sends.
  * Stand-ins (a Raft replica and a socket layer cannot run per input here):
@@ -315,11 +315,9 @@ static void queue_commit(struct replica *r)
     batch_seal(payload, len);
     struct batch_view b;
     CHECK(batch_decode(payload, len, &b) == 0, "a sealed entry does not decode");
-    batch_requests(&b, ereq);
     uint64_t index = r->index_next++;
-    int rc = engine_apply_requests(r->engine, index, b.h.timestamp, ereq, b.h.nrequests, b.postings,
-                                   b.h.npostings, results, status);
-    CHECK(rc == 0, "engine_apply_requests: %d %s", rc, tally_strerror(rc));
+    int rc = batch_apply(r->engine, index, &b, ereq, results, status);
+    CHECK(rc == 0, "batch_apply: %d %s", rc, tally_strerror(rc));
     uint32_t n = r->nqueued;
     r->nqueued = r->npostings = 0; /* front_posted may not resubmit, but be clean */
     for (uint32_t i = 0; i < n; i++) {
