@@ -1519,6 +1519,12 @@ static cJSON *phase_json(const struct phase_stats *s)
     return o;
 }
 
+/* The median of sorted values: the middle one, or the mean of the two middle ones. */
+static uint64_t median_of(const uint64_t *sorted, unsigned n)
+{
+    return n == 0 ? 0 : n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
 static void phase_text(const char *name, const struct phase_stats *s)
 {
     printf("    %-9s %7" PRIu64 " requests  p50 %8.1f  p90 %8.1f  p99 %8.1f  p99.9 %8.1f  "
@@ -1616,7 +1622,7 @@ static void report_json(const struct run *r)
     cJSON_AddNumberToObject(u, "faults", r->nd);
     cJSON_AddNumberToObject(u, "recovered", r->ngaps);
     if (r->ngaps > 0) {
-        cJSON_AddNumberToObject(u, "median", ms_of(r->gaps_sorted[(r->ngaps - 1) / 2]));
+        cJSON_AddNumberToObject(u, "median", ms_of(median_of(r->gaps_sorted, r->ngaps)));
         cJSON_AddNumberToObject(u, "min", ms_of(r->gaps_sorted[0]));
         cJSON_AddNumberToObject(u, "max", ms_of(r->gaps_sorted[r->ngaps - 1]));
     }
@@ -1685,7 +1691,7 @@ static void report_text(const struct run *r)
     if (r->ngaps > 0)
         printf("unavailability: median %.0f ms, min %.0f ms, max %.0f ms over %u recovered "
                "fault%s\n",
-               ms_of(r->gaps_sorted[(r->ngaps - 1) / 2]), ms_of(r->gaps_sorted[0]),
+               ms_of(median_of(r->gaps_sorted, r->ngaps)), ms_of(r->gaps_sorted[0]),
                ms_of(r->gaps_sorted[r->ngaps - 1]), r->ngaps, r->ngaps == 1 ? "" : "s");
     if (r->checked) {
         const struct check *c = &r->check;
@@ -1859,7 +1865,7 @@ int main(int argc, char **argv)
     }
     if (o->svg != NULL && r.nd > 0) {
         r.svg_rc = write_svg(o->svg, r.drills, r.nd, r.nreq, since_start() > end ? end : end,
-                             r.ngaps ? ms_of(r.gaps_sorted[(r.ngaps - 1) / 2]) : 0);
+                             ms_of(median_of(r.gaps_sorted, r.ngaps)));
         if (r.svg_rc != 0)
             fprintf(stderr, "tally-drill: cannot write %s: %s\n", o->svg, strerror(-r.svg_rc));
     }
