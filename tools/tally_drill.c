@@ -991,6 +991,7 @@ static int drill_setup(struct tally_client *c, int64_t *before)
 struct drill {
     uint64_t window_ns, fault_ns, recovered_ns, healed_ns, rejoined_ns, end_ns; /* since start */
     bool recovered, rejoined, local;
+    bool cut; /* interrupted before it recovered: healed early, its window does not count */
     uint64_t victim_id;
     pid_t victim_pid, restarted_pid;
     char victim_addr[64], new_leader[64], how[16], log[PATH_MAX + 32], error[200];
@@ -1049,11 +1050,18 @@ static int drill_inject(struct drill *d, struct tally_client *admin)
         if (d->fault_status != 0)
             drill_note(d, "--fault-cmd failed (status %s)", d->fault_status == -ETIMEDOUT
                                                                 ? "timeout" : "non-zero");
-    } else if (o->fault == FAULT_KILL) {
-        kill(victim.pid, SIGKILL);
     } else {
-        stopped_pid = victim.pid;
-        kill(victim.pid, SIGSTOP);
+        int sig = o->fault == FAULT_KILL ? SIGKILL : SIGSTOP;
+        if (sig == SIGSTOP)
+            stopped_pid = victim.pid;
+        if (kill(victim.pid, sig) != 0) {
+            stopped_pid = 0;
+            atomic_store(&D.fault_ns, 0);
+            d->fault_ns = 0;
+            drill_note(d, "cannot signal the leader's process %d: %s (run the drill as its user)",
+                       (int)victim.pid, strerror(errno));
+            return CLI_EXIT_DATA;
+        }
     }
     return 0;
 }
@@ -1137,7 +1145,10 @@ static int drill_run(struct drill *d, struct tally_client *admin)
         sleep_ns(NS_PER_MS);
     }
     d->recovered = atomic_load(&D.recovered_ns) != 0;
-    if (!d->recovered)
+    d->cut = interrupted && !d->recovered;
+    if (interrupted)
+        drill_note(d, "interrupted %.0f ms after the fault: healing it", ms_of(since_start() - t0));
+    else if (!d->recovered)
         drill_note(d, "no posting was acknowledged within %s of the fault",
                    bound == o->timeout_ms * NS_PER_MS ? "--timeout" : "--stop-max");
     struct cluster_view v;
@@ -1147,7 +1158,7 @@ static int drill_run(struct drill *d, struct tally_client *admin)
     if (strcmp(d->how, "none") != 0) {
         d->rejoined = wait_rejoined(admin, o->timeout_ms);
         d->rejoined_ns = since_start();
-        if (!d->rejoined)
+        if (!d->rejoined && !interrupted)
             drill_note(d, "replica %s did not serve again within --timeout", d->victim_addr);
     }
     /* The rest of the drill's load: the after phase. */
@@ -1383,124 +1394,164 @@ static double svg_log_y(double ms, double top, double height)
     return top + height - v / 4 * height;
 }
 
-static int write_svg(const char *path, const struct drill *drills, unsigned nd, uint32_t nreq,
-                     uint64_t end_ns, double median_ms)
+/* One timeline being drawn: buckets of acknowledged postings and of worst latency, and the
+ * plot's geometry. */
+struct svg {
+    FILE *f;
+    uint64_t bucket_ns, *count, *worst;
+    size_t nb;
+    double pw, ph, secs, ymax, per_s;
+};
+
+static double svg_x(const struct svg *g, uint64_t ns)
 {
-    const struct opts *o = &D.o;
-    uint64_t bucket = SVG_BUCKET_MS_MIN * NS_PER_MS;
-    while (end_ns / bucket + 1 > SVG_BUCKETS_MAX)
-        bucket *= 2;
-    size_t nb = (size_t)(end_ns / bucket + 1);
-    uint64_t *count = calloc(nb, sizeof(*count)), *worst = calloc(nb, sizeof(*worst));
-    FILE *f = fopen(path, "w");
-    if (count == NULL || worst == NULL || f == NULL) {
-        free(count);
-        free(worst);
-        if (f != NULL)
-            fclose(f);
-        return -errno;
-    }
+    return SVG_LEFT + g->pw * ((double)ns / 1e9) / g->secs;
+}
+
+/* Fill the buckets from the requests; choose the throughput axis (four steps of 1, 2, 2.5 or 5
+ * times a power of ten). */
+static void svg_buckets(struct svg *g, uint32_t nreq)
+{
     for (uint32_t k = 0; k < nreq; k++) {
         const struct req *q = &D.reqs[k];
-        if (q->state != REQ_ACKED || q->ack_ns / bucket >= nb)
+        if (q->state != REQ_ACKED || q->ack_ns / g->bucket_ns >= g->nb)
             continue;
-        size_t b = (size_t)(q->ack_ns / bucket);
-        count[b] += o->batch;
+        size_t b = (size_t)(q->ack_ns / g->bucket_ns);
+        g->count[b] += D.o.batch;
         uint64_t lat = q->ack_ns - q->due_ns;
-        worst[b] = lat > worst[b] ? lat : worst[b];
+        g->worst[b] = lat > g->worst[b] ? lat : g->worst[b];
     }
     uint64_t peak = 1;
-    for (size_t b = 0; b < nb; b++)
-        peak = count[b] > peak ? count[b] : peak;
-    /* The throughput axis: four steps of 1, 2, 2.5 or 5 times a power of ten. */
-    double per_s = 1e9 / (double)bucket, raw = (double)peak * per_s * 1.05 / 4, mag = 1;
+    for (size_t b = 0; b < g->nb; b++)
+        peak = g->count[b] > peak ? g->count[b] : peak;
+    g->per_s = 1e9 / (double)g->bucket_ns;
+    double raw = (double)peak * g->per_s * 1.05 / 4, mag = 1;
     while (mag * 10 <= raw)
         mag *= 10;
     double step = raw <= mag ? mag : raw <= 2 * mag ? 2 * mag : raw <= 2.5 * mag ? 2.5 * mag
                 : raw <= 5 * mag ? 5 * mag : 10 * mag;
-    double ymax = 4 * step;
-    double pw = SVG_W - SVG_LEFT - SVG_RIGHT, ph = SVG_H - SVG_TOP - SVG_BOT;
-    double secs = (double)end_ns / 1e9;
-#define X(ns) (SVG_LEFT + pw * ((double)(ns) / 1e9) / secs)
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-               "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-            SVG_W, SVG_H, SVG_W, SVG_H);
-    fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\">tally-drill: %u leader %s%s, %u "
-               "postings/s offered (batches of %u, %u clients); median unavailability %.0f ms"
-               "</text>\n",
-            SVG_LEFT, nd, fault_name(o), nd == 1 ? "" : "s", o->rate,
-            o->batch, o->clients, median_ms);
-    /* Faults: the outage shaded, the fault red, the first answer green, the heal blue. */
+    g->ymax = 4 * step;
+}
+
+/* Faults: the outage shaded, the fault red, the first answer green, the heal dashed blue. */
+static void svg_faults(const struct svg *g, const struct drill *drills, unsigned nd)
+{
+    FILE *f = g->f;
     for (unsigned i = 0; i < nd; i++) {
         const struct drill *d = &drills[i];
         uint64_t rec = d->recovered ? d->recovered_ns : d->end_ns;
+        double x0 = svg_x(g, d->fault_ns), x1 = svg_x(g, rec);
         fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%.0f\" fill=\"#f4cccc\"/>\n",
-                X(d->fault_ns), SVG_TOP, X(rec) - X(d->fault_ns) + 0.5, ph);
+                x0, SVG_TOP, x1 - x0 + 0.5, g->ph);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.0f\" stroke=\"#c00000\"/>\n",
-                X(d->fault_ns), X(d->fault_ns), SVG_TOP, SVG_TOP + ph);
+                x0, x0, SVG_TOP, SVG_TOP + g->ph);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.0f\" stroke=\"#008000\"/>\n",
-                X(rec), X(rec), SVG_TOP, SVG_TOP + ph);
+                x1, x1, SVG_TOP, SVG_TOP + g->ph);
         if (d->healed_ns > 0)
             fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.0f\" stroke=\"#3060c0\" "
                        "stroke-dasharray=\"4 3\"/>\n",
-                    X(d->healed_ns), X(d->healed_ns), SVG_TOP, SVG_TOP + ph);
+                    svg_x(g, d->healed_ns), svg_x(g, d->healed_ns), SVG_TOP, SVG_TOP + g->ph);
         if (nd <= 12)
             fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#c00000\" font-size=\"11\">%s r%" PRIu64
                        "%s %.0f ms</text>\n",
-                    X(d->fault_ns) + 3, SVG_TOP + 12 + 12 * (int)(i % 2), fault_name(o),
-                    d->victim_id,
+                    x0 + 3, SVG_TOP + 12 + 12 * (int)(i % 2), fault_name(&D.o), d->victim_id,
                     d->recovered ? ":" : ": no recovery,",
                     d->recovered ? ms_of(d->recovered_ns - d->fault_ns) : 0.0);
     }
-    /* Axes and grid. */
+}
+
+static void svg_axes(const struct svg *g)
+{
+    FILE *f = g->f;
+    static const char *const lat[] = {"1 ms", "10 ms", "100 ms", "1 s", "10 s"};
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-               "stroke=\"#444\"/>\n", SVG_LEFT, SVG_TOP, pw, ph);
+               "stroke=\"#444\"/>\n", SVG_LEFT, SVG_TOP, g->pw, g->ph);
     for (int t = 0; t <= 4; t++) {
-        double y = SVG_TOP + ph - ph * t / 4;
+        double y = SVG_TOP + g->ph - g->ph * t / 4;
         fprintf(f, "<line x1=\"%d\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
                    "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#1f4e9c\">%.0f</text>\n"
                    "<text x=\"%.0f\" y=\"%.1f\" fill=\"#b35900\">%s</text>\n",
-                SVG_LEFT, SVG_LEFT + pw, y, y, SVG_LEFT - 5, y + 4, ymax * t / 4,
-                SVG_LEFT + pw + 5, y + 4,
-                (const char *[]){"1 ms", "10 ms", "100 ms", "1 s", "10 s"}[t]);
+                SVG_LEFT, SVG_LEFT + g->pw, y, y, SVG_LEFT - 5, y + 4, g->ymax * t / 4,
+                SVG_LEFT + g->pw + 5, y + 4, lat[t]);
     }
-    unsigned step_s = secs <= 20 ? 1 : secs <= 60 ? 5 : secs <= 300 ? 20 : 60;
-    for (unsigned s = 0; s <= (unsigned)secs && s < 100000; s += step_s)
+    unsigned step_s = g->secs <= 20 ? 1 : g->secs <= 100 ? 10 : g->secs <= 300 ? 20 : 60;
+    for (unsigned s = 0; s <= (unsigned)g->secs && s < 100000; s += step_s)
         fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%u</text>\n",
-                X((uint64_t)s * 1000000000u), SVG_TOP + ph + 16, s);
+                svg_x(g, (uint64_t)s * 1000000000u), SVG_TOP + g->ph + 16, s);
     fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">seconds since the load "
                "started (buckets of %" PRIu64 " ms)</text>\n",
-            SVG_LEFT + pw / 2, SVG_TOP + ph + 34, bucket / NS_PER_MS);
+            SVG_LEFT + g->pw / 2, SVG_TOP + g->ph + 34, g->bucket_ns / NS_PER_MS);
     fprintf(f, "<text x=\"16\" y=\"%.0f\" fill=\"#1f4e9c\" transform=\"rotate(-90 16 %.0f)\" "
                "text-anchor=\"middle\">acknowledged postings/s</text>\n",
-            SVG_TOP + ph / 2, SVG_TOP + ph / 2);
+            SVG_TOP + g->ph / 2, SVG_TOP + g->ph / 2);
     fprintf(f, "<text x=\"%d\" y=\"%.0f\" fill=\"#b35900\" transform=\"rotate(90 %d %.0f)\" "
                "text-anchor=\"middle\">worst latency in bucket (log)</text>\n",
-            SVG_W - 14, SVG_TOP + ph / 2, SVG_W - 14, SVG_TOP + ph / 2);
-    /* The two series. */
+            SVG_W - 14, SVG_TOP + g->ph / 2, SVG_W - 14, SVG_TOP + g->ph / 2);
+}
+
+/* The two series, and the legend. */
+static void svg_series(const struct svg *g)
+{
+    FILE *f = g->f;
     fprintf(f, "<polyline fill=\"none\" stroke=\"#1f4e9c\" stroke-width=\"1.5\" points=\"");
-    for (size_t b = 0; b < nb; b++)
-        fprintf(f, "%.1f,%.1f ", X(b * bucket + bucket / 2),
-                SVG_TOP + ph - ph * (double)count[b] * per_s / ymax);
+    for (size_t b = 0; b < g->nb; b++)
+        fprintf(f, "%.1f,%.1f ", svg_x(g, b * g->bucket_ns + g->bucket_ns / 2),
+                SVG_TOP + g->ph - g->ph * (double)g->count[b] * g->per_s / g->ymax);
     fprintf(f, "\"/>\n");
-    for (size_t b = 0; b < nb; b++)
-        if (count[b] > 0)
+    for (size_t b = 0; b < g->nb; b++)
+        if (g->count[b] > 0)
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.8\" fill=\"#b35900\"/>\n",
-                    X(b * bucket + bucket / 2), svg_log_y(ms_of(worst[b]), SVG_TOP, ph));
+                    svg_x(g, b * g->bucket_ns + g->bucket_ns / 2),
+                    svg_log_y(ms_of(g->worst[b]), SVG_TOP, g->ph));
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\"><tspan fill=\"#1f4e9c\">&#8212; "
                "throughput</tspan>  <tspan fill=\"#b35900\">&#9679; worst latency (due to "
                "answer)</tspan>  <tspan fill=\"#c00000\">| fault</tspan>  <tspan "
                "fill=\"#008000\">| first answer after it</tspan>  <tspan fill=\"#3060c0\">"
                "&#8942; healed (restart / SIGCONT)</tspan></text>\n",
             SVG_LEFT, SVG_H - 8);
-    fprintf(f, "</svg>\n");
-#undef X
-    free(count);
-    free(worst);
-    bool bad = ferror(f) != 0;
-    return fclose(f) != 0 || bad ? -EIO : 0;
+}
+
+static int write_svg(const char *path, const struct drill *drills, unsigned nd, uint32_t nreq,
+                     uint64_t end_ns, double median_ms)
+{
+    const struct opts *o = &D.o;
+    struct svg g = {.bucket_ns = SVG_BUCKET_MS_MIN * NS_PER_MS};
+    while (end_ns / g.bucket_ns + 1 > SVG_BUCKETS_MAX)
+        g.bucket_ns *= 2;
+    g.nb = (size_t)(end_ns / g.bucket_ns + 1);
+    g.count = calloc(g.nb, sizeof(*g.count));
+    g.worst = calloc(g.nb, sizeof(*g.worst));
+    g.f = fopen(path, "w");
+    int rc = -errno;
+    if (g.count == NULL || g.worst == NULL || g.f == NULL) {
+        free(g.count);
+        free(g.worst);
+        if (g.f != NULL)
+            fclose(g.f);
+        return g.f == NULL ? rc : -ENOMEM;
+    }
+    g.pw = SVG_W - SVG_LEFT - SVG_RIGHT;
+    g.ph = SVG_H - SVG_TOP - SVG_BOT;
+    g.secs = (double)end_ns / 1e9;
+    svg_buckets(&g, nreq);
+    fprintf(g.f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                 "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+                 "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    fprintf(g.f, "<text x=\"%d\" y=\"22\" font-size=\"15\">tally-drill: %u leader %s%s, %u "
+                 "postings/s offered (batches of %u, %u clients); median unavailability %.0f ms"
+                 "</text>\n",
+            SVG_LEFT, nd, fault_name(o), nd == 1 ? "" : "s", o->rate, o->batch, o->clients,
+            median_ms);
+    svg_faults(&g, drills, nd);
+    svg_axes(&g);
+    svg_series(&g);
+    fprintf(g.f, "</svg>\n");
+    free(g.count);
+    free(g.worst);
+    bool bad = ferror(g.f) != 0;
+    return fclose(g.f) != 0 || bad ? -EIO : 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1675,7 +1726,7 @@ static void report_text(const struct run *r)
             printf("unavailable %.0f ms, new leader %s", ms_of(d->recovered_ns - d->fault_ns),
                    d->new_leader[0] ? d->new_leader : "?");
         else
-            printf("NOT RECOVERED");
+            printf(d->cut ? "interrupted before it recovered" : "NOT RECOVERED");
         printf("; healed by %s", d->how);
         if (d->restarted_pid > 0)
             printf(" (pid %d)", (int)d->restarted_pid);
@@ -1761,7 +1812,7 @@ static void analyse(struct run *r, uint64_t *scratch)
     for (unsigned i = 0; i < r->nd; i++) {
         struct drill *d = &r->drills[i];
         uint64_t first = first_answer_after(d->fault_ns, r->nreq);
-        d->recovered = first != UINT64_MAX && (d->recovered || first < d->end_ns);
+        d->recovered = first != UINT64_MAX && !d->cut && (d->recovered || first < d->end_ns);
         if (d->recovered) {
             d->recovered_ns = first;
             r->gaps_sorted[r->ngaps++] = first - d->fault_ns;
@@ -1773,6 +1824,74 @@ static void analyse(struct run *r, uint64_t *scratch)
         phase_collect(&r->phases[i][2], tail, d->end_ns, r->nreq, scratch);
     }
     qsort(r->gaps_sorted, r->ngaps, sizeof(r->gaps_sorted[0]), cmp_u64);
+}
+
+/* The cluster answers (fast: STATUS needs no leader and no session), has a leader, the drill's
+ * program and members exist (their balances in `before`), and each client has its session. */
+static int run_connect(struct tally_client **admin, int64_t *before, struct worker *w)
+{
+    const struct opts *o = &D.o;
+    int rc = open_client(admin, "tally-drill", true, o->timeout_ms);
+    if (rc == TALLY_ECONFIG)
+        return usage_fail("--cluster '%s': expected host:port[,host:port...]", o->cluster);
+    struct cluster_view v;
+    if (rc != 0 || cluster_look(*admin, &v, 2000) != 0 || v.answered == 0) {
+        fprintf(stderr, "tally-drill: no replica of %s answered (is tallyd running there? are "
+                "the addresses right?)\n", o->cluster);
+        return CLI_EXIT_DATA;
+    }
+    if (!wait_leader(*admin, &v, o->timeout_ms)) {
+        fprintf(stderr, "tally-drill: the cluster at %s has no leader (tally --cluster %s status "
+                "shows every replica)\n", o->cluster, o->cluster);
+        return CLI_EXIT_DATA;
+    }
+    if ((rc = drill_setup(*admin, before)) != 0)
+        return rc;
+    for (unsigned t = 0; t < o->clients; t++) {
+        w[t].index = t;
+        if ((rc = open_client(&w[t].client, "tally-drill", false, o->timeout_ms)) != 0) {
+            fprintf(stderr, "tally-drill: cannot open a session: %s\n", tally_strerror(rc));
+            return CLI_EXIT_DATA;
+        }
+    }
+    return 0;
+}
+
+/* The load, the drills under it, then the load stopped (*end: when, since start). */
+static int run_load(struct run *r, struct tally_client *admin, struct worker *w, uint64_t *end)
+{
+    const struct opts *o = &D.o;
+    atomic_store(&D.load_end_ns, UINT64_MAX);
+    atomic_store(&D.hard_end_ns, UINT64_MAX);
+    D.start_ns = now_ns();
+    unsigned started = 0;
+    for (; started < o->clients; started++)
+        if (pthread_create(&w[started].thread, NULL, worker_main, &w[started]) != 0)
+            break;
+    int rc = started == o->clients ? run_drills(r, admin) : CLI_EXIT_INTERNAL;
+    *end = since_start();
+    atomic_store(&D.hard_end_ns, *end + o->timeout_ms * NS_PER_MS);
+    atomic_store(&D.load_end_ns, *end);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(w[t].thread, NULL);
+    if (stopped_pid > 0) { /* interrupted while paused */
+        kill((pid_t)stopped_pid, SIGCONT);
+        stopped_pid = 0;
+    }
+    r->nreq = atomic_load(&D.next_req) < D.reqs_max ? atomic_load(&D.next_req) : D.reqs_max;
+    return rc;
+}
+
+static int run_exit_code(const struct run *r, int drills_rc)
+{
+    if (drills_rc != 0)
+        return drills_rc;
+    if (atomic_load(&D.load_error) != 0)
+        return CLI_EXIT_DATA;
+    bool all = r->nd == D.o.repeat && r->ngaps == r->nd && !interrupted;
+    for (unsigned i = 0; i < r->nd; i++)
+        all = all && r->drills[i].error[0] == '\0';
+    return all && r->check.ok_all && r->svg_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_REJECTED;
 }
 
 int main(int argc, char **argv)
@@ -1808,63 +1927,23 @@ int main(int argc, char **argv)
     sigaction(SIGALRM, &wd, NULL);
     alarm(run_bound_s(o));
 
-    /* The cluster answers (fast: STATUS needs no leader and no session). */
     struct tally_client *admin = NULL;
-    rc = open_client(&admin, "tally-drill", true, o->timeout_ms);
-    if (rc == TALLY_ECONFIG)
-        return usage_fail("--cluster '%s': expected host:port[,host:port...]", o->cluster);
-    struct cluster_view v;
-    if (rc != 0 || cluster_look(admin, &v, 2000) != 0 || v.answered == 0) {
-        fprintf(stderr, "tally-drill: no replica of %s answered (is tallyd running there? are "
-                "the addresses right?)\n", o->cluster);
-        return CLI_EXIT_DATA;
-    }
-    if (!wait_leader(admin, &v, o->timeout_ms)) {
-        fprintf(stderr, "tally-drill: the cluster at %s has no leader (tally --cluster %s status "
-                "shows every replica)\n", o->cluster, o->cluster);
-        return CLI_EXIT_DATA;
-    }
-    if ((rc = drill_setup(admin, before)) != 0)
-        return rc;
     static struct worker w[DRILL_CLIENTS_MAX];
-    for (unsigned t = 0; t < o->clients; t++) {
-        w[t].index = t;
-        if ((rc = open_client(&w[t].client, "tally-drill", false, o->timeout_ms)) != 0) {
-            fprintf(stderr, "tally-drill: cannot open a session: %s\n", tally_strerror(rc));
-            return CLI_EXIT_DATA;
-        }
-    }
-
-    /* The load, and the drills under it. */
-    atomic_store(&D.load_end_ns, UINT64_MAX);
-    atomic_store(&D.hard_end_ns, UINT64_MAX);
-    D.start_ns = now_ns();
-    for (unsigned t = 0; t < o->clients; t++)
-        if (pthread_create(&w[t].thread, NULL, worker_main, &w[t]) != 0)
-            return CLI_EXIT_INTERNAL;
-    int drills_rc = run_drills(&r, admin);
-    uint64_t end = since_start();
-    atomic_store(&D.hard_end_ns, end + o->timeout_ms * NS_PER_MS);
-    atomic_store(&D.load_end_ns, end);
-    for (unsigned t = 0; t < o->clients; t++)
-        pthread_join(w[t].thread, NULL);
-    if (stopped_pid > 0) { /* interrupted while paused */
-        kill((pid_t)stopped_pid, SIGCONT);
-        stopped_pid = 0;
-    }
-    r.nreq = atomic_load(&D.next_req) < D.reqs_max ? atomic_load(&D.next_req) : D.reqs_max;
+    if ((rc = run_connect(&admin, before, w)) != 0)
+        return rc;
+    uint64_t end = 0;
+    int drills_rc = run_load(&r, admin, w, &end);
     uint64_t *scratch = malloc(sizeof(*scratch) * (r.nreq + 1));
     if (scratch == NULL)
         return CLI_EXIT_INTERNAL;
     analyse(&r, scratch);
     if (r.nd > 0) {
-        rc = run_check(&r.check, admin, w, before, r.nreq);
-        if (rc != 0)
+        if ((rc = run_check(&r.check, admin, w, before, r.nreq)) != 0)
             return rc;
         r.checked = true;
     }
     if (o->svg != NULL && r.nd > 0) {
-        r.svg_rc = write_svg(o->svg, r.drills, r.nd, r.nreq, since_start() > end ? end : end,
+        r.svg_rc = write_svg(o->svg, r.drills, r.nd, r.nreq, end,
                              ms_of(median_of(r.gaps_sorted, r.ngaps)));
         if (r.svg_rc != 0)
             fprintf(stderr, "tally-drill: cannot write %s: %s\n", o->svg, strerror(-r.svg_rc));
@@ -1883,12 +1962,5 @@ int main(int argc, char **argv)
     free(D.sent);
     free(r.drills);
     free(r.phases);
-    if (drills_rc != 0)
-        return drills_rc;
-    bool all = r.nd == o->repeat && r.ngaps == r.nd && !interrupted;
-    for (unsigned i = 0; i < r.nd; i++)
-        all = all && r.drills[i].error[0] == '\0';
-    if (atomic_load(&D.load_error) != 0)
-        return CLI_EXIT_DATA;
-    return all && r.check.ok_all && r.svg_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_REJECTED;
+    return run_exit_code(&r, drills_rc);
 }
