@@ -1760,6 +1760,9 @@ static void report_text(const struct run *r)
         printf("plot: %s%s\n", o->svg, r->svg_rc == 0 ? "" : " (could not be written)");
     if (interrupted)
         printf("interrupted: the remaining drills were not run\n");
+    if (atomic_load(&D.capped))
+        printf("the load stopped early: it reached the drill's record limit (recovery was slow; "
+               "see --timeout)\n");
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1888,10 +1891,64 @@ static int run_exit_code(const struct run *r, int drills_rc)
         return drills_rc;
     if (atomic_load(&D.load_error) != 0)
         return CLI_EXIT_DATA;
-    bool all = r->nd == D.o.repeat && r->ngaps == r->nd && !interrupted;
+    bool all = r->nd == D.o.repeat && r->ngaps == r->nd && !interrupted &&
+               !atomic_load(&D.capped);
     for (unsigned i = 0; i < r->nd; i++)
         all = all && r->drills[i].error[0] == '\0';
     return all && r->check.ok_all && r->svg_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_REJECTED;
+}
+
+/* Everything main allocates, released on every way out. */
+struct run_memory {
+    int64_t *before;
+    uint64_t *scratch;
+    struct tally_client *admin;
+    struct worker *w;
+};
+
+static void run_release(struct run *r, struct run_memory *m)
+{
+    for (unsigned t = 0; t < D.o.clients; t++)
+        tally_client_close(m->w[t].client);
+    tally_client_close(m->admin);
+    free(m->scratch);
+    free(m->before);
+    free(victim.env);
+    free(D.reqs);
+    free(D.sent);
+    free(r->drills);
+    free(r->phases);
+}
+
+/* Connect, run the drills under the load, check, report: the exit code. */
+static int run_all(struct run *r, struct run_memory *m)
+{
+    const struct opts *o = &D.o;
+    int rc = run_connect(&m->admin, m->before, m->w);
+    if (rc != 0)
+        return rc;
+    uint64_t end = 0;
+    int drills_rc = run_load(r, m->admin, m->w, &end);
+    m->scratch = malloc(sizeof(*m->scratch) * (r->nreq + 1));
+    if (m->scratch == NULL)
+        return CLI_EXIT_INTERNAL;
+    analyse(r, m->scratch);
+    if (r->nd > 0) {
+        if ((rc = run_check(&r->check, m->admin, m->w, m->before, r->nreq)) != 0)
+            return rc;
+        r->checked = true;
+    }
+    if (o->svg != NULL && r->nd > 0) {
+        r->svg_rc = write_svg(o->svg, r->drills, r->nd, r->nreq, end,
+                              ms_of(median_of(r->gaps_sorted, r->ngaps)));
+        if (r->svg_rc != 0)
+            fprintf(stderr, "tally-drill: cannot write %s: %s\n", o->svg, strerror(-r->svg_rc));
+    }
+    if (o->json)
+        report_json(r);
+    else
+        report_text(r);
+    return run_exit_code(r, drills_rc);
 }
 
 int main(int argc, char **argv)
@@ -1900,23 +1957,28 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? 0 : rc;
     const struct opts *o = &D.o;
-    /* The plan must fit the records: the longest a run can take at the offered rate. */
+    /* The plan must fit the records: each drill's load, plus one --timeout of slack per drill
+     * (a run that needs more stops its load, says so in the report, and exits 1). */
     double req_rate = (double)o->rate / o->batch;
-    double longest_s = (double)run_bound_s(o);
+    double longest_s = (double)o->repeat *
+                       (double)(o->duration_ms + o->timeout_ms + DRILL_SUPERVISOR_WAIT_MS +
+                                DRILL_RECOVERY_TAIL_MS + DRILL_AFTER_MIN_MS) / 1000.0;
     if (req_rate * longest_s * o->batch > DRILL_POSTINGS_MAX)
-        return usage_fail("the run could send more than 4 Mi postings (rate x (repeat x "
-                          "(duration + 4 x timeout))): lower --rate, --repeat or --timeout");
+        return usage_fail("the run could send more than 4 Mi postings (rate x repeat x "
+                          "(duration + timeout + 5 s)): lower --rate, --repeat or --timeout");
     D.reqs_max = (uint32_t)(req_rate * longest_s) + 1;
     D.interval_ns = (uint64_t)(1e9 / req_rate);
+    static struct run r;
+    static struct worker w[DRILL_CLIENTS_MAX];
+    struct run_memory m = {.before = calloc(o->members, sizeof(*m.before)), .w = w};
     D.reqs = calloc(D.reqs_max, sizeof(*D.reqs));
     D.sent = calloc((size_t)D.reqs_max * o->batch, sizeof(*D.sent));
-    int64_t *before = calloc(o->members, sizeof(*before));
-    static struct run r;
     r.drills = calloc(o->repeat, sizeof(*r.drills));
     r.phases = calloc(o->repeat, sizeof(*r.phases));
-    if (D.reqs == NULL || D.sent == NULL || before == NULL || r.drills == NULL ||
+    if (D.reqs == NULL || D.sent == NULL || m.before == NULL || r.drills == NULL ||
         r.phases == NULL) {
         fprintf(stderr, "tally-drill: out of memory for %u requests\n", D.reqs_max);
+        run_release(&r, &m);
         return CLI_EXIT_INTERNAL;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1926,41 +1988,7 @@ int main(int argc, char **argv)
     struct sigaction wd = {.sa_handler = drill_watchdog};
     sigaction(SIGALRM, &wd, NULL);
     alarm(run_bound_s(o));
-
-    struct tally_client *admin = NULL;
-    static struct worker w[DRILL_CLIENTS_MAX];
-    if ((rc = run_connect(&admin, before, w)) != 0)
-        return rc;
-    uint64_t end = 0;
-    int drills_rc = run_load(&r, admin, w, &end);
-    uint64_t *scratch = malloc(sizeof(*scratch) * (r.nreq + 1));
-    if (scratch == NULL)
-        return CLI_EXIT_INTERNAL;
-    analyse(&r, scratch);
-    if (r.nd > 0) {
-        if ((rc = run_check(&r.check, admin, w, before, r.nreq)) != 0)
-            return rc;
-        r.checked = true;
-    }
-    if (o->svg != NULL && r.nd > 0) {
-        r.svg_rc = write_svg(o->svg, r.drills, r.nd, r.nreq, end,
-                             ms_of(median_of(r.gaps_sorted, r.ngaps)));
-        if (r.svg_rc != 0)
-            fprintf(stderr, "tally-drill: cannot write %s: %s\n", o->svg, strerror(-r.svg_rc));
-    }
-    if (o->json)
-        report_json(&r);
-    else
-        report_text(&r);
-    for (unsigned t = 0; t < o->clients; t++)
-        tally_client_close(w[t].client);
-    tally_client_close(admin);
-    free(scratch);
-    free(before);
-    free(victim.env);
-    free(D.reqs);
-    free(D.sent);
-    free(r.drills);
-    free(r.phases);
-    return run_exit_code(&r, drills_rc);
+    rc = run_all(&r, &m);
+    run_release(&r, &m);
+    return rc;
 }
