@@ -49,7 +49,7 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
-            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster
+            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster $(BUILD)/tally-drill
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
@@ -106,6 +106,10 @@ $(BUILD)/tallyd: $(call obj,server/main.c $(SERVER_SRC)) $(CLIENT_LIB) $(ENGINE_
 $(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB) \
                 $(if $(CLIENT_SRC),$(CLIENT_LIB))
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson
+
+# tally-drill: the failover drill (docs/OPERATIONS.md), a libtally client with threads.
+$(BUILD)/tally-drill: $(call obj,tools/tally_drill.c $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
 
 $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson

@@ -2,6 +2,12 @@
 # cluster.sh: what `make run` starts: a local 3-replica tally cluster on loopback, in the
 # foreground, data under var/cluster. Ctrl-C (or SIGTERM) stops all three cleanly (a leader
 # hands leadership over first). Usage: tools/cluster.sh [BUILD_DIR]
+#
+# Each replica runs under a small supervisor: one killed by SIGKILL (a failover drill, the OOM
+# killer) is started again with the same flags after 200 ms, as systemd's Restart= would do; one
+# that stops by itself (an exit code, or an abort after fail_stop) is left stopped, since its
+# last log line must be read first (docs/OPERATIONS.md). TALLYD_ARGS adds flags to every
+# replica, e.g. TALLYD_ARGS="--election-timeout 300 --heartbeat 50" make run.
 set -u
 B=${1:-build}
 DIR=${TALLY_CLUSTER_DIR:-var/cluster}
@@ -12,11 +18,28 @@ if [ ! -x "$B/tallyd" ]; then
     echo "cluster.sh: $B/tallyd is not built (run make first)" >&2
     exit 3
 fi
+read -r -a EXTRA <<<"${TALLYD_ARGS:-}"
 mkdir -p "$DIR"
+supervise() {
+    local i=$1 child=0 rc
+    trap 'kill -TERM $child 2>/dev/null; wait $child; exit 0' TERM
+    while :; do
+        "$B/tallyd" --id "$i" --dir "$DIR/r$i" --metrics "127.0.0.1:760$i" "${PEERS[@]}" \
+            ${EXTRA[@]+"${EXTRA[@]}"} &
+        child=$!
+        wait $child
+        rc=$?
+        if [ $rc -ne 137 ]; then
+            [ $rc -eq 0 ] || echo "cluster.sh: replica $i exited with status $rc: not restarted" >&2
+            exit $rc
+        fi
+        echo "cluster.sh: replica $i was killed (SIGKILL): starting it again" >&2
+        sleep 0.2
+    done
+}
 pids=()
 for i in 1 2 3; do
-    "$B/tallyd" --id "$i" --dir "$DIR/r$i" --metrics "127.0.0.1:760$i" "${PEERS[@]}" \
-        2> >(sed -u "s/^/[r$i] /" >&2) &
+    supervise "$i" 2> >(sed -u "s/^/[r$i] /" >&2) &
     pids+=($!)
 done
 stop() {
