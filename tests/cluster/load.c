@@ -2,8 +2,11 @@
  *
  * The load thread writes acked[] and publishes each record by storing nacked after it; the test
  * thread reads only below nacked. The mark (load_mark) and the first acknowledgement after it are
- * two atomics: a POST counts when it was sent at or after the mark, so a reply already on its way
- * when the fault began is not taken for the cluster serving again.
+ * two atomics, in microseconds: a POST counts when it was sent after the mark, so a posting
+ * already on its way when the fault began is not taken for the cluster serving again. (In
+ * milliseconds, a POST sent in the same millisecond as the mark but before it passed: with the
+ * leader's outgoing traffic cut one way, its followers' acknowledgements of an entry sent just
+ * before the cut still arrive, and it committed 1-2 ms "after" the cut.)
  */
 #include "load.h"
 
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct acked {
     uint8_t id[16];
@@ -29,7 +33,7 @@ static struct {
     atomic_uint retries;
     atomic_uint rejected;
     atomic_int error;
-    atomic_ullong mark_ms, first_ms;
+    atomic_ullong mark_us, first_us;
     int64_t before[LOAD_MEMBERS + 1];
 } ld;
 
@@ -45,8 +49,15 @@ void load_setup(struct tally_client *admin)
     }
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void load_record(const struct tally_posting *p, const struct tally_result *r,
-                        uint64_t sent_ms)
+                        uint64_t sent_us)
 {
     for (uint32_t i = 0; i < LOAD_PER_POST; i++) {
         if (r[i].code != TALLY_OK) { /* rejected, so not applied: not the checker's */
@@ -59,9 +70,9 @@ static void load_record(const struct tally_posting *p, const struct tally_result
         ld.acked[k].points = (uint32_t)p[i].amount;
         atomic_store(&ld.nacked, k + 1);
     }
-    uint64_t mark = atomic_load(&ld.mark_ms), none = 0;
-    if (mark != 0 && sent_ms >= mark)
-        atomic_compare_exchange_strong(&ld.first_ms, &none, mono_ms());
+    uint64_t mark = atomic_load(&ld.mark_us), none = 0;
+    if (mark != 0 && sent_us > mark)
+        atomic_compare_exchange_strong(&ld.first_us, &none, mono_us());
 }
 
 static void *load_main(void *arg)
@@ -83,7 +94,7 @@ static void *load_main(void *arg)
             p[i] = post_accrue(0, 1, member, points, points * 10);
             memcpy(p[i].id, id, 16);
         }
-        uint64_t sent_ms = mono_ms();
+        uint64_t sent_us = mono_us();
         int rc;
         /* Until answered: the same postings again (libtally resends the same frame). */
         while ((rc = tally_client_post(c, p, LOAD_PER_POST, r, 5000)) == TALLY_ETIMEOUT ||
@@ -94,7 +105,7 @@ static void *load_main(void *arg)
             atomic_store(&ld.error, 2);
             break;
         }
-        load_record(p, r, sent_ms);
+        load_record(p, r, sent_us);
     }
     tally_client_close(c);
     return NULL;
@@ -107,8 +118,8 @@ void load_start(struct tally_client *admin)
     atomic_store(&ld.retries, 0);
     atomic_store(&ld.rejected, 0);
     atomic_store(&ld.error, 0);
-    atomic_store(&ld.mark_ms, 0);
-    atomic_store(&ld.first_ms, 0);
+    atomic_store(&ld.mark_us, 0);
+    atomic_store(&ld.first_us, 0);
     ld.acked = calloc(LOAD_ACKED_MAX, sizeof(*ld.acked));
     assert_non_null(ld.acked);
     for (unsigned m = 1; m <= LOAD_MEMBERS; m++)
@@ -126,15 +137,18 @@ int load_error(void)
     return atomic_load(&ld.error);
 }
 
-void load_mark(uint64_t t_ms)
+uint64_t load_mark(void)
 {
-    atomic_store(&ld.first_ms, 0);
-    atomic_store(&ld.mark_ms, t_ms);
+    uint64_t now = mono_us();
+    atomic_store(&ld.mark_us, 0); /* no acknowledgement counts for the new mark meanwhile */
+    atomic_store(&ld.first_us, 0);
+    atomic_store(&ld.mark_us, now);
+    return now;
 }
 
 uint64_t load_first_ack_since_mark(void)
 {
-    return atomic_load(&ld.first_ms);
+    return atomic_load(&ld.first_us);
 }
 
 void load_stop_and_check(struct tally_client *admin, struct load_result *out)

@@ -39,9 +39,10 @@ void load_start(struct tally_client *admin);
 unsigned load_acked(void);
 /* An outcome the contract does not allow (0: none so far). */
 int load_error(void);
-/* From t_ms on, remember the first acknowledgement of a POST sent at t_ms or later. */
-void load_mark(uint64_t t_ms);
-/* That acknowledgement's time (mono_ms), 0 while none came. */
+/* From now on, remember the first acknowledgement of a POST sent after now. Returns now
+ * (CLOCK_MONOTONIC, microseconds). */
+uint64_t load_mark(void);
+/* That acknowledgement's time (the same clock), 0 while none came. */
 uint64_t load_first_ack_since_mark(void);
 
 /* Stop the load, wait for the replicas to converge, and check (fails the test on any loss or
