@@ -128,7 +128,7 @@ $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit
 # Cluster tests start real tallyd processes and talk to them through libtally.
 # A static pattern rule: make must not fall back to the generic test rule below when the harness
 # object is still to be built.
-$(filter $(BUILD)/tests/cluster/%,$(TESTS)): $(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/cluster/harness.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd $(BUILD)/tests/cluster/libfailwrite.so
+$(filter $(BUILD)/tests/cluster/%,$(TESTS)): $(BUILD)/tests/cluster/%: $(call obj,tests/cluster/%.c tests/cluster/harness.c tests/cluster/load.c tests/cluster/proxy.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB) | $(BUILD)/tallyd $(BUILD)/tests/cluster/libfailwrite.so
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(filter-out $(BUILD)/tallyd %.so,$^) $(LIBS_ENGINE) -lcmocka -lm
 
@@ -172,7 +172,6 @@ script-test:
 	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
 	done; exit $$fail
 
-# The long fault run: 50 leader kills and 10 pauses under load, on each backend (test_faults.c).
 # The simulation: a fixed set of seeds (the first 3 run twice: the same fingerprint) in make
 # test; many more in make sim (SIM_LONG_SEEDS, from SIM_FIRST).
 SIM_FIRST ?= 1
@@ -183,11 +182,17 @@ sim-test: $(SIM)
 sim: $(SIM)
 	@$(SIM) --first $(SIM_FIRST) --seeds $(SIM_LONG_SEEDS) --check 10
 
+# The long fault run, on each backend: 50 leader kills and 10 pauses under load (test_faults.c),
+# 12 network partitions under load, 4 of each kind (test_partition.c).
 faults: all
 	@for io in uring epoll; do \
 	  echo "test_faults ($$io), 50 leader kills, 10 leader pauses"; \
 	  TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io TALLY_FAULT_KILLS=50 TALLY_FAULT_PAUSES=10 \
 	    $(BUILD)/tests/cluster/test_faults \
+	    || exit 1; \
+	  echo "test_partition ($$io), 12 partitions"; \
+	  TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io TALLY_FAULT_PARTITIONS=12 \
+	    $(BUILD)/tests/cluster/test_partition \
 	    || exit 1; \
 	done
 

@@ -28,6 +28,7 @@ struct config {
     const char *dir;
     const char *listen;
     const char *raft;
+    const char *raft_bind;
     const char *metrics;
     struct replica_peer peers[REPLICA_PEERS_MAX];
     uint32_t npeers;
@@ -40,7 +41,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: tallyd --id N --dir DIR [--peer ID,RAFT_ADDR,CLIENT_ADDR ...]\n"
-            "              [--listen ADDR --raft ADDR] [--io uring|epoll|auto]\n"
+            "              [--listen ADDR --raft ADDR] [--raft-bind ADDR] [--io uring|epoll|auto]\n"
             "              [--election-timeout MS] [--heartbeat MS] [--tick MS]\n"
             "              [--snapshot-threshold N] [--snapshot-trailing N] [--metrics ADDR]\n"
             "       tallyd --config FILE\n\n"
@@ -51,6 +52,9 @@ static void usage(FILE *out)
             "A Raft snapshot every N entries (default 1024) keeps N trailing entries of log\n"
             "(default 8192); a replica further behind catches up from a peer's ledger copy.\n"
             "--metrics ADDR serves GET /metrics (Prometheus) and /health over HTTP on ADDR.\n"
+            "--raft-bind ADDR (IPv4 host:port) listens for Raft peers on ADDR instead of this\n"
+            "replica's RAFT_ADDR, which is still what the peers are told and connect to (NAT,\n"
+            "containers, a proxy in between).\n"
             "Exit codes: 0 stopped cleanly, 2 usage, 3 cannot start (address, directory), 4 error.\n");
 }
 
@@ -59,6 +63,7 @@ static void config_release(struct config *c)
     free((char *)c->dir);
     free((char *)c->listen);
     free((char *)c->raft);
+    free((char *)c->raft_bind);
     free((char *)c->metrics);
 }
 
@@ -96,6 +101,8 @@ static int set_option(struct config *c, const char *name, const char *value)
         c->listen = strdup(value);
     else if (strcmp(name, "raft") == 0)
         c->raft = strdup(value);
+    else if (strcmp(name, "raft-bind") == 0)
+        c->raft_bind = strdup(value);
     else if (strcmp(name, "metrics") == 0)
         c->metrics = strdup(value);
     else if (strcmp(name, "peer") == 0)
@@ -242,6 +249,7 @@ int main(int argc, char **argv)
     struct front *front = NULL;
     int rc = front_init(&front, NULL, NULL, cluster_id);
     struct replica_options ro = {.id = c.id, .dir = c.dir, .peers = c.peers, .npeers = c.npeers,
+                                 .raft_bind = c.raft_bind,
                                  .election_timeout_ms = c.election_ms,
                                  .heartbeat_ms = c.heartbeat_ms, .tick_ms = c.tick_ms,
                                  .snapshot_threshold = c.snapshot_threshold,

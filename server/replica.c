@@ -515,6 +515,13 @@ static int raft_setup(struct replica *r, const char *raft_dir)
     if (self == NULL)
         return TALLY_ECONFIG;
     int rc = raft_uv_tcp_init(&r->transport, r->loop);
+    /* Before raft_init. raft_uv binds its listener here and still tells every peer it connects
+     * to (in its handshake) the raft_address given to raft_init: the two may differ. uv.h says
+     * the ports must match; libraft 0.15's source neither needs nor checks that. */
+    if (rc == 0 && r->opts.raft_bind != NULL &&
+        (rc = raft_uv_tcp_set_bind_address(&r->transport, r->opts.raft_bind)) != 0)
+        LOG_ERROR("raft_bind", "replica=%" PRIu64 " address=%s error=\"%s\"", r->opts.id,
+                  r->opts.raft_bind, raft_strerror(rc));
     if (rc == 0)
         rc = raft_uv_init(&r->io, r->loop, raft_dir, &r->transport);
     if (rc != 0)

@@ -85,6 +85,8 @@ struct replica_options {
     const char *dir;            /* the replica's directory: ledger/ and raft/ inside */
     const struct replica_peer *peers; /* every voter, this replica included */
     uint32_t npeers;
+    const char *raft_bind;        /* where the Raft listener binds (IPv4 host:port); NULL: this
+                                     replica's raft_address, the one the peers connect to */
     unsigned election_timeout_ms; /* 0: 1000 */
     unsigned heartbeat_ms;        /* 0: 100 */
     unsigned tick_ms;             /* idle leader tick; 0: 1000 */

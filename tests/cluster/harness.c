@@ -73,10 +73,14 @@ void replica_start_env(unsigned i, char *const *env)
         }
         for (size_t k = 0; env != NULL && env[k] != NULL; k++)
             putenv(env[k]);
-        execl(tallyd, tallyd, "--id", id, "--dir", dir, "--io", io, "--election-timeout", "300",
-              "--heartbeat", "50", "--tick", "200", "--snapshot-threshold", "64",
-              "--snapshot-trailing", "32", "--metrics", metrics, "--peer", peers[0], "--peer",
-              peers[1], "--peer", peers[2], (char *)NULL);
+        char bind[32];
+        snprintf(bind, sizeof(bind), "127.0.0.1:%u", cl.base + 13 + i);
+        char *argv[] = {tallyd, "--id", id, "--dir", dir, "--io", (char *)io,
+                        "--election-timeout", "300", "--heartbeat", "50", "--tick", "200",
+                        "--snapshot-threshold", "64", "--snapshot-trailing", "32",
+                        "--metrics", metrics, "--peer", peers[0], "--peer", peers[1],
+                        "--peer", peers[2], cl.raft_proxied ? "--raft-bind" : NULL, bind, NULL};
+        execv(tallyd, argv);
         _exit(127);
     }
     cl.pid[i] = pid;

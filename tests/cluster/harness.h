@@ -7,7 +7,8 @@
  * 50 ms, tick 200 ms, the network backend TALLY_TEST_IO names, and its metrics endpoint. Ports
  * come from the process id, below Linux's ephemeral range (32768 and up), where the replicas' own
  * outgoing connections take their source ports and could hold one of ours when a replica
- * restarts. Logs go to DIR/rI.log; with TALLY_TEST_KEEP=1 the directory is kept.
+ * restarts. With cl.raft_proxied the Raft traffic goes through a test's proxy (proxy.h).
+ * Logs go to DIR/rI.log; with TALLY_TEST_KEEP=1 the directory is kept.
  */
 #ifndef TALLY_TESTS_CLUSTER_HARNESS_H
 #define TALLY_TESTS_CLUSTER_HARNESS_H
@@ -29,6 +30,9 @@ struct cluster {
     pid_t pid[N + 1];
     char clients[160];       /* "127.0.0.1:p1,..." */
     char client_addr[N + 1][32];
+    bool raft_proxied;       /* set before cluster_up: replicas bind Raft on base+14.. (tallyd
+                                --raft-bind) while the configuration names base+11.., where a
+                                test's proxy listens (proxy.h) */
 };
 
 extern struct cluster cl;
