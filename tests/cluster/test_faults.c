@@ -7,95 +7,30 @@
  * until they are answered; so every posting is acknowledged exactly once, whatever happened to the
  * copies that went out before.
  *
- * An independent checker, on the client side, records every acknowledged posting (id, member,
- * points) and afterwards proves:
+ * An independent checker (load.h, shared with test_partition.c), on the client side, records
+ * every acknowledged posting (id, member, points) and afterwards proves:
  *   - nothing acknowledged is lost and nothing is applied twice: every member's balance equals the
  *     sum of the acknowledged accruals to it, and each acknowledged id has one ledger record;
  *   - no replica diverged: all reach the same applied index with the same digest;
  *   - tally-audit verify passes on every replica's ledger (teardown);
  *   - the cluster served again after each kill: the time from the kill to the first acknowledged
- *     posting after it (the unavailability window) is measured for every kill and printed.
+ *     posting sent after it (the unavailability window) is measured for every kill and printed.
  * The same with the leader paused (SIGSTOP, then SIGCONT once the others serve). And a follower
  * whose disk fills: it stops (fail-stop), the others serve on, it catches up once restarted.
  * TALLY_FAULT_KILLS and TALLY_FAULT_PAUSES set the counts (default 6 and 3; `make faults` runs 50
  * and 10).
  */
 #include "harness.h"
+#include "load.h"
 
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MEMBERS 256u
-#define PER_POST 4u
-#define ACKED_MAX 200000u
-
-struct acked {
-    uint8_t id[16];
-    uint32_t member;
-    uint32_t points;
-};
-
 static struct tally_client *admin;
-static struct acked *acked;
-static atomic_uint nacked;
-static atomic_bool stop_load;
-static atomic_ullong last_ack_ms;
-static atomic_uint retries;   /* calls repeated after an unanswered one (libtally itself
-                                 resends within a call; this counts what reached the caller) */
-static atomic_int load_error; /* an outcome the contract does not allow */
-static atomic_uint rejected;  /* answered with a business rejection (LOTS_LIMIT at the most) */
-
-static void *load_main(void *arg)
-{
-    (void)arg;
-    struct tally_client *c = client_of(cl.clients);
-    uint64_t rng = 0x243f6a8885a308d3ull;
-    struct tally_posting p[PER_POST];
-    struct tally_result r[PER_POST];
-    while (!atomic_load(&stop_load) && atomic_load(&nacked) + PER_POST <= ACKED_MAX) {
-        for (uint32_t i = 0; i < PER_POST; i++) {
-            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-            uint8_t id[16];
-            if (tally_client_id(c, id) != 0) {
-                atomic_store(&load_error, 1);
-                return NULL;
-            }
-            uint64_t member = 1 + rng % MEMBERS, points = 1 + (rng >> 20) % 9;
-            p[i] = post_accrue(0, 1, member, points, points * 10);
-            memcpy(p[i].id, id, 16);
-        }
-        int rc;
-        /* Until answered: the same postings again (libtally resends the same frame). */
-        while ((rc = tally_client_post(c, p, PER_POST, r, 5000)) == TALLY_ETIMEOUT ||
-               rc == TALLY_ECLOSED)
-            atomic_fetch_add(&retries, 1);
-        if (rc != 0) {
-            fprintf(stderr, "load: tally_client_post: %d %s\n", rc, tally_strerror(rc));
-            atomic_store(&load_error, 2);
-            break;
-        }
-        for (uint32_t i = 0; i < PER_POST; i++) {
-            if (r[i].code != TALLY_OK) { /* rejected, so not applied: not the checker's */
-                atomic_fetch_add(&rejected, 1);
-                continue;
-            }
-            unsigned k = atomic_load(&nacked);
-            memcpy(acked[k].id, p[i].id, 16);
-            acked[k].member = (uint32_t)p[i].account;
-            acked[k].points = (uint32_t)p[i].amount;
-            atomic_store(&nacked, k + 1);
-        }
-        atomic_store(&last_ack_ms, mono_ms());
-    }
-    tally_client_close(c);
-    return NULL;
-}
 
 static unsigned leader_index(void)
 {
@@ -120,74 +55,45 @@ enum fault {
 
 static void run_faults(enum fault fault, unsigned kills)
 {
-    atomic_store(&nacked, 0);
-    atomic_store(&stop_load, false);
-    atomic_store(&last_ack_ms, 0);
-    atomic_store(&retries, 0);
-    atomic_store(&rejected, 0);
-    acked = calloc(ACKED_MAX, sizeof(*acked));
-    assert_non_null(acked);
-    int64_t before[MEMBERS + 1];
-    for (unsigned m = 1; m <= MEMBERS; m++)
-        before[m] = available(admin, m);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, load_main, NULL), 0);
+    load_start(admin);
     uint64_t *gap = calloc(kills, sizeof(*gap));
+    assert_non_null(gap);
     for (unsigned k = 0; k < kills; k++) {
         usleep(700000); /* let the load run */
-        unsigned at = atomic_load(&nacked);
         unsigned victim = leader_index();
-        uint64_t t0 = mono_ms();
+        uint64_t t0 = mono_ms(), t0_us = load_mark();
         if (fault == FAULT_KILL)
             replica_stop(victim, SIGKILL);
         else
             kill(cl.pid[victim], SIGSTOP);
-        /* Served again: a posting acknowledged after the kill. */
-        while (mono_ms() - t0 < 20000 && (atomic_load(&nacked) == at ||
-                                          atomic_load(&last_ack_ms) <= t0))
+        /* Served again: a posting sent after the fault acknowledged. */
+        while (load_first_ack_since_mark() == 0 && mono_ms() - t0 < 20000 && load_error() == 0)
             usleep(2000);
-        if (atomic_load(&last_ack_ms) <= t0)
-            fail_msg("kill %u: no posting acknowledged within 20 s of killing replica %u", k + 1,
-                     victim);
-        gap[k] = atomic_load(&last_ack_ms) - t0;
+        assert_int_equal(load_error(), 0);
+        uint64_t first_us = load_first_ack_since_mark();
+        if (first_us == 0)
+            fail_msg("fault %u: no posting acknowledged within 20 s of stopping replica %u",
+                     k + 1, victim);
+        gap[k] = (first_us - t0_us) / 1000;
         if (fault == FAULT_KILL) {
             replica_start(victim);
         } else {
             usleep(1000000); /* the paused one wakes as a deposed leader */
             kill(cl.pid[victim], SIGCONT);
         }
-        assert_int_equal(atomic_load(&load_error), 0);
     }
     usleep(500000);
-    atomic_store(&stop_load, true);
-    pthread_join(th, NULL);
-    assert_int_equal(atomic_load(&load_error), 0);
-
-    /* The checker. */
-    unsigned n = atomic_load(&nacked);
-    assert_true(n > kills * PER_POST);
-    wait_converged(admin, 30000);
-    int64_t want[MEMBERS + 1];
-    memcpy(want, before, sizeof(want));
-    for (unsigned i = 0; i < n; i++)
-        want[acked[i].member] += acked[i].points;
-    for (unsigned m = 1; m <= MEMBERS; m++)
-        if (available(admin, m) != want[m])
-            fail_msg("member %u: %lld points, the acknowledged postings make %lld", m,
-                     (long long)available(admin, m), (long long)want[m]);
-    for (unsigned i = 0; i < n; i += n / 200 + 1) { /* a sample: one record each, applied */
-        struct tally_posting_outcome o;
-        assert_int_equal(tally_client_post_outcome(admin, acked[i].id, &o, 10000), 0);
-        assert_int_equal(o.code, TALLY_OK);
-        assert_true(o.entry_count >= 1); /* the ACCRUE (and a TIER_CHANGE it caused) */
-    }
+    struct load_result res;
+    load_stop_and_check(admin, &res); /* the checker: nothing lost, nothing applied twice */
+    assert_true(res.acked > kills * LOAD_PER_POST);
     qsort(gap, kills, sizeof(*gap), cmp_u64);
     printf("faults: %u leader %s, %u postings acknowledged (%u rejected), %u POSTs sent again; "
-           "unavailability after each: median %llu ms, min %llu ms, max %llu ms\n",
-           kills, fault == FAULT_KILL ? "kills" : "pauses", n, atomic_load(&rejected), atomic_load(&retries), (unsigned long long)gap[kills / 2],
-           (unsigned long long)gap[0], (unsigned long long)gap[kills - 1]);
+           "unavailability after each (fault to the first acknowledgement of a POST sent after "
+           "it): median %llu ms, min %llu ms, max %llu ms\n",
+           kills, fault == FAULT_KILL ? "kills" : "pauses", res.acked, res.rejected, res.retries,
+           (unsigned long long)gap[kills / 2], (unsigned long long)gap[0],
+           (unsigned long long)gap[kills - 1]);
     free(gap);
-    free(acked);
 }
 
 static unsigned env_count(const char *name, unsigned fallback)
@@ -219,14 +125,7 @@ static int group_setup(void **state)
     cluster_up();
     admin = client_of(cl.clients);
     (void)leader_address(admin);
-    struct tally_program_config c;
-    config_default(&c);
-    struct tally_posting p[1] = {post_program(1, 1, &c)};
-    post_ok(admin, p, 1);
-    for (unsigned m = 1; m <= MEMBERS; m++) {
-        p[0] = post_open(1 + m, 1, m);
-        post_ok(admin, p, 1);
-    }
+    load_setup(admin);
     return 0;
 }
 
@@ -258,8 +157,8 @@ static void test_disk_full_on_a_follower(void **state)
              build_dir());
     char *env[] = {preload, match, after, order, NULL};
     replica_start_env(f, env);
-    int64_t before[MEMBERS + 1];
-    for (unsigned m = 1; m <= MEMBERS; m++)
+    int64_t before[LOAD_MEMBERS + 1];
+    for (unsigned m = 1; m <= LOAD_MEMBERS; m++)
         before[m] = available(admin, m);
     /* Post until the follower's disk is full and it stops (bounded: 4 MB of ledger writes take
      * a few hundred 64-posting batches). */
@@ -270,7 +169,7 @@ static void test_disk_full_on_a_follower(void **state)
     for (unsigned b = 0; b < 3000 && !stopped; b++) {
         struct tally_posting p[64];
         for (unsigned k = 0; k < 64; k++) {
-            p[k] = post_accrue(0, 1, 1 + (b * 64 + k) % MEMBERS, 1, 10);
+            p[k] = post_accrue(0, 1, 1 + (b * 64 + k) % LOAD_MEMBERS, 1, 10);
             assert_int_equal(tally_client_id(admin, p[k].id), 0);
         }
         post_ok(admin, p, 64); /* the other two serve throughout */
@@ -290,7 +189,7 @@ static void test_disk_full_on_a_follower(void **state)
     replica_start(f);
     wait_converged(admin, 30000);
     uint64_t total = 0;
-    for (unsigned m = 1; m <= MEMBERS; m++)
+    for (unsigned m = 1; m <= LOAD_MEMBERS; m++)
         total += (uint64_t)(available(admin, m) - before[m]);
     assert_int_equal(total, sent);
 }
