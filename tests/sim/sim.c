@@ -896,6 +896,12 @@ static void faults_step(bool allowed)
     for (unsigned k = 0; k < 4; k++)
         if (active[k].kind != 0 && (S.f.time >= active[k].until || !allowed))
             fault_heal(&active[k]);
+    if (!allowed) /* disk faults armed earlier and not fired yet are disarmed */
+        for (unsigned i = 0; i < S.n; i++)
+            if (S.nodes[i].faulty && !S.nodes[i].dead) {
+                raft_fixture_io_fault(&S.f, i, -1, 0);
+                S.nodes[i].faulty = false;
+            }
     for (unsigned i = 0; i < S.n; i++)
         if (S.nodes[i].dead && S.f.time >= S.nodes[i].restart_at)
             restart(i);
@@ -1195,6 +1201,7 @@ static uint64_t run(uint64_t seed)
         }
         if (same)
             break;
+        faults_step(false); /* a replica that failed stop meanwhile is restarted */
         if (S.f.time > until) {
             dump_rafts();
             FAIL("replicas did not converge within 30 s of the last answer");
