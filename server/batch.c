@@ -69,3 +69,15 @@ int batch_apply(struct engine *e, uint64_t index, const struct batch_view *b,
     return engine_apply_requests(e, index, b->h.timestamp, ereq, b->h.nrequests, b->postings,
                                  b->h.npostings, results, status);
 }
+
+int batch_snapshot_take(struct engine *e, struct batch_snapshot *out)
+{
+    int rc = engine_sync(e);
+    if (rc != 0)
+        return rc;
+    struct engine_status st;
+    engine_status(e, &st);
+    *out = (struct batch_snapshot){BATCH_MAGIC, st.applied_index, {0}};
+    memcpy(out->digest, st.digest, sizeof(out->digest));
+    return 0;
+}

@@ -86,4 +86,17 @@ int batch_decode(const void *payload, size_t size, struct batch_view *out);
 int batch_apply(struct engine *e, uint64_t index, const struct batch_view *b,
                 struct engine_request *ereq, struct tally_result *results, uint8_t *status);
 
+/* The payload of a Raft snapshot (40 bytes): the ledger itself stays in LMDB (a lagging replica
+ * fetches a copy of it, replica.h "Snapshots and catch-up"); the snapshot says only which
+ * applied index and digest it stands for. */
+struct batch_snapshot {
+    uint64_t magic; /* BATCH_MAGIC */
+    uint64_t applied_index;
+    uint8_t digest[16];
+};
+
+/* Make the engine's state durable (the log before it may then be dropped) and describe it.
+ * Returns 0 or engine_sync's error. */
+int batch_snapshot_take(struct engine *e, struct batch_snapshot *out);
+
 #endif

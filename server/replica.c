@@ -124,32 +124,24 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
-struct snapshot {
-    uint64_t magic;
-    uint64_t applied_index;
-    uint8_t digest[16];
-};
-
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
 {
     struct replica *r = fsm->data;
-    /* The log before this point may be dropped: the ledger must be on disk first. */
-    int rc = engine_sync(r->engine);
-    if (rc != 0) {
-        LOG_ERROR("snapshot", "replica=%" PRIu64 " error=\"%s\"", r->opts.id, tally_strerror(rc));
-        return RAFT_IOERR;
-    }
     struct raft_buffer *b = raft_malloc(sizeof(*b));
-    struct snapshot *s = raft_malloc(sizeof(*s));
+    struct batch_snapshot *s = raft_malloc(sizeof(*s));
     if (b == NULL || s == NULL) {
         raft_free(b);
         raft_free(s);
         return RAFT_NOMEM;
     }
-    struct engine_status st;
-    engine_status(r->engine, &st);
-    *s = (struct snapshot){BATCH_MAGIC, st.applied_index, {0}};
-    memcpy(s->digest, st.digest, sizeof(s->digest));
+    /* The log before this point may be dropped: the ledger must be on disk first. */
+    int rc = batch_snapshot_take(r->engine, s);
+    if (rc != 0) {
+        LOG_ERROR("snapshot", "replica=%" PRIu64 " error=\"%s\"", r->opts.id, tally_strerror(rc));
+        raft_free(b);
+        raft_free(s);
+        return RAFT_IOERR;
+    }
     b->base = s;
     b->len = sizeof(*s);
     *bufs = b;
@@ -279,7 +271,7 @@ static int catch_up(struct replica *r, uint64_t min_index)
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct replica *r = fsm->data;
-    struct snapshot s;
+    struct batch_snapshot s;
     if (buf->len != sizeof(s))
         return RAFT_CORRUPT; /* on failure the buffer stays libraft's */
     memcpy(&s, buf->base, sizeof(s));

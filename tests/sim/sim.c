@@ -268,25 +268,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
-struct snapshot {
-    uint64_t magic;
-    uint64_t applied_index;
-    uint8_t digest[16];
-};
-
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *nbufs)
 {
     struct node *n = fsm->data;
-    if (engine_sync(n->e) != 0)
-        FAIL("replica %u: engine_sync", n->i + 1);
     struct raft_buffer *b = raft_malloc(sizeof(*b));
-    struct snapshot *s = raft_malloc(sizeof(*s));
+    struct batch_snapshot *s = raft_malloc(sizeof(*s));
     if (b == NULL || s == NULL)
         FAIL("out of memory");
-    struct engine_status st;
-    engine_status(n->e, &st);
-    *s = (struct snapshot){BATCH_MAGIC, st.applied_index, {0}};
-    memcpy(s->digest, st.digest, 16);
+    if (batch_snapshot_take(n->e, s) != 0)
+        FAIL("replica %u: engine_sync", n->i + 1);
     *b = (struct raft_buffer){.base = s, .len = sizeof(*s)};
     *bufs = b;
     *nbufs = 1;
@@ -333,7 +323,7 @@ static void ledger_swap(struct node *n, struct node *from)
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct node *n = fsm->data;
-    struct snapshot s;
+    struct batch_snapshot s;
     if (buf->len != sizeof(s))
         FAIL("replica %u: snapshot of %zu bytes", n->i + 1, buf->len);
     memcpy(&s, buf->base, sizeof(s));
