@@ -40,6 +40,7 @@ COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common
               common/hash_long_avx2.c
 ENGINE_SRC := $(wildcard engine/*.c)
 TOOLS_LIB_SRC := tools/cli_common.c
+SVG_SRC := tools/svg.c
 ENGINE_LIB := $(BUILD)/libtally_engine.a
 # tallyd: everything in server/ but main.c is also linked into the server tests.
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
@@ -108,7 +109,7 @@ $(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB) \
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson
 
 # tally-drill: the failover drill (docs/OPERATIONS.md), a libtally client with threads.
-$(BUILD)/tally-drill: $(call obj,tools/tally_drill.c $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
+$(BUILD)/tally-drill: $(call obj,tools/tally_drill.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
 
 $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
