@@ -50,7 +50,8 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
-            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster $(BUILD)/tally-drill
+            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster $(BUILD)/tally-drill \
+            $(BUILD)/tally-bench
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
@@ -120,6 +121,12 @@ $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $
 
 $(BUILD)/tally-bench-cluster: $(call obj,bench/bench_cluster.c bench/workload.c) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lpthread -lm
+
+# tally-bench: the load generator against a cluster (docs/BENCHMARKS.md); links tally-audit's
+# verify (tools/audit_fold.c) to check the replicas' data directories.
+$(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c \
+                      tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
 
 # Server tests link the server (but its main) and start real tallyd processes too.
 $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit_fold.c $(SERVER_SRC)) $(ENGINE_LIB) $(if $(CLIENT_SRC),$(CLIENT_LIB))
