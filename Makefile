@@ -50,8 +50,7 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
-            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster $(BUILD)/tally-drill \
-            $(BUILD)/tally-bench
+            $(BUILD)/tallyd $(BUILD)/tally-drill $(BUILD)/tally-bench
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
@@ -118,9 +117,6 @@ $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_
 
 $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
-
-$(BUILD)/tally-bench-cluster: $(call obj,bench/bench_cluster.c bench/workload.c) $(CLIENT_LIB) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lpthread -lm
 
 # tally-bench: the load generator against a cluster (docs/BENCHMARKS.md); links tally-audit's
 # verify (tools/audit_fold.c) to check the replicas' data directories.
