@@ -51,6 +51,8 @@ cleanup() {
             tail -5 "$dir/r$i.log" >&2 || true
         done
     fi
+    # The replicas' logs outlive the data (leader changes, stalls): BUILD_DIR/bench-replica-N.log.
+    for i in 1 2 3; do cp "$dir/r$i.log" "$build/bench-replica-$i.log" 2>/dev/null || true; done
     rm -rf "$dir"
     exit $rc
 }

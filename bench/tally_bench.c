@@ -526,23 +526,28 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* The p99 of the write requests answered in one second (coarse buckets: within 12.5%). */
+static uint64_t tick_p99(const struct tick *k)
+{
+    uint64_t n = 0, seen = 0;
+    for (uint32_t i = 0; i < TICK_BUCKETS; i++)
+        n += atomic_load(&k->lat[i]);
+    uint64_t rank = (uint64_t)ceil(0.99 * (double)n);
+    for (uint32_t i = 0; i < TICK_BUCKETS && n > 0; i++) {
+        seen += atomic_load(&k->lat[i]);
+        if (seen >= rank)
+            return hist_upper(i * 4 + 3);
+    }
+    return 0;
+}
+
 /* The progress line, once a second on stderr, until the end (and at most SECONDS_MAX + 1). */
 static void progress(uint32_t s)
 {
     if (B.o.quiet || s >= B.nticks)
         return;
-    struct tick *k = &B.ticks[s];
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < TICK_BUCKETS; i++)
-        n += atomic_load(&k->lat[i]);
-    uint64_t rank = (uint64_t)ceil(0.99 * (double)n), seen = 0, p99 = 0;
-    for (uint32_t i = 0; i < TICK_BUCKETS && n > 0; i++) {
-        seen += atomic_load(&k->lat[i]);
-        if (seen >= rank) {
-            p99 = hist_upper(i * 4 + 3);
-            break;
-        }
-    }
+    const struct tick *k = &B.ticks[s];
+    uint64_t p99 = tick_p99(k);
     fprintf(stderr, "tally-bench: %4us  %9" PRIu64 " postings/s  %7" PRIu64 " requests/s  %6"
             PRIu64 " reads/s  p99 %.1f ms\n", s + 1, atomic_load(&k->postings),
             atomic_load(&k->requests), atomic_load(&k->reads), ms_of(p99));
@@ -739,20 +744,6 @@ struct totals {
     uint64_t cpu_ticks[STATUS_MAX];
 };
 
-static uint64_t tick_p99(const struct tick *k)
-{
-    uint64_t n = 0, seen = 0;
-    for (uint32_t i = 0; i < TICK_BUCKETS; i++)
-        n += atomic_load(&k->lat[i]);
-    uint64_t rank = (uint64_t)ceil(0.99 * (double)n);
-    for (uint32_t i = 0; i < TICK_BUCKETS && n > 0; i++) {
-        seen += atomic_load(&k->lat[i]);
-        if (seen >= rank)
-            return hist_upper(i * 4 + 3);
-    }
-    return 0;
-}
-
 static int compare_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -771,6 +762,43 @@ static void add_hist_json(cJSON *obj, const char *name, const struct hist *h)
     cJSON_AddNumberToObject(o, "p999_ms", ms_of(hist_percentile(h, 0.999)));
     cJSON_AddNumberToObject(o, "max_ms", ms_of(h->max));
     cJSON_AddNumberToObject(o, "mean_ms", ms_of(h->sum / h->count));
+}
+
+/* The self-check's part of the JSON report. */
+static void report_json_check(cJSON *doc, const struct check *k)
+{
+    cJSON *ck = cJSON_AddObjectToObject(doc, "check");
+    cJSON_AddBoolToObject(ck, "ok", k->ok);
+    cli_json_add_u64(ck, "members_checked", k->members_checked);
+    cli_json_add_u64(ck, "balance_mismatch", k->balance_mismatch);
+    cli_json_add_u64(ck, "amount_mismatch", k->amount_mismatch);
+    cli_json_add_u64(ck, "entries_read", k->entries_read);
+    cli_json_add_u64(ck, "lookup_errors", k->lookup_errors);
+    cJSON *seen = cJSON_AddObjectToObject(ck, "history_kinds");
+    cli_json_add_u64(seen, "expire", k->kinds_seen[TALLY_KIND_EXPIRE]);
+    cli_json_add_u64(seen, "activate", k->kinds_seen[TALLY_KIND_ACTIVATE]);
+    cli_json_add_u64(seen, "tier_change", k->kinds_seen[TALLY_KIND_TIER_CHANGE]);
+    cli_json_add_u64(seen, "hold_timeout", k->holds_timed_out);
+    cJSON_AddBoolToObject(ck, "need_expire", k->need_expire);
+    cJSON_AddBoolToObject(ck, "need_activate", k->need_activate);
+    cJSON_AddBoolToObject(ck, "need_tier_change", k->need_tier);
+    cJSON *pt = cJSON_AddArrayToObject(ck, "programs");
+    for (uint32_t p = 0; p < PROGRAMS; p++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "program", B.program[p]);
+        cli_json_add_u64(e, "members", k->totals[p].members);
+        cli_json_add_u64(e, "issued", k->totals[p].issued);
+        cli_json_add_u64(e, "redeemed", k->totals[p].redeemed);
+        cli_json_add_u64(e, "expired", k->totals[p].expired);
+        cli_json_add_i64(e, "outstanding", k->totals[p].outstanding);
+        cJSON_AddItemToArray(pt, e);
+    }
+    cJSON_AddBoolToObject(ck, "converged", k->converged);
+    cli_json_add_u64(ck, "applied_index", k->applied_index);
+    if (k->audited)
+        cJSON_AddBoolToObject(ck, "audit_ok", k->audit_ok);
+    else
+        cJSON_AddNullToObject(ck, "audit_ok");
 }
 
 static cJSON *report_json(const struct totals *r, const struct check *k,
@@ -836,38 +864,7 @@ static cJSON *report_json(const struct totals *r, const struct check *k,
         cJSON_AddNumberToObject(e, "p99_ms", ms_of(tick_p99(&B.ticks[s])));
         cJSON_AddItemToArray(tl, e);
     }
-    cJSON *ck = cJSON_AddObjectToObject(doc, "check");
-    cJSON_AddBoolToObject(ck, "ok", k->ok);
-    cli_json_add_u64(ck, "members_checked", k->members_checked);
-    cli_json_add_u64(ck, "balance_mismatch", k->balance_mismatch);
-    cli_json_add_u64(ck, "amount_mismatch", k->amount_mismatch);
-    cli_json_add_u64(ck, "entries_read", k->entries_read);
-    cli_json_add_u64(ck, "lookup_errors", k->lookup_errors);
-    cJSON *seen = cJSON_AddObjectToObject(ck, "history_kinds");
-    cli_json_add_u64(seen, "expire", k->kinds_seen[TALLY_KIND_EXPIRE]);
-    cli_json_add_u64(seen, "activate", k->kinds_seen[TALLY_KIND_ACTIVATE]);
-    cli_json_add_u64(seen, "tier_change", k->kinds_seen[TALLY_KIND_TIER_CHANGE]);
-    cli_json_add_u64(seen, "hold_timeout", k->holds_timed_out);
-    cJSON_AddBoolToObject(ck, "need_expire", k->need_expire);
-    cJSON_AddBoolToObject(ck, "need_activate", k->need_activate);
-    cJSON_AddBoolToObject(ck, "need_tier_change", k->need_tier);
-    cJSON *pt = cJSON_AddArrayToObject(ck, "programs");
-    for (uint32_t p = 0; p < PROGRAMS; p++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "program", B.program[p]);
-        cli_json_add_u64(e, "members", k->totals[p].members);
-        cli_json_add_u64(e, "issued", k->totals[p].issued);
-        cli_json_add_u64(e, "redeemed", k->totals[p].redeemed);
-        cli_json_add_u64(e, "expired", k->totals[p].expired);
-        cli_json_add_i64(e, "outstanding", k->totals[p].outstanding);
-        cJSON_AddItemToArray(pt, e);
-    }
-    cJSON_AddBoolToObject(ck, "converged", k->converged);
-    cli_json_add_u64(ck, "applied_index", k->applied_index);
-    if (k->audited)
-        cJSON_AddBoolToObject(ck, "audit_ok", k->audit_ok);
-    else
-        cJSON_AddNullToObject(ck, "audit_ok");
+    report_json_check(doc, k);
     cJSON *rp = cJSON_AddArrayToObject(doc, "replicas");
     double tick = (double)sysconf(_SC_CLK_TCK);
     for (uint32_t i = 0; i < nst; i++) {
@@ -1248,6 +1245,59 @@ static void finish_check(const struct totals *r, struct check *k, struct tally_r
             (!k->need_tier || k->kinds_seen[TALLY_KIND_TIER_CHANGE] > 0);
 }
 
+/* The SVG, the JSON file, then the JSON or the text on stdout. Returns 0, or the SVG's error.
+ * Frees doc. */
+static int report_emit(cJSON *doc, const struct totals *r, const struct check *k)
+{
+    const struct options *o = &B.o;
+    int svg_rc = 0;
+    if (o->svg != NULL) {
+        svg_rc = write_svg(o->svg, r);
+        if (svg_rc != 0)
+            fprintf(stderr, "tally-bench: cannot write %s: %s\n", o->svg, strerror(-svg_rc));
+        else
+            cJSON_AddStringToObject(doc, "svg", o->svg);
+    }
+    if (o->json_file != NULL) {
+        char *text = cJSON_Print(doc);
+        FILE *f = fopen(o->json_file, "w");
+        if (text == NULL || f == NULL || fprintf(f, "%s\n", text) < 0)
+            fprintf(stderr, "tally-bench: cannot write %s\n", o->json_file);
+        if (f != NULL)
+            fclose(f);
+        free(text);
+    }
+    if (o->json)
+        cli_print_json(doc);
+    else {
+        report_text(r, k);
+        cJSON_Delete(doc);
+    }
+    return svg_rc;
+}
+
+/* Both programs and their members; *seconds: how long it took. */
+static int setup(double *seconds)
+{
+    struct tally_client *c;
+    if (open_client(&c, "bench-setup") != 0)
+        return EXIT_CLUSTER;
+    int status = choose_programs(c);
+    uint64_t postings = 0, t0 = now_ns();
+    for (uint32_t p = 0; p < PROGRAMS && status == EXIT_OK; p++) {
+        if (!B.o.quiet)
+            fprintf(stderr, "tally-bench: setup of program %u: %" PRIu64 " members\n",
+                    B.program[p], B.members[p]);
+        status = setup_program(c, p, &postings);
+    }
+    tally_client_close(c);
+    *seconds = (double)(now_ns() - t0) / 1e9;
+    if (status == EXIT_OK && !B.o.quiet)
+        fprintf(stderr, "tally-bench: setup: %" PRIu64 " postings in %.1f s\n", postings,
+                *seconds);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     int status = parse(argc, argv, &B.o);
@@ -1256,24 +1306,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct options *o = &B.o;
 
-    struct tally_client *c;
-    if (open_client(&c, "bench-setup") != 0)
-        return EXIT_CLUSTER;
-    status = choose_programs(c);
-    uint64_t setup_postings = 0, t0 = now_ns();
-    for (uint32_t p = 0; p < PROGRAMS && status == EXIT_OK; p++) {
-        if (!o->quiet)
-            fprintf(stderr, "tally-bench: setup of program %u: %" PRIu64 " members\n",
-                    B.program[p], B.members[p]);
-        status = setup_program(c, p, &setup_postings);
-    }
-    tally_client_close(c);
+    double setup_s = 0;
+    status = setup(&setup_s);
     if (status != EXIT_OK)
         return status;
-    double setup_s = (double)(now_ns() - t0) / 1e9;
-    if (!o->quiet)
-        fprintf(stderr, "tally-bench: setup: %" PRIu64 " postings in %.1f s\n", setup_postings,
-                setup_s);
     choose_sample();
     /* The campaign's expiry instant was fixed at its creation, from an estimate of the setup
      * left: start the load when planned, so that it falls --expire-at seconds in (later if the
@@ -1304,29 +1340,7 @@ int main(int argc, char **argv)
 
     cJSON *doc = report_json(&r, &k, st, nst);
     cJSON_AddNumberToObject(cJSON_GetObjectItem(doc, "load"), "setup_seconds", setup_s);
-    int svg_rc = 0;
-    if (o->svg != NULL) {
-        svg_rc = write_svg(o->svg, &r);
-        if (svg_rc != 0)
-            fprintf(stderr, "tally-bench: cannot write %s: %s\n", o->svg, strerror(-svg_rc));
-        else
-            cJSON_AddStringToObject(doc, "svg", o->svg);
-    }
-    if (o->json_file != NULL) {
-        char *text = cJSON_Print(doc);
-        FILE *f = fopen(o->json_file, "w");
-        if (text == NULL || f == NULL || fprintf(f, "%s\n", text) < 0)
-            fprintf(stderr, "tally-bench: cannot write %s\n", o->json_file);
-        if (f != NULL)
-            fclose(f);
-        free(text);
-    }
-    if (o->json)
-        cli_print_json(doc);
-    else {
-        report_text(&r, &k);
-        cJSON_Delete(doc);
-    }
+    int out_rc = report_emit(doc, &r, &k);
     for (uint32_t i = 0; i < o->clients; i++) {
         tally_client_close(t[i].tc);
         for (uint32_t p = 0; p < PROGRAMS; p++) {
@@ -1343,5 +1357,5 @@ int main(int argc, char **argv)
         free(B.slot_of[p]);
     }
     free(B.ticks);
-    return k.ok && svg_rc == 0 ? EXIT_OK : EXIT_CHECK;
+    return k.ok && out_rc == 0 ? EXIT_OK : EXIT_CHECK;
 }

@@ -107,7 +107,7 @@ if what == "open":
     need(ol["due"] == cfg["rate"] * cfg["seconds"], "requests due")
     need(ol["backlog"] <= 2 and ol["sent"] >= ol["due"] - 2, "every due request sent: %r" % ol)
     need("accrue" in lat and "batch" not in lat, "single postings by kind")
-    need(lat["accrue"]["count"] > 100, "accruals measured")
+    need(lat["accrue"]["count"] > 50, "accruals measured")
     need("read" in lat and "read_stale" in lat, "both kinds of read")
     need(ld["reads"] == lat["read"]["count"] + lat["read_stale"]["count"] + ld["read_errors"], "reads")
 if what == "overload":
@@ -135,7 +135,7 @@ check_report closed "$DIR/closed.svg" <"$DIR/closed.json" || fail "closed-loop r
 grep -q 'postings/s' "$DIR/closed.err" || fail "no progress line"
 
 # 2. Open loop, single postings, a rate this cluster keeps up with.
-"$BUILD/tally-bench" --cluster "$CLUSTER" --members 2000 --clients 8 --batch 1 --rate 150 \
+"$BUILD/tally-bench" --cluster "$CLUSTER" --members 2000 --clients 8 --batch 1 --rate 100 \
     --seconds 3 --read-share 0.2 --check-members 100 --json --quiet >"$DIR/open.json" \
     2>"$DIR/open.err"
 rc=$?
