@@ -11,9 +11,10 @@
  *    member is opened before the load starts.
  * 2. Load, for --seconds: --clients threads, each with one libtally session and one generator
  *    per program (own instance number and seed). A request is a balance read (--read-share of
- *    requests; --stale-share of those are follower reads that must include the client's own
- *    last write) or a batch of --batch postings of the campaign program (--campaign-share) or
- *    of the main program.
+ *    requests; --stale-share of those are stale-allowed reads, TALLY_READ_STALE with the
+ *    session's last write as min_index, answered by the replica the session is connected to:
+ *    the leader, as the session also posts) or a batch of --batch postings of the campaign
+ *    program (--campaign-share) or of the main program.
  *    - closed loop (default): each client sends its next request when the previous is answered;
  *    - open loop (--rate R): request k is due at start + k / R (R requests a second, whatever
  *      the cluster does); a client takes the next due request, waits for its time if early,
@@ -46,8 +47,9 @@
  * batch waited. Reads have their own histograms (read, read_stale).
  *
  * Bounds: --seconds at most 3,600; at most 64 clients; histograms and the per-second timeline
- * are allocated at start; every wait has a deadline (each call --timeout, 60 s by default;
- * convergence 60 s).
+ * are allocated at start, and each client's generators and lists (about 35 MB a client with
+ * 1,000,000 members: the generators' per-member estimates and rings, 8 MB of deferred
+ * lookups); every wait has a deadline (each call --timeout, 60 s by default; convergence 60 s).
  *
  * Test hook: with TALLY_BENCH_TEST_SKEW set in the environment, one sampled member's expected
  * `earned` is off by one point, so the check must fail (tests/tools/tally_bench.sh proves that
@@ -970,7 +972,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tally-bench --cluster ADDR[,ADDR...] [options]\n"
-            "Drives a running cluster with the retail workload, then checks it (docs/BENCHMARKS.md).\n"
+            "Drives a running cluster with the retail workload, then checks it\n"
+            "(docs/BENCHMARKS.md).\n"
             "  --members N          members of the main program (default 1000000; the campaign\n"
             "                       program gets a tenth)\n"
             "  --clients N          sessions, one thread each (default 4, at most 64)\n"
@@ -978,7 +981,7 @@ static void usage(FILE *f)
             "  --seconds S          length of the load (default 60, at most 3600)\n"
             "  --rate R             open loop: R requests a second are due (default: closed loop)\n"
             "  --read-share F       share of requests that are balance reads (default 0.05)\n"
-            "  --stale-share F      share of reads that are follower reads (default 0.5)\n"
+            "  --stale-share F      share of reads that may be stale (default 0.5)\n"
             "  --campaign-share F   share of posting requests for the campaign (default 0.2)\n"
             "  --pending-ms MS      pending window of pending accruals (default 2000)\n"
             "  --hold-timeout-ms MS hold time-out of both programs (default 2000)\n"
@@ -989,7 +992,8 @@ static void usage(FILE *f)
             "  --pids PID,...       replica processes: report their CPU time\n"
             "  --timeout S          deadline of each call to the cluster (default 60)\n"
             "  --seed N  --json  --json-file FILE  --svg FILE  --quiet (no progress line)\n"
-            "exit: 0 done and checked, 1 the check failed, 2 usage, 3 cluster unreachable or failed\n");
+            "exit: 0 done and checked, 1 the check failed, 2 usage, 3 cluster unreachable or\n"
+            "      a request failed\n");
 }
 
 static bool parse_u32(const char *s, uint64_t lo, uint64_t hi, uint32_t *out)
@@ -1200,9 +1204,10 @@ static void run_load(struct client *t, struct totals *r)
     for (uint32_t s = 0; s < r->nsec; s++)
         per_s[s] = atomic_load(&B.ticks[s].postings);
     qsort(per_s, r->nsec, sizeof(per_s[0]), compare_u64);
-    r->median_rate = r->nsec == 0 ? 0
-                     : r->nsec % 2 ? (double)per_s[r->nsec / 2]
-                                   : ((double)per_s[r->nsec / 2 - 1] + (double)per_s[r->nsec / 2]) / 2;
+    uint32_t mid = r->nsec / 2;
+    r->median_rate = r->nsec == 0     ? 0
+                     : r->nsec % 2 ? (double)per_s[mid]
+                                   : ((double)per_s[mid - 1] + (double)per_s[mid]) / 2;
 }
 
 /* Replicas, audit, and the verdict. */
@@ -1240,7 +1245,8 @@ static void finish_check(const struct totals *r, struct check *k, struct tally_r
     k->ok = k->balance_mismatch == 0 && k->amount_mismatch == 0 && k->lookup_errors == 0 &&
             !k->defer_overflow && k->members_checked > 0 && k->converged &&
             (!k->audited || k->audit_ok) &&
-            (!k->need_expire || (k->kinds_seen[TALLY_KIND_EXPIRE] > 0 && k->totals[1].expired > 0)) &&
+            (!k->need_expire ||
+             (k->kinds_seen[TALLY_KIND_EXPIRE] > 0 && k->totals[1].expired > 0)) &&
             (!k->need_activate || k->kinds_seen[TALLY_KIND_ACTIVATE] > 0) &&
             (!k->need_tier || k->kinds_seen[TALLY_KIND_TIER_CHANGE] > 0);
 }

@@ -80,9 +80,10 @@ def need(ok, msg):
         sys.exit("not so: " + msg)
 cfg, ld, lat, ck = r["config"], r["load"], r["latency"], r["check"]
 need(cfg["mode"] == ("closed" if what == "closed" else "open"), "mode")
-need(ld["postings"] > 0 and ld["ok"] > 0.8 * ld["postings"], "postings answered, mostly OK: %r" % ld)
+need(ld["postings"] > 0 and ld["ok"] > 0.8 * ld["postings"], "answered, mostly OK: %r" % ld)
 for name, h in lat.items():
-    need(h["count"] > 0 and h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["p999_ms"] <= h["max_ms"],
+    need(h["count"] > 0, "samples of " + name)
+    need(h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["p999_ms"] <= h["max_ms"],
          "ordered percentiles of " + name)
 tl = r["timeline"]
 need(len(tl) == cfg["seconds"], "one timeline sample a second")
@@ -109,7 +110,8 @@ if what == "open":
     need("accrue" in lat and "batch" not in lat, "single postings by kind")
     need(lat["accrue"]["count"] > 50, "accruals measured")
     need("read" in lat and "read_stale" in lat, "both kinds of read")
-    need(ld["reads"] == lat["read"]["count"] + lat["read_stale"]["count"] + ld["read_errors"], "reads")
+    reads = lat["read"]["count"] + lat["read_stale"]["count"] + ld["read_errors"]
+    need(ld["reads"] == reads, "every read counted once")
 if what == "overload":
     ol = r["open_loop"]
     need(ol["kept_up"] is False and ol["backlog"] > 0, "the backlog reported: %r" % ol)
@@ -155,7 +157,8 @@ TALLY_BENCH_TEST_SKEW=1 "$BUILD/tally-bench" --cluster "$CLUSTER" --members 200 
 rc=$?
 [ $rc = 1 ] || fail "a skewed expectation: exit $rc, not 1"
 grep -q 'earned expected' "$DIR/skew.err" || fail "the mismatch is not named"
-grep -Eq 'check: [0-9]+ members, [1-9][0-9]* balance mismatches' "$DIR/skew.out" || fail "the mismatch is not counted"
+grep -Eq 'check: [0-9]+ members, [1-9][0-9]* balance mismatches' "$DIR/skew.out" ||
+    fail "the mismatch is not counted"
 
 # 5. Bad input.
 "$BUILD/tally-bench" --cluster "$CLUSTER" --bogus 2>"$DIR/e1"
