@@ -40,6 +40,7 @@ COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common
               common/hash_long_avx2.c
 ENGINE_SRC := $(wildcard engine/*.c)
 TOOLS_LIB_SRC := tools/cli_common.c
+SVG_SRC := tools/svg.c
 ENGINE_LIB := $(BUILD)/libtally_engine.a
 # tallyd: everything in server/ but main.c is also linked into the server tests.
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
@@ -49,7 +50,7 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
-            $(BUILD)/tallyd $(BUILD)/tally-bench-cluster $(BUILD)/tally-drill
+            $(BUILD)/tallyd $(BUILD)/tally-drill $(BUILD)/tally-bench
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
@@ -108,7 +109,7 @@ $(BUILD)/tally: $(call obj,tools/tally.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB) \
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson
 
 # tally-drill: the failover drill (docs/OPERATIONS.md), a libtally client with threads.
-$(BUILD)/tally-drill: $(call obj,tools/tally_drill.c $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
+$(BUILD)/tally-drill: $(call obj,tools/tally_drill.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
 
 $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_LIB_SRC)) $(ENGINE_LIB)
@@ -117,8 +118,11 @@ $(BUILD)/tally-audit: $(call obj,tools/tally_audit.c tools/audit_fold.c $(TOOLS_
 $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
 
-$(BUILD)/tally-bench-cluster: $(call obj,bench/bench_cluster.c bench/workload.c) $(CLIENT_LIB) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lpthread -lm
+# tally-bench: the load generator against a cluster (docs/BENCHMARKS.md); links tally-audit's
+# verify (tools/audit_fold.c) to check the replicas' data directories.
+$(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c \
+                      tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
 
 # Server tests link the server (but its main) and start real tallyd processes too.
 $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit_fold.c $(SERVER_SRC)) $(ENGINE_LIB) $(if $(CLIENT_SRC),$(CLIENT_LIB))

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # bench/cluster.sh: the end-to-end part of `make bench`. Starts three durable tallyd replicas on
 # loopback (ports 7611-7613 for clients, 7621-7623 for Raft, data in a fresh directory under
-# /tmp), runs tally-bench-cluster against them, stops them with SIGTERM and removes the data.
+# /tmp), runs tally-bench against them, stops them with SIGTERM and removes the data.
 #
-# Usage: bash bench/cluster.sh BUILD_DIR [tally-bench-cluster options, e.g. --clients 8]
+# Usage: bash bench/cluster.sh BUILD_DIR                      the standard runs (below)
+#        bash bench/cluster.sh BUILD_DIR [tally-bench options]  one run with those options
 #
-# Bounded: the benchmark's phases are bounded in time (setup by the member count, 5 runs of
-# 10 s, 10 s of latency, at most 60 s to converge); the replicas are killed when this script
-# exits, however it exits. Each replica's log is kept in the data directory while it runs and
-# its last lines are printed if the benchmark fails.
+# The standard runs (docs/BENCHMARKS.md, "tally-bench"), one after the other on one cluster,
+# each on fresh programs:
+#   1. closed loop, 4 clients, batches of 8,190, 1,000,000 members, 50 s: throughput;
+#   2. closed loop, 1 client, single postings, 100,000 members, 10 s: a till's latency, per kind;
+#   3. open loop, 16 clients, single postings at a fixed arrival rate (TALLY_BENCH_RATE, default
+#      500 requests/s), 100,000 members, 20 s: latency without coordinated omission; then
+#      tally-audit verify of every replica's ledger (the whole ledger, all three runs).
+# JSON and SVG of each run are written to BUILD_DIR/bench-{closed,single,open}.{json,svg}.
+#
+# Bounded: each run is bounded in time by tally-bench (load, check, 60 s convergence); the
+# replicas are killed when this script exits, however it exits. Each replica's log is kept in
+# the data directory while it runs and its last lines are printed if a run fails.
 set -euo pipefail
 
 build=${1:-build}
 if [ $# -gt 0 ]; then shift; fi
-for b in tallyd tally-bench-cluster tally; do
+for b in tallyd tally-bench tally; do
     if [ ! -x "$build/$b" ]; then
         echo "bench/cluster.sh: $build/$b is missing: run make first" >&2
         exit 2
@@ -42,6 +51,8 @@ cleanup() {
             tail -5 "$dir/r$i.log" >&2 || true
         done
     fi
+    # The replicas' logs outlive the data (leader changes, stalls): BUILD_DIR/bench-replica-N.log.
+    for i in 1 2 3; do cp "$dir/r$i.log" "$build/bench-replica-$i.log" 2>/dev/null || true; done
     rm -rf "$dir"
     exit $rc
 }
@@ -61,8 +72,26 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 
-echo "== tally end-to-end benchmark (docs/BENCHMARKS.md) =="
+echo "== tally end-to-end benchmark: tally-bench (docs/BENCHMARKS.md) =="
 echo "cluster: 3 tallyd replicas on loopback, durable, data under $dir"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -h 'listening' "$dir"/r*.log || true
-"$build/tally-bench-cluster" --cluster "$clients" --pids "$(IFS=,; echo "${pids[*]}")" --json-file "$build/bench-cluster.json" "$@"
-echo "JSON in $build/bench-cluster.json"
+pidlist=$(IFS=,; echo "${pids[*]}")
+dirs=$dir/r1,$dir/r2,$dir/r3
+bench() {
+    local name=$1
+    shift
+    echo
+    echo "-- $name: tally-bench $*"
+    "$build/tally-bench" --cluster "$clients" --pids "$pidlist" \
+        --json-file "$build/bench-$name.json" --svg "$build/bench-$name.svg" "$@"
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); JSON in $build/bench-$name.json"
+}
+if [ $# -gt 0 ]; then
+    bench cluster --data-dirs "$dirs" "$@"
+    exit 0
+fi
+bench closed --clients 4 --batch 8190 --members 1000000 --seconds 50
+bench single --clients 1 --batch 1 --members 100000 --seconds 10
+bench open --clients 16 --batch 1 --members 100000 --seconds 20 \
+    --rate "${TALLY_BENCH_RATE:-500}" --data-dirs "$dirs"

@@ -8,7 +8,7 @@
 #
 # Bounded: each run stops after 50 s of wall time (the output says so when it happens), so the
 # engine benchmark, setup included, ends within about 5 minutes even on a slow engine (the
-# cluster benchmark adds about 2 minutes, bounded the same way: bench/cluster.sh). The JSON
+# cluster benchmark adds 4-5 minutes, bounded the same way: bench/cluster.sh). The JSON
 # result is also written to BUILD_DIR/bench-engine.json.
 set -euo pipefail
 

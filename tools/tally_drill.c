@@ -78,6 +78,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli_common.h"
+#include "svg.h"
 #include "tally.h"
 #include "tally_errors.h"
 #include "tally_records.h"
@@ -1380,67 +1381,29 @@ static int run_check(struct check *c, struct tally_client *admin, struct worker 
  * the machine it runs on)
  * ------------------------------------------------------------------------------------------- */
 
-#define SVG_W     1000
-#define SVG_H     460
-#define SVG_LEFT  70
-#define SVG_RIGHT 70
-#define SVG_TOP   50
-#define SVG_BOT   60
-
-static double svg_log_y(double ms, double top, double height)
-{
-    /* 1 ms .. 10 s on a log scale. */
-    double v = ms < 1 ? 0 : ms > 10000 ? 4 : log10(ms);
-    return top + height - v / 4 * height;
-}
-
-/* One timeline being drawn: buckets of acknowledged postings and of worst latency, and the
- * plot's geometry. */
-struct svg {
-    FILE *f;
-    uint64_t bucket_ns, *count, *worst;
-    size_t nb;
-    double pw, ph, secs, ymax, per_s;
-};
-
-static double svg_x(const struct svg *g, uint64_t ns)
-{
-    return SVG_LEFT + g->pw * ((double)ns / 1e9) / g->secs;
-}
-
-/* Fill the buckets from the requests; choose the throughput axis (four steps of 1, 2, 2.5 or 5
- * times a power of ten). */
-static void svg_buckets(struct svg *g, uint32_t nreq)
+/* Fill the buckets from the requests: postings acknowledged, and the worst latency. */
+static void svg_buckets(uint64_t bucket_ns, uint64_t *count, uint64_t *worst, size_t nb,
+                        uint32_t nreq)
 {
     for (uint32_t k = 0; k < nreq; k++) {
         const struct req *q = &D.reqs[k];
-        if (q->state != REQ_ACKED || q->ack_ns / g->bucket_ns >= g->nb)
+        if (q->state != REQ_ACKED || q->ack_ns / bucket_ns >= nb)
             continue;
-        size_t b = (size_t)(q->ack_ns / g->bucket_ns);
-        g->count[b] += D.o.batch;
+        size_t b = (size_t)(q->ack_ns / bucket_ns);
+        count[b] += D.o.batch;
         uint64_t lat = q->ack_ns - q->due_ns;
-        g->worst[b] = lat > g->worst[b] ? lat : g->worst[b];
+        worst[b] = lat > worst[b] ? lat : worst[b];
     }
-    uint64_t peak = 1;
-    for (size_t b = 0; b < g->nb; b++)
-        peak = g->count[b] > peak ? g->count[b] : peak;
-    g->per_s = 1e9 / (double)g->bucket_ns;
-    double raw = (double)peak * g->per_s * 1.05 / 4, mag = 1;
-    while (mag * 10 <= raw)
-        mag *= 10;
-    double step = raw <= mag ? mag : raw <= 2 * mag ? 2 * mag : raw <= 2.5 * mag ? 2.5 * mag
-                : raw <= 5 * mag ? 5 * mag : 10 * mag;
-    g->ymax = 4 * step;
 }
 
 /* Faults: the outage shaded, the fault red, the first answer green, the heal dashed blue. */
-static void svg_faults(const struct svg *g, const struct drill *drills, unsigned nd)
+static void svg_faults(const struct svg_plot *g, const struct drill *drills, unsigned nd)
 {
     FILE *f = g->f;
     for (unsigned i = 0; i < nd; i++) {
         const struct drill *d = &drills[i];
         uint64_t rec = d->recovered ? d->recovered_ns : d->end_ns;
-        double x0 = svg_x(g, d->fault_ns), x1 = svg_x(g, rec);
+        double x0 = svg_plot_x(g, d->fault_ns), x1 = svg_plot_x(g, rec);
         fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%.0f\" fill=\"#f4cccc\"/>\n",
                 x0, SVG_TOP, x1 - x0 + 0.5, g->ph);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.0f\" stroke=\"#c00000\"/>\n",
@@ -1450,7 +1413,8 @@ static void svg_faults(const struct svg *g, const struct drill *drills, unsigned
         if (d->healed_ns > 0)
             fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.0f\" stroke=\"#3060c0\" "
                        "stroke-dasharray=\"4 3\"/>\n",
-                    svg_x(g, d->healed_ns), svg_x(g, d->healed_ns), SVG_TOP, SVG_TOP + g->ph);
+                    svg_plot_x(g, d->healed_ns), svg_plot_x(g, d->healed_ns), SVG_TOP,
+                    SVG_TOP + g->ph);
         if (nd <= 12)
             fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#c00000\" font-size=\"11\">%s r%" PRIu64
                        "%s %.0f ms</text>\n",
@@ -1460,98 +1424,45 @@ static void svg_faults(const struct svg *g, const struct drill *drills, unsigned
     }
 }
 
-static void svg_axes(const struct svg *g)
-{
-    FILE *f = g->f;
-    static const char *const lat[] = {"1 ms", "10 ms", "100 ms", "1 s", "10 s"};
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-               "stroke=\"#444\"/>\n", SVG_LEFT, SVG_TOP, g->pw, g->ph);
-    for (int t = 0; t <= 4; t++) {
-        double y = SVG_TOP + g->ph - g->ph * t / 4;
-        fprintf(f, "<line x1=\"%d\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
-                   "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#1f4e9c\">%.0f</text>\n"
-                   "<text x=\"%.0f\" y=\"%.1f\" fill=\"#b35900\">%s</text>\n",
-                SVG_LEFT, SVG_LEFT + g->pw, y, y, SVG_LEFT - 5, y + 4, g->ymax * t / 4,
-                SVG_LEFT + g->pw + 5, y + 4, lat[t]);
-    }
-    unsigned step_s = g->secs <= 20 ? 1 : g->secs <= 100 ? 10 : g->secs <= 300 ? 20 : 60;
-    for (unsigned s = 0; s <= (unsigned)g->secs && s < 100000; s += step_s)
-        fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%u</text>\n",
-                svg_x(g, (uint64_t)s * 1000000000u), SVG_TOP + g->ph + 16, s);
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">seconds since the load "
-               "started (buckets of %" PRIu64 " ms)</text>\n",
-            SVG_LEFT + g->pw / 2, SVG_TOP + g->ph + 34, g->bucket_ns / NS_PER_MS);
-    fprintf(f, "<text x=\"16\" y=\"%.0f\" fill=\"#1f4e9c\" transform=\"rotate(-90 16 %.0f)\" "
-               "text-anchor=\"middle\">acknowledged postings/s</text>\n",
-            SVG_TOP + g->ph / 2, SVG_TOP + g->ph / 2);
-    fprintf(f, "<text x=\"%d\" y=\"%.0f\" fill=\"#b35900\" transform=\"rotate(90 %d %.0f)\" "
-               "text-anchor=\"middle\">worst latency in bucket (log)</text>\n",
-            SVG_W - 14, SVG_TOP + g->ph / 2, SVG_W - 14, SVG_TOP + g->ph / 2);
-}
-
-/* The two series, and the legend. */
-static void svg_series(const struct svg *g)
-{
-    FILE *f = g->f;
-    fprintf(f, "<polyline fill=\"none\" stroke=\"#1f4e9c\" stroke-width=\"1.5\" points=\"");
-    for (size_t b = 0; b < g->nb; b++)
-        fprintf(f, "%.1f,%.1f ", svg_x(g, b * g->bucket_ns + g->bucket_ns / 2),
-                SVG_TOP + g->ph - g->ph * (double)g->count[b] * g->per_s / g->ymax);
-    fprintf(f, "\"/>\n");
-    for (size_t b = 0; b < g->nb; b++)
-        if (g->count[b] > 0)
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.8\" fill=\"#b35900\"/>\n",
-                    svg_x(g, b * g->bucket_ns + g->bucket_ns / 2),
-                    svg_log_y(ms_of(g->worst[b]), SVG_TOP, g->ph));
-    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\"><tspan fill=\"#1f4e9c\">&#8212; "
-               "throughput</tspan>  <tspan fill=\"#b35900\">&#9679; worst latency (due to "
-               "answer)</tspan>  <tspan fill=\"#c00000\">| fault</tspan>  <tspan "
-               "fill=\"#008000\">| first answer after it</tspan>  <tspan fill=\"#3060c0\">"
-               "&#8942; healed (restart / SIGCONT)</tspan></text>\n",
-            SVG_LEFT, SVG_H - 8);
-}
-
 static int write_svg(const char *path, const struct drill *drills, unsigned nd, uint32_t nreq,
                      uint64_t end_ns, double median_ms)
 {
     const struct opts *o = &D.o;
-    struct svg g = {.bucket_ns = SVG_BUCKET_MS_MIN * NS_PER_MS};
-    while (end_ns / g.bucket_ns + 1 > SVG_BUCKETS_MAX)
-        g.bucket_ns *= 2;
-    g.nb = (size_t)(end_ns / g.bucket_ns + 1);
-    g.count = calloc(g.nb, sizeof(*g.count));
-    g.worst = calloc(g.nb, sizeof(*g.worst));
-    g.f = fopen(path, "w");
-    int rc = -errno;
-    if (g.count == NULL || g.worst == NULL || g.f == NULL) {
-        free(g.count);
-        free(g.worst);
-        if (g.f != NULL)
-            fclose(g.f);
-        return g.f == NULL ? rc : -ENOMEM;
+    uint64_t bucket_ns = SVG_BUCKET_MS_MIN * NS_PER_MS;
+    while (end_ns / bucket_ns + 1 > SVG_BUCKETS_MAX)
+        bucket_ns *= 2;
+    size_t nb = (size_t)(end_ns / bucket_ns + 1);
+    uint64_t *count = calloc(nb, sizeof(*count));
+    uint64_t *worst = calloc(nb, sizeof(*worst));
+    if (count == NULL || worst == NULL) {
+        free(count);
+        free(worst);
+        return -ENOMEM;
     }
-    g.pw = SVG_W - SVG_LEFT - SVG_RIGHT;
-    g.ph = SVG_H - SVG_TOP - SVG_BOT;
-    g.secs = (double)end_ns / 1e9;
-    svg_buckets(&g, nreq);
-    fprintf(g.f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                 "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-                 "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-            SVG_W, SVG_H, SVG_W, SVG_H);
+    svg_buckets(bucket_ns, count, worst, nb, nreq);
+    struct svg_plot g;
+    int rc = svg_plot_open(&g, path, end_ns, bucket_ns, count, worst, nb);
+    if (rc != 0) {
+        free(count);
+        free(worst);
+        return rc;
+    }
     fprintf(g.f, "<text x=\"%d\" y=\"22\" font-size=\"15\">tally-drill: %u leader %s%s, %u "
                  "postings/s offered (batches of %u, %u clients); median unavailability %.0f ms"
                  "</text>\n",
             SVG_LEFT, nd, fault_name(o), nd == 1 ? "" : "s", o->rate, o->batch, o->clients,
             median_ms);
     svg_faults(&g, drills, nd);
-    svg_axes(&g);
-    svg_series(&g);
-    fprintf(g.f, "</svg>\n");
-    free(g.count);
-    free(g.worst);
-    bool bad = ferror(g.f) != 0;
-    return fclose(g.f) != 0 || bad ? -EIO : 0;
+    svg_plot_axes(&g, "acknowledged postings/s", "worst latency in bucket (log)");
+    svg_plot_series(&g, "<tspan fill=\"#1f4e9c\">&#8212; throughput</tspan>  <tspan "
+                        "fill=\"#b35900\">&#9679; worst latency (due to answer)</tspan>  <tspan "
+                        "fill=\"#c00000\">| fault</tspan>  <tspan fill=\"#008000\">| first answer "
+                        "after it</tspan>  <tspan fill=\"#3060c0\">&#8942; healed (restart / "
+                        "SIGCONT)</tspan>");
+    rc = svg_plot_close(&g);
+    free(count);
+    free(worst);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------
