@@ -17,59 +17,10 @@
 # Run: TALLY_BUILD=build bash tests/tools/drill_kill.sh   (exit 0 pass, 1 fail, 77 skip)
 set -u
 
-BUILD=${TALLY_BUILD:-build}
-for p in tallyd tally-drill; do
-    if [ ! -x "$BUILD/$p" ]; then
-        echo "skip: $BUILD/$p is not built"
-        exit 77
-    fi
-done
-if ! command -v python3 >/dev/null; then
-    echo "skip: python3 is needed to read the JSON"
-    exit 77
-fi
-
-DIR=$(mktemp -d /tmp/tally-drill-test-XXXXXX)
-BASE=$((14000 + ($$ % 300) * 10))
-CLUSTER=127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3))
-PIDS=()
-# Ours: the replicas started here, and any tallyd on this test's directory (the one the drill
-# restarted is not our child, and a failed run may not have reported its pid).
-ours() {
-    echo "${PIDS[@]}"
-    pgrep -f -- "--dir $DIR/r" 2>/dev/null
-}
-cleanup() {
-    for p in $(ours); do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.5
-    for p in $(ours); do kill -KILL "$p" 2>/dev/null; done
-    if [ -z "${TALLY_TEST_KEEP:-}" ]; then rm -rf "$DIR"; else echo "kept $DIR"; fi
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    for f in "$DIR"/*.log "$DIR"/*/tallyd-drill.log; do
-        [ -f "$f" ] && { echo "--- $f"; tail -5 "$f"; }
-    done
-    exit 1
-}
-
-TALLYD=$(cd "$(dirname "$BUILD/tallyd")" && pwd)/tallyd
-for i in 1 2 3; do
-    "$TALLYD" --id $i --dir "$DIR/r$i" --election-timeout 300 --heartbeat 50 \
-        --peer 1,127.0.0.1:$((BASE + 11)),127.0.0.1:$((BASE + 1)) \
-        --peer 2,127.0.0.1:$((BASE + 12)),127.0.0.1:$((BASE + 2)) \
-        --peer 3,127.0.0.1:$((BASE + 13)),127.0.0.1:$((BASE + 3)) 2>"$DIR/r$i.log" &
-    PIDS+=($!)
-done
-
-# Wait for the three to answer with a leader (bounded: 10 s).
-for i in $(seq 100); do
-    st=$("$BUILD/tally" --cluster "$CLUSTER" --json status 2>/dev/null)
-    case $st in *'"answered":3'*'"leader":"'*|*'"leader":"'*'"answered":3'*) break;; esac
-    [ $i = 100 ] && fail "the cluster did not start: $st"
-    sleep 0.1
-done
+. "$(dirname "$0")/lib/cluster.sh"
+script_needs tallyd tally tally-drill
+script_cluster tally-drill-test 14000
+script_cluster_start
 
 # Reads the JSON report on stdin and checks it; $1: the fault, $2: the expected healed_by.
 check_report() {

@@ -21,52 +21,10 @@
 # Run: TALLY_BUILD=build bash tests/tools/tally_bench.sh   (exit 0 pass, 1 fail, 77 skip)
 set -u
 
-BUILD=${TALLY_BUILD:-build}
-for p in tallyd tally tally-bench; do
-    if [ ! -x "$BUILD/$p" ]; then
-        echo "skip: $BUILD/$p is not built"
-        exit 77
-    fi
-done
-if ! command -v python3 >/dev/null; then
-    echo "skip: python3 is needed to read the JSON"
-    exit 77
-fi
-
-DIR=$(mktemp -d /tmp/tally-bench-test-XXXXXX)
-BASE=$((17000 + ($$ % 300) * 10))
-CLUSTER=127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3))
-DIRS=$DIR/r1,$DIR/r2,$DIR/r3
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    if [ -z "${TALLY_TEST_KEEP:-}" ]; then rm -rf "$DIR"; else echo "kept $DIR"; fi
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    for f in "$DIR"/*.err "$DIR"/*.log; do
-        [ -f "$f" ] && { echo "--- $f"; tail -8 "$f"; }
-    done
-    exit 1
-}
-
-for i in 1 2 3; do
-    "$BUILD/tallyd" --id $i --dir "$DIR/r$i" --election-timeout 300 --heartbeat 50 \
-        --peer 1,127.0.0.1:$((BASE + 11)),127.0.0.1:$((BASE + 1)) \
-        --peer 2,127.0.0.1:$((BASE + 12)),127.0.0.1:$((BASE + 2)) \
-        --peer 3,127.0.0.1:$((BASE + 13)),127.0.0.1:$((BASE + 3)) 2>"$DIR/r$i.log" &
-    PIDS+=($!)
-done
-for i in $(seq 100); do
-    st=$("$BUILD/tally" --cluster "$CLUSTER" --json status 2>/dev/null)
-    case $st in *'"answered":3'*'"leader":"'*|*'"leader":"'*'"answered":3'*) break;; esac
-    [ $i = 100 ] && fail "the cluster did not start: $st"
-    sleep 0.1
-done
+. "$(dirname "$0")/lib/cluster.sh"
+script_needs tallyd tally tally-bench
+script_cluster tally-bench-test 17000
+script_cluster_start
 
 # Checks a JSON report on stdin; $1: closed|open|overload, $2: the SVG file or "-".
 check_report() {
