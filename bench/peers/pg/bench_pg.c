@@ -20,8 +20,9 @@
  * Generators of one invocation use instances base+1 .. base+clients (--instance-base), so
  * that successive invocations on the same database never reuse a posting id.
  *
- * Parameters go as text-format arrays (one per posting field); the batch timestamp is the
- * generator's simulated time, as in tally-bench-engine.
+ * The call is a prepared statement (parsed and planned once per connection); parameters go as
+ * text-format arrays (one per posting field); the batch timestamp is the generator's
+ * simulated time, as in tally-bench-engine.
  *
  * Exit: 0 done; 2 usage; 3 the server could not be reached or a call failed.
  */
@@ -214,7 +215,7 @@ static int call_apply(PGconn *conn, struct call *c, const struct tally_posting *
                       uint64_t ts, struct tally_result *results)
 {
     call_fill(c, p, n, ts);
-    PGresult *r = PQexecParams(conn, APPLY_SQL, PARAMS + 1, NULL, c->values, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(conn, "apply", PARAMS + 1, c->values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != (int)n) {
         fprintf(stderr, "tally-bench-pg: ledger_apply failed: %s", PQerrorMessage(conn));
         PQclear(r);
@@ -238,6 +239,15 @@ static PGconn *connect_db(const struct options *o)
         PQfinish(conn);
         return NULL;
     }
+    /* Parsed and planned once per connection, as any production client would. */
+    PGresult *r = PQprepare(conn, "apply", APPLY_SQL, PARAMS + 1, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "tally-bench-pg: cannot prepare ledger_apply: %s", PQerrorMessage(conn));
+        PQclear(r);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQclear(r);
     return conn;
 }
 

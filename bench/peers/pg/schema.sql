@@ -97,7 +97,8 @@ CREATE TABLE lots (
     activate_at bigint  NOT NULL DEFAULT 0,   -- nonzero: pending until then
     PRIMARY KEY (program, member, expires_at, lot_id)
 ) WITH (fillfactor = 80);
-CREATE UNIQUE INDEX lots_by_id ON lots (lot_id);
+-- No index on lot_id alone: every lookup of a lot names its member, and a member has few lots
+-- (the primary key prefix finds them); lot ids are unique because a sequence makes them.
 
 CREATE TABLE entries (
     seq         bigint   PRIMARY KEY DEFAULT nextval('entry_seqs'),
