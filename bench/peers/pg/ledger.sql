@@ -717,9 +717,15 @@ BEGIN
     c := account_code(b);
     IF c <> 0 THEN RETURN -c; END IF;
     IF a.available < amt THEN RETURN -26; END IF;
+    -- LOTS_LIMIT on the destination: how many source lots the transfer will draw from.
+    SELECT count(*) INTO n FROM (
+        SELECT sum(remaining) OVER (ORDER BY expires_at, lot_id) - remaining AS before
+        FROM lots WHERE program = p.program AND member = m AND activate_at = 0
+          AND remaining > 0) s
+    WHERE before < amt;
+    IF b.lots_open + n > 1024 THEN RETURN -38; END IF;
     SELECT * INTO t FROM lots_take(p.program, m, amt, false, 0);
     n := cardinality(t.ids);
-    IF b.lots_open + n > 1024 THEN RAISE EXCEPTION 'transfer: LOTS_LIMIT after take'; END IF;
     s := nextval('entry_seqs');
     first_lot := nextval('lot_ids');
     INSERT INTO lots (program, member, expires_at, lot_id, earned_at, origin_seq, amount, remaining)
