@@ -92,6 +92,29 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* CPU time (user + system) of a process so far, in clock ticks, from /proc/PID/stat; 0 if
+ * unknown (the server runs on this machine: loopback only). Field 2 (comm) may hold spaces:
+ * parse after its closing parenthesis. */
+static uint64_t process_cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return 0;
+    unsigned long long utime = 0, stime = 0;
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+               &stime) != 2)
+        return 0;
+    return utime + stime;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Translating postings into ledger_apply's text-format array parameters.
  * ------------------------------------------------------------------------------------------- */
@@ -371,6 +394,7 @@ struct client_thread {
     pthread_t thread;
     struct load *load;
     PGconn *conn;
+    int backend_pid; /* the server process serving this connection */
     struct workload workload;
     struct call call;
     struct tally_posting *postings;
@@ -504,7 +528,7 @@ static void workload_for(struct workload *w, const struct options *o, uint32_t i
 
 static void write_json(const struct options *o, const double *rates, const uint64_t *postings,
                        const uint64_t *oks, double median, uint64_t p50, uint64_t p99,
-                       uint64_t batches)
+                       uint64_t batches, double server_us, double server_pct)
 {
     FILE *f = fopen(o->json_file, "w");
     if (f == NULL) {
@@ -517,7 +541,8 @@ static void write_json(const struct options *o, const double *rates, const uint6
         fprintf(f, "%s{\"postings\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"rate\":%.0f}", r ? "," : "",
                 postings[r], oks[r], rates[r]);
     fprintf(f, "],\"median_rate\":%.0f,\"batch_p50_ns\":%" PRIu64 ",\"batch_p99_ns\":%" PRIu64
-            ",\"batches\":%" PRIu64 "}\n", median, p50, p99, batches);
+            ",\"batches\":%" PRIu64 ",\"server_cpu_us_per_posting\":%.1f"
+            ",\"server_cpu_pct\":%.0f}\n", median, p50, p99, batches, server_us, server_pct);
     fclose(f);
 }
 
@@ -541,6 +566,7 @@ static int measure(const struct options *o)
         t[i].conn = connect_db(o);
         if (t[i].conn == NULL)
             return EXIT_SERVER;
+        t[i].backend_pid = PQbackendPID(t[i].conn);
         if (pthread_create(&t[i].thread, NULL, client_main, &t[i]) != 0)
             abort();
     }
@@ -549,6 +575,10 @@ static int measure(const struct options *o)
     printf("%u clients, batches of %u, %u runs of %u s, PostgreSQL (durable commits)\n",
            o->clients, o->batch, o->runs, o->seconds);
     printf("%4s %12s %10s %8s %12s\n", "run", "postings", "ok", "batches", "postings/s");
+    uint64_t cpu0 = 0, cpu1 = 0, self0 = process_cpu_ticks((int)getpid());
+    for (uint32_t i = 0; i < o->clients; i++)
+        cpu0 += process_cpu_ticks(t[i].backend_pid);
+    uint64_t load_start = now_ns();
     atomic_store(&load.phase, 1);
     uint32_t done = 0;
     for (uint32_t r = 0; r < o->runs && atomic_load(&load.failed) == 0; r++) {
@@ -567,6 +597,10 @@ static int measure(const struct options *o)
         fflush(stdout);
         done++;
     }
+    double load_s = (double)(now_ns() - load_start) / 1e9;
+    for (uint32_t i = 0; i < o->clients; i++)
+        cpu1 += process_cpu_ticks(t[i].backend_pid);
+    uint64_t self1 = process_cpu_ticks((int)getpid());
     atomic_store(&load.phase, 2);
     uint64_t total = 0;
     for (uint32_t i = 0; i < o->clients; i++) {
@@ -605,8 +639,19 @@ static int measure(const struct options *o)
             printf(" %s %" PRIu64, tally_result_name(c), n);
     }
     printf("\n");
+    /* Only the backends serving the clients: the WAL writer, checkpointer and autovacuum are
+     * not counted (they are a few percent here). */
+    double tick = (double)sysconf(_SC_CLK_TCK), counted = 0;
+    for (uint32_t r = 0; r < done; r++)
+        counted += (double)postings[r];
+    double server_cpu_s = (double)(cpu1 - cpu0) / tick;
+    double server_us = counted > 0 ? server_cpu_s * 1e6 / counted : 0;
+    printf("server backends: %.1f CPU s in %.1f s (%.0f%% of a core), %.1f CPU us per posting; "
+           "this driver: %.1f CPU s\n", server_cpu_s, load_s, 100 * server_cpu_s / load_s,
+           server_us, (double)(self1 - self0) / tick);
     if (o->json_file != NULL)
-        write_json(o, rates, postings, oks, median, p50, p99, k);
+        write_json(o, rates, postings, oks, median, p50, p99, k, server_us,
+                   100 * server_cpu_s / load_s);
     return EXIT_OK;
 }
 
