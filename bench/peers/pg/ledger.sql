@@ -39,11 +39,14 @@
 -- Calendar helpers (program civil time = UTC + tz_offset_min).
 -- ---------------------------------------------------------------------------------------------
 
--- Months since 1970-01 of civil time t.
+-- Months since 1970-01 of civil time t. One expression, no FROM: the planner inlines it into
+-- the calling statement's cached plan (a SQL function it cannot inline is parsed and planned
+-- again in every transaction).
 CREATE OR REPLACE FUNCTION civil_month(t bigint, tz integer) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT ((extract(year FROM x) - 1970) * 12 + extract(month FROM x) - 1)::integer
-    FROM (SELECT to_timestamp((t + tz * 60000) / 1000.0) AT TIME ZONE 'UTC' AS x) s
+    SELECT ((extract(year FROM to_timestamp((t + tz * 60000) / 1000.0) AT TIME ZONE 'UTC') - 1970)
+            * 12 + extract(month FROM to_timestamp((t + tz * 60000) / 1000.0) AT TIME ZONE 'UTC')
+            - 1)::integer
 $$;
 
 -- UTC milliseconds of the start of civil month m.
