@@ -62,20 +62,26 @@ run_one till 1 64
 field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$out/$1.json"; }
 echo
 echo "PostgreSQL 15 peer, $members members, median of $runs runs of $seconds s, durable commits"
-printf '%-8s %7s %7s %12s %12s %12s %11s\n' "" batch clients postings/s "p50 ms" "p99 ms" "load"
+printf '%-8s %7s %7s %12s %9s %9s %10s %6s %11s\n' "" batch clients postings/s "p50 ms" "p99 ms" \
+    "us/posting" "cores" "load"
 best="" best_rate=0
 for r in "${rows[@]}"; do
     set -- $r
     rate=$(field "$1" median_rate)
     p50=$(field "$1" batch_p50_ns)
     p99=$(field "$1" batch_p99_ns)
+    us=$(field "$1" server_cpu_us_per_posting)
+    pct=$(field "$1" server_cpu_pct)
     label=""; [ "$1" = till ] && label=till
-    printf '%-8s %7s %7s %12s %12.2f %12.2f %5s-%-5s\n' "$label" "$2" "$3" "$rate" \
-        "$(echo "$p50 / 1000000" | bc -l)" "$(echo "$p99 / 1000000" | bc -l)" "$4" "$5"
+    printf '%-8s %7s %7s %12s %9.2f %9.2f %10s %6.2f %5s-%-5s\n' "$label" "$2" "$3" "$rate" \
+        "$(echo "$p50 / 1000000" | bc -l)" "$(echo "$p99 / 1000000" | bc -l)" "$us" \
+        "$(echo "$pct / 100" | bc -l)" "$4" "$5"
     if [ "$1" != till ] && [ "$(echo "$rate > $best_rate" | bc)" = 1 ]; then
         best=$1 best_rate=$rate
     fi
 done
+echo "us/posting: CPU time of the server backends serving the clients per posting answered;"
+echo "cores: their CPU time over the run's wall time (out of $(nproc))."
 echo "best: $best ($best_rate postings/s); JSON in $out/"
 cp "$out/$best.json" "$out/best.json"
 echo "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
