@@ -7,7 +7,9 @@
 # recorded failure); the same id with another body is ID_EXISTS_DIFFERENT; a redemption above
 # the balance is INSUFFICIENT_POINTS; a hold captured in part, a second capture refused
 # (HOLD_NOT_ACTIVE); a partial reversal of an accrual (proportional QV) and of a capture; a
-# transfer; an unknown member; a tier upgrade. Then, over every member (the generator's too):
+# transfer; an unknown member; a tier upgrade; a pending accrual cancelled, another activated
+# by time, a hold timed out and lots expired (lazily, when a later posting touches the
+# member). Then, over every member (the generator's too):
 # available = active lot points, held = held lot points = active holds, pending = pending lot
 # points, and the trial balance is zero; the entries refuse UPDATE.
 #
@@ -58,6 +60,13 @@ CREATE FUNCTION p(id text, kind integer, m bigint, amt bigint, ref text DEFAULT 
         ARRAY[kind::smallint], '{0}', '{7}', ARRAY[ref::uuid], ARRAY[m], ARRAY[m2], ARRAY[amt],
         ARRAY[val], '{0}', ARRAY['\x0102'::bytea])
 $$;
+-- The same at time ts (ms), with flags and a duration.
+CREATE FUNCTION pt(ts bigint, id text, kind integer, m bigint, amt bigint, flags integer,
+                   dur bigint, ref text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
+    SELECT code || '/' || detail FROM ledger_apply(ts, ARRAY[id::uuid], '{1}',
+        ARRAY[kind::smallint], ARRAY[flags], '{7}', ARRAY[ref::uuid], ARRAY[m], '{0}',
+        ARRAY[amt], '{0}', ARRAY[dur], ARRAY['\x0102'::bytea])
+$$;
 SQL
 U=00000000-0000-4000-8000-0000000000
 check "open member 1001"                 0/0  "$(q "SELECT p('${U}01', 2, 1001, 0)")"
@@ -85,6 +94,22 @@ check "member 1002 after all"            "50|1" "$(q "SELECT available, lots_ope
 # Lots 1 (500) and 2 (100) expire together: the lower id is used first, and everything
 # (hold, release, reversals, transfer) went through lot 1.
 check "soonest-expiring, then lowest id" "200,100" "$(q "SELECT string_agg(remaining::text, ',' ORDER BY expires_at, lot_id) FROM lots WHERE member = 1001")"
+
+# Time-driven work, done when a posting next touches the member: pending activation, hold
+# timeout (the program's default, 3 hours), expiry (30 days).
+T0=1768953600000 DAY=86400000 WEEK=604800000
+check "open member 1003"                 0/0  "$(q "SELECT pt($T0, '${U}30', 2, 1003, 0, 0, 0)")"
+check "pending accrual 100"              0/0  "$(q "SELECT pt($T0, '${U}31', 3, 1003, 100, 2, $WEEK)")"
+check "pending accrual 50"               0/0  "$(q "SELECT pt($T0, '${U}32', 3, 1003, 50, 2, $WEEK)")"
+check "cancel it"                        0/0  "$(q "SELECT pt($T0, '${U}33', 5, 1003, 0, 0, 0, '${U}32')")"
+check "cancel again: NOT_PENDING"        31/0 "$(q "SELECT pt($T0, '${U}34', 5, 1003, 0, 0, 0, '${U}32')")"
+check "accrue 200"                       0/0  "$(q "SELECT pt($T0, '${U}35', 3, 1003, 200, 0, 0)")"
+check "hold 80 (default timeout)"        0/0  "$(q "SELECT pt($T0, '${U}36', 7, 1003, 80, 0, 0)")"
+check "pending, held, available"         "100|80|120" "$(q "SELECT pending, held, available FROM accounts WHERE member = 1003")"
+check "8 days later, adjust +10"         0/0  "$(q "SELECT pt($((T0 + 8 * DAY)), '${U}37', 12, 1003, 10, 0, 0)")"
+check "activated and timed out"          "0|0|310|4" "$(q "SELECT pending, held, available, (SELECT status FROM holds WHERE member = 1003) FROM accounts WHERE member = 1003")"
+check "45 days later, adjust +1"         0/0  "$(q "SELECT pt($((T0 + 45 * DAY)), '${U}38', 12, 1003, 1, 0, 0)")"
+check "everything older expired"         "1|310" "$(q "SELECT available, expired FROM accounts WHERE member = 1003")"
 
 # 3. Every member, the generator's included.
 check "available = active lot points"    0 "$(q "SELECT count(*) FROM accounts a WHERE available <> (SELECT coalesce(sum(remaining), 0) FROM lots l WHERE l.program = a.program AND l.member = a.member AND activate_at = 0)")"

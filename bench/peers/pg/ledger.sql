@@ -827,7 +827,7 @@ BEGIN
     VALUES (p_ts, p_id, p_program, 1, 0, 0, 0) RETURNING entries.seq INTO s;
     INSERT INTO programs VALUES (p_program, p_expiry, p_expiry_n, p_tier_mode, p_win,
                                  p_window_months, p_validity_months, p_tier_count, p_flags, p_tz,
-                                 p_fixed, p_hold_timeout, p_thresholds, 0, p_ts);
+                                 p_fixed, p_hold_timeout, p_thresholds, p_ts);
     INSERT INTO postings (id, program, kind, flags, code, account, account2, amount, value,
                           duration_ms, user_data, result, seq)
     VALUES (p_id, p_program, 1, 0, 0, 0, 0, 0, 0, 0, '', 0, s);

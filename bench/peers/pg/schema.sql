@@ -50,7 +50,7 @@ CREATE TABLE programs (
     expiry_fixed_at bigint   NOT NULL,
     hold_timeout_ms bigint   NOT NULL CHECK (hold_timeout_ms > 0),
     thresholds      bigint[] NOT NULL,
-    members         bigint   NOT NULL DEFAULT 0,
+    -- no member count: it would be a row every OPEN updates; count(*) of accounts says it
     created_at      bigint   NOT NULL
 );
 
