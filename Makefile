@@ -5,6 +5,7 @@
 #   make asan       build into build-asan/ with AddressSanitizer + UBSan and run the tests
 #   make ubsan      the same with UBSan alone (build-ubsan/)
 #   make bench      run the benchmarks (see docs/BENCHMARKS.md)
+#   make bench-pg   the same workload against PostgreSQL 15 (bench/peers/pg), as a sweep
 #   make run        build, then start a local 3-replica cluster on loopback (see README.md)
 #   make demo       build, then run the embedded-mode demonstration on var/demo
 #
@@ -33,7 +34,9 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         libraft-dev:/usr/include/raft.h \
         libmicrohttpd-dev:/usr/include/microhttpd.h \
         clang:/usr/bin/clang \
-        libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
+        libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
+        postgresql:/usr/lib/postgresql/15/bin/postgres \
+        libpq-dev:/usr/include/postgresql/libpq-fe.h
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c \
@@ -50,7 +53,7 @@ CLIENT_SRC := $(wildcard client/*.c)
 CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
-            $(BUILD)/tallyd $(BUILD)/tally-drill $(BUILD)/tally-bench
+            $(BUILD)/tallyd $(BUILD)/tally-drill $(BUILD)/tally-bench $(BUILD)/tally-bench-pg
 TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
@@ -64,8 +67,8 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench run demo clean format fuzz \
-        faults sim sim-test
+.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-pg run demo clean \
+        format fuzz faults sim sim-test
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS) $(SIM)
 
 deps: $(DEPS_STAMP)
@@ -123,6 +126,11 @@ $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $
 $(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c \
                       tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
+
+# tally-bench-pg: the same workload against the PostgreSQL peer (bench/peers/pg), via libpq.
+$(call obj,bench/peers/pg/bench_pg.c): CPPFLAGS_ALL += -Ibench -I/usr/include/postgresql
+$(BUILD)/tally-bench-pg: $(call obj,bench/peers/pg/bench_pg.c bench/workload.c) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lpq -lpthread -lm
 
 # Server tests link the server (but its main) and start real tallyd processes too.
 $(BUILD)/tests/server/%: $(call obj,tests/server/%.c tests/support.c tools/audit_fold.c $(SERVER_SRC)) $(ENGINE_LIB) $(if $(CLIENT_SRC),$(CLIENT_LIB))
@@ -243,6 +251,11 @@ ubsan:
 
 bench: all
 	@bash bench/run.sh $(BUILD)
+
+# The PostgreSQL peer's sweep (batch 1/100/1000 x clients 1/4/16, then the till case): a
+# throw-away server on loopback (bench/peers/pg/pg.sh); about 15 minutes. Not part of make test.
+bench-pg: $(BUILD)/tally-bench-pg
+	@bash bench/peers/pg/sweep.sh $(BUILD)
 
 run: all
 	@bash tools/cluster.sh $(BUILD)
