@@ -5,7 +5,7 @@
  * ----------------
  * A PostgreSQL server that is already running with the peer's schema (bench/peers/pg/pg.sh
  * starts one) is driven by `clients` threads. Each thread owns one libpq connection and one
- * workload generator (its own instance number and seed, as tally-bench-cluster's clients), and
+ * workload generator (its own instance number and seed, as tally-bench's clients), and
  * sends batches of `batch` postings as fast as the server answers: one call of
  * ledger_apply(...) per batch, one transaction, committed durably before the answer comes
  * back (synchronous_commit = on). The results are fed back to the generator (workload_observe).
