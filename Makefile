@@ -123,13 +123,13 @@ $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $
 
 # tally-bench: the load generator against a cluster (docs/BENCHMARKS.md); links tally-audit's
 # verify (tools/audit_fold.c) to check the replicas' data directories.
-$(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c \
+$(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c bench/proc.c \
                       tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
 
 # tally-bench-pg: the same workload against the PostgreSQL peer (bench/peers/pg), via libpq.
 $(call obj,bench/peers/pg/bench_pg.c): CPPFLAGS_ALL += -Ibench -I/usr/include/postgresql
-$(BUILD)/tally-bench-pg: $(call obj,bench/peers/pg/bench_pg.c bench/workload.c) $(ENGINE_LIB)
+$(BUILD)/tally-bench-pg: $(call obj,bench/peers/pg/bench_pg.c bench/workload.c bench/proc.c) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lpq -lpthread -lm
 
 # Server tests link the server (but its main) and start real tallyd processes too.

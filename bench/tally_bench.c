@@ -80,6 +80,7 @@
 #include "histogram.h"
 #include "../tools/svg.h"
 #include "tally.h"
+#include "proc.h"
 #include "workload.h"
 
 #define CLIENTS_MAX        64u
@@ -217,24 +218,6 @@ static double ms_of(uint64_t ns)
 
 /* CPU time (user + system) of a process so far, in clock ticks, from /proc/PID/stat; 0 if
  * unknown. Field 2 (comm) may hold spaces: parse after its closing parenthesis. */
-static uint64_t process_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long long utime = 0, stime = 0;
-    if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                            &utime, &stime) != 2)
-        return 0;
-    return utime + stime;
-}
-
 static int open_client(struct tally_client **c, const char *label)
 {
     struct tally_client_options co = {
@@ -1154,7 +1137,7 @@ static void run_load(struct client *t, struct totals *r)
     const struct options *o = &B.o;
     uint64_t cpu0[STATUS_MAX];
     for (uint32_t i = 0; i < o->npids; i++)
-        cpu0[i] = process_cpu_ticks(o->pids[i]);
+        cpu0[i] = bench_process_cpu_ticks((int)o->pids[i]);
     B.start_ns = now_ns();
     B.start_wall_ms = cli_now_ms();
     B.end_ns = B.start_ns + (uint64_t)o->seconds * NS;
@@ -1170,7 +1153,7 @@ static void run_load(struct client *t, struct totals *r)
         pthread_join(t[i].thread, NULL);
     uint64_t wall = now_ns() - B.start_ns;
     for (uint32_t i = 0; i < o->npids; i++)
-        r->cpu_ticks[i] = process_cpu_ticks(o->pids[i]) - cpu0[i];
+        r->cpu_ticks[i] = bench_process_cpu_ticks((int)o->pids[i]) - cpu0[i];
     for (uint32_t op = 0; op < OP_COUNT; op++)
         hist_reset(&r->hist[op]);
     hist_reset(&r->writes);

@@ -42,6 +42,7 @@
 
 #include "tally_records.h"
 #include "tally_results.h"
+#include "proc.h"
 #include "workload.h"
 
 #define CLIENTS_MAX 64u
@@ -95,26 +96,6 @@ static int compare_double(const void *a, const void *b)
 /* CPU time (user + system) of a process so far, in clock ticks, from /proc/PID/stat; 0 if
  * unknown (the server runs on this machine: loopback only). Field 2 (comm) may hold spaces:
  * parse after its closing parenthesis. */
-static uint64_t process_cpu_ticks(int pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    unsigned long long utime = 0, stime = 0;
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-               &stime) != 2)
-        return 0;
-    return utime + stime;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Translating postings into ledger_apply's text-format array parameters.
  * ------------------------------------------------------------------------------------------- */
@@ -575,9 +556,9 @@ static int measure(const struct options *o)
     printf("%u clients, batches of %u, %u runs of %u s, PostgreSQL (durable commits)\n",
            o->clients, o->batch, o->runs, o->seconds);
     printf("%4s %12s %10s %8s %12s\n", "run", "postings", "ok", "batches", "postings/s");
-    uint64_t cpu0 = 0, cpu1 = 0, self0 = process_cpu_ticks((int)getpid());
+    uint64_t cpu0 = 0, cpu1 = 0, self0 = bench_process_cpu_ticks((int)getpid());
     for (uint32_t i = 0; i < o->clients; i++)
-        cpu0 += process_cpu_ticks(t[i].backend_pid);
+        cpu0 += bench_process_cpu_ticks(t[i].backend_pid);
     uint64_t load_start = now_ns();
     atomic_store(&load.phase, 1);
     uint32_t done = 0;
@@ -599,8 +580,8 @@ static int measure(const struct options *o)
     }
     double load_s = (double)(now_ns() - load_start) / 1e9;
     for (uint32_t i = 0; i < o->clients; i++)
-        cpu1 += process_cpu_ticks(t[i].backend_pid);
-    uint64_t self1 = process_cpu_ticks((int)getpid());
+        cpu1 += bench_process_cpu_ticks(t[i].backend_pid);
+    uint64_t self1 = bench_process_cpu_ticks((int)getpid());
     atomic_store(&load.phase, 2);
     uint64_t total = 0;
     for (uint32_t i = 0; i < o->clients; i++) {
