@@ -12,6 +12,10 @@
 # Usage: tests/sim/defects.sh SIM_BINARY
 set -u
 SIM=$1
+# A run with the guard off dies without cleaning up: its ledgers go in a directory of our own.
+TMPDIR=$(mktemp -d /tmp/tally-sim-defects-XXXXXX)
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 fail=0
 for seed in 388 151 714; do
     if { "$SIM" --raw --seed "$seed" >/dev/null 2>&1; } 2>/dev/null; then

@@ -56,12 +56,14 @@
 #include "../../server/raft_guard.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <raft.h>
 #include <raft/fixture.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,7 +102,7 @@ static uint64_t between(uint64_t lo, uint64_t hi) { return lo + below(hi - lo + 
 
 struct node {
     unsigned i;
-    char dir[64];
+    char dir[128];
     struct engine *e;
     struct raft_fsm fsm;
     bool dead;               /* killed: restarts at restart_at */
@@ -301,7 +303,7 @@ static void engine_start(struct node *n)
  * (from == n). */
 static void ledger_swap(struct node *n, struct node *from)
 {
-    char path[128], image[128];
+    char path[160], image[160];
     snprintf(image, sizeof(image), "%s/image.mdb", n->dir);
     int fd = open(image, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
@@ -1096,6 +1098,28 @@ static void check_end(void)
         }
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* The replicas' directories go when the run ends, failed or not (atexit), unless
+ * TALLY_TEST_KEEP is set. Only ever directories this run made ("tally-test-" ones). */
+static void dirs_remove(void)
+{
+    for (unsigned i = 0; i < NODES_MAX; i++) {
+        char *dir = S.nodes[i].dir;
+        if (dir[0] == '\0' || strstr(dir, "/tally-test-") == NULL)
+            continue;
+        if (getenv("TALLY_TEST_KEEP") != NULL)
+            fprintf(stderr, "kept %s\n", dir);
+        else
+            nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+        dir[0] = '\0';
+    }
+}
+
 static uint64_t run(uint64_t seed)
 {
     memset(&S, 0, sizeof(S));
@@ -1119,7 +1143,8 @@ static uint64_t run(uint64_t seed)
     for (unsigned i = 0; i < S.n; i++) {
         struct node *n = &S.nodes[i];
         n->i = i;
-        snprintf(n->dir, sizeof(n->dir), "/tmp/tally-test-XXXXXX");
+        const char *tmp = getenv("TMPDIR");
+        snprintf(n->dir, sizeof(n->dir), "%s/tally-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (mkdtemp(n->dir) == NULL)
             FAIL("mkdtemp");
         engine_start(n);
@@ -1225,13 +1250,8 @@ static uint64_t run(uint64_t seed)
         free(n->ereq);
         free(n->scratch_results);
         free(n->scratch_status);
-        if (getenv("TALLY_TEST_KEEP") == NULL) {
-            char cmd[96];
-            snprintf(cmd, sizeof(cmd), "rm -rf %s", n->dir);
-            if (strncmp(n->dir, "/tmp/tally-test-", 16) == 0 && system(cmd) != 0)
-                FAIL("could not remove %s", n->dir);
-        }
     }
+    dirs_remove();
     free(S.acked);
     free(S.digests);
     free(S.digest_set);
@@ -1269,6 +1289,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    atexit(dirs_remove); /* a failed run exits through FAIL */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (uint64_t s = first; s < first + count; s++) {
