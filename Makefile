@@ -6,6 +6,7 @@
 #   make ubsan      the same with UBSan alone (build-ubsan/)
 #   make bench      run the benchmarks (see docs/BENCHMARKS.md)
 #   make bench-pg   the same workload against PostgreSQL 15 (bench/peers/pg), as a sweep
+#   make bench-scale grow a 3-replica ledger to 50M entries and plot cost against size
 #   make run        build, then start a local 3-replica cluster on loopback (see README.md)
 #   make demo       build, then run the embedded-mode demonstration on var/demo
 #
@@ -67,7 +68,8 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-pg run demo clean \
+.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-pg bench-scale run \
+        demo clean \
         format fuzz faults sim sim-test
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS) $(SIM)
 
@@ -256,6 +258,12 @@ bench: all
 # throw-away server on loopback (bench/peers/pg/pg.sh); about 15 minutes. Not part of make test.
 bench-pg: $(BUILD)/tally-bench-pg
 	@bash bench/peers/pg/sweep.sh $(BUILD)
+
+# The scale run (bench/scale.sh): a 3-replica ledger grown to SCALE_ENTRIES entries under load,
+# then a replica restarted at that size; 20-40 minutes and ~60 GB of disk for 50M entries.
+SCALE_ENTRIES ?= 50000000
+bench-scale: all
+	@bash bench/scale.sh $(BUILD) $(SCALE_ENTRIES)
 
 run: all
 	@bash tools/cluster.sh $(BUILD)

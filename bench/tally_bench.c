@@ -46,6 +46,11 @@
  * (closed loop) until the reply with all B results was read, i.e. the time every posting of the
  * batch waited. Reads have their own histograms (read, read_stale).
  *
+ * Stopping early: SIGINT or SIGTERM during the load ends it at the next second, as if --seconds
+ * had passed; convergence, the self-check and the report follow as usual (bench/scale.sh stops
+ * its run this way once the ledger has grown to its target). Before and after the load the
+ * signals keep their default action.
+ *
  * Bounds: --seconds at most 3,600; at most 64 clients; histograms and the per-second timeline
  * are allocated at start, and each client's generators and lists (about 35 MB a client with
  * 1,000,000 members: the generators' per-member estimates and rings, 8 MB of deferred
@@ -811,6 +816,7 @@ static cJSON *report_json(const struct totals *r, const struct check *k,
     cli_json_add_u64(cfg, "seed", o->seed);
 
     cJSON *ld = cJSON_AddObjectToObject(doc, "load");
+    cli_json_add_u64(ld, "start_unix_ms", B.start_wall_ms); /* the timeline's second 0 */
     cJSON_AddNumberToObject(ld, "seconds", r->seconds);
     cli_json_add_u64(ld, "requests", r->requests);
     cli_json_add_u64(ld, "postings", r->postings);
@@ -1131,7 +1137,17 @@ static struct client *clients_start(void)
     return t;
 }
 
-/* Run the load: start the clients, print progress each second, stop at the end. */
+/* Set by SIGINT or SIGTERM during the load: end it now. */
+static volatile sig_atomic_t stop_load;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_load = 1;
+}
+
+/* Run the load: start the clients, print progress each second, stop at the end (of --seconds,
+ * or at the first second after SIGINT or SIGTERM). */
 static void run_load(struct client *t, struct totals *r)
 {
     const struct options *o = &B.o;
@@ -1141,14 +1157,23 @@ static void run_load(struct client *t, struct totals *r)
     B.start_ns = now_ns();
     B.start_wall_ms = cli_now_ms();
     B.end_ns = B.start_ns + (uint64_t)o->seconds * NS;
+    struct sigaction stop = {.sa_handler = on_stop_signal}, old_int, old_term;
+    sigemptyset(&stop.sa_mask);
+    sigaction(SIGINT, &stop, &old_int);
+    sigaction(SIGTERM, &stop, &old_term);
     atomic_store(&B.phase, 1);
-    for (uint32_t s = 0; s < o->seconds && atomic_load(&B.failed) == 0; s++) {
-        uint64_t wake = B.start_ns + (uint64_t)(s + 1) * NS;
+    uint32_t ran = 0; /* full seconds of load */
+    for (; ran < o->seconds && atomic_load(&B.failed) == 0 && !stop_load; ran++) {
+        uint64_t wake = B.start_ns + (uint64_t)(ran + 1) * NS;
         for (uint64_t now = now_ns(); now < wake && atomic_load(&B.failed) == 0; now = now_ns())
             sleep_ns(wake - now < 20000000u ? wake - now : 20000000u);
-        progress(s);
+        progress(ran);
     }
     atomic_store(&B.phase, 2);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (stop_load)
+        fprintf(stderr, "tally-bench: load stopped by a signal after %u s\n", ran);
     for (uint32_t i = 0; i < o->clients; i++)
         pthread_join(t[i].thread, NULL);
     uint64_t wall = now_ns() - B.start_ns;
@@ -1179,10 +1204,10 @@ static void run_load(struct client *t, struct totals *r)
     r->seconds = (double)wall / 1e9;
     r->rate = (double)r->postings / r->seconds;
     if (o->rate > 0) {
-        r->due = (uint64_t)o->seconds * o->rate;
+        r->due = (uint64_t)ran * o->rate;
         r->backlog = r->due > r->requests ? r->due - r->requests : 0;
     }
-    r->nsec = o->seconds < B.nticks ? o->seconds : B.nticks;
+    r->nsec = ran < B.nticks ? ran : B.nticks;
     uint64_t per_s[SECONDS_MAX];
     for (uint32_t s = 0; s < r->nsec; s++)
         per_s[s] = atomic_load(&B.ticks[s].postings);

@@ -14,6 +14,8 @@
 #    and tally-bench must say so and exit 1.
 # 5. Bad input: an unknown option and a bad value exit 2; an unreachable cluster exits 3 within
 #    a few seconds.
+# 6. SIGINT during the load ends it early (bench/scale.sh stops its run so): the run still
+#    converges, checks itself and reports, with a timeline as long as the load really ran.
 #
 # Ports from this shell's pid in 17000-19990 (tally-drill's test uses 14000-16990, the cluster
 # harness 20000-32000). Every process started here is killed on exit.
@@ -117,6 +119,27 @@ rc=$?
 grep -q 'earned expected' "$DIR/skew.err" || fail "the mismatch is not named"
 grep -Eq 'check: [0-9]+ members, [1-9][0-9]* balance mismatches' "$DIR/skew.out" ||
     fail "the mismatch is not counted"
+
+# 6. SIGINT ends the load early; the check and the report follow.
+"$BUILD/tally-bench" --cluster "$CLUSTER" --members 200 --clients 2 --batch 50 --seconds 120 \
+    --check-members 50 --json-file "$DIR/stop.json" >"$DIR/stop.out" 2>"$DIR/stop.err" &
+bpid=$!
+for _ in $(seq 200); do grep -q 'postings/s' "$DIR/stop.err" && break; sleep 0.1; done
+sleep 1
+kill -INT $bpid
+t0=$SECONDS
+wait $bpid
+rc=$?
+[ $rc = 0 ] || fail "stopped by SIGINT: exit $rc, not 0"
+[ $((SECONDS - t0)) -lt 60 ] || fail "SIGINT did not end the load early"
+grep -q 'load stopped by a signal' "$DIR/stop.err" || fail "the early stop is not said"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = len(r["timeline"])
+if not (1 <= n < 30 and r["check"]["ok"] is True and r["load"]["postings"] > 0):
+    sys.exit("early stop report: %d seconds, check %r" % (n, r["check"]["ok"]))
+' "$DIR/stop.json" || fail "early-stop report"
 
 # 5. Bad input.
 "$BUILD/tally-bench" --cluster "$CLUSTER" --bogus 2>"$DIR/e1"
