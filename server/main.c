@@ -50,7 +50,7 @@ static void usage(FILE *out)
             "on --listen (clients, default 127.0.0.1:7401) and --raft (default 127.0.0.1:7501).\n"
             "DIR holds the ledger (DIR/ledger) and the Raft log (DIR/raft).\n"
             "A Raft snapshot every N entries (default 1024) keeps N trailing entries of log\n"
-            "(default 8192); a replica further behind catches up from a peer's ledger copy.\n"
+            "(default 1024); a replica further behind catches up from a peer's ledger copy.\n"
             "--metrics ADDR serves GET /metrics (Prometheus) and /health over HTTP on ADDR.\n"
             "--raft-bind ADDR (IPv4 host:port) listens for Raft peers on ADDR instead of this\n"
             "replica's RAFT_ADDR, which is still what the peers are told and connect to (NAT,\n"

@@ -51,10 +51,14 @@
  * postings) and answers BUSY beyond it. */
 #define REPLICA_QUEUE_MAX (4u * TALLY_BATCH_MAX)
 /* Defaults of replica_options.snapshot_threshold / snapshot_trailing: a snapshot every 1,024
- * entries, keeping 8,192 entries of log behind it, so a replica that was away for less than
- * that catches up from the log, not from a copy. */
+ * entries, keeping 1,024 entries of log behind it, so a replica that was away for less than
+ * that catches up from the log, not from a copy. libraft holds its whole log in memory, so the
+ * two bound the log's memory: at most threshold + trailing entries of up to 1 MiB each (2 GiB
+ * under full 8,190-posting batches; group-committed entries are usually far smaller). The tail
+ * was 8,192 until the scale run (docs/BENCHMARKS.md, "Scale") grew each replica's RSS by 1 GiB
+ * per 1,000 full entries on its way to 9 GiB. */
 #define REPLICA_SNAPSHOT_THRESHOLD 1024u
-#define REPLICA_SNAPSHOT_TRAILING 8192u
+#define REPLICA_SNAPSHOT_TRAILING 1024u
 /* A leader that sent a Raft snapshot waits this long for the follower's answer before it sends
  * again (libraft's default, 30 s, leaves a follower that was down when the snapshot went out
  * idle that long). Our snapshots are 40 bytes; what takes time is the catch-up the follower does
