@@ -8,8 +8,9 @@
  * applied_index + 1 and stamped with the wall clock (or --at TIME), and prints what became of it.
  * Queries read the same directory. `batch FILE` applies many posting commands, one per line, as
  * one batch. Cluster mode sends the same batches and queries to a tally cluster through libtally
- * (tally.h): the leader stamps each batch with its clock, a lost answer is retried under the same
- * request number, and `status` reports every replica.
+ * (tally.h): the leader stamps each batch with its clock (with --at, on a cluster running with
+ * tallyd --clock client, with TIME: POST_AT), a lost answer is retried under the same request
+ * number, and `status` reports every replica.
  *
  * Design notes
  * - Commands are rows of one table (name, usage, accepted options, help). Posting commands have
