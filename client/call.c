@@ -159,8 +159,8 @@ int call_run(struct tally_client *c, struct call *k)
         uint64_t attempt = conn_deadline_ms(CALL_ATTEMPT_MS);
         int rc =
             call_exchange(&c->conn, c->in, k, attempt < k->deadline_ns ? attempt : k->deadline_ns);
-        if (k->sent && k->op == TALLY_WIRE_OP_POST &&
-            (rc != 0 || !call_status_refuses(k->reply.status)))
+        bool post = k->op == TALLY_WIRE_OP_POST || k->op == TALLY_WIRE_OP_POST_AT;
+        if (k->sent && post && (rc != 0 || !call_status_refuses(k->reply.status)))
             k->maybe_executed = true;
         if (rc == TALLY_EVERSION) {
             conn_close(&c->conn);

@@ -35,6 +35,7 @@
 struct client_pending {
     bool valid;
     bool maybe_executed; /* a copy went out whose fate is unknown (see call.h) */
+    uint16_t op;         /* POST, or POST_AT (its body starts with the ledger time) */
     uint64_t request;
     uint32_t body_size;
 };
@@ -59,7 +60,7 @@ struct tally_client {
     struct ids ids;
 
     struct client_pending pending;
-    uint8_t *post; /* POST frame: header and postings, TALLY_WIRE_FRAME_MAX bytes */
+    uint8_t *post; /* POST or POST_AT frame: header, [at prefix,] postings; FRAME_MAX bytes */
     uint8_t *in;   /* the last reply: header and body, TALLY_WIRE_FRAME_MAX bytes */
 };
 

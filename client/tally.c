@@ -14,7 +14,9 @@
  * retry (call.c) sends those bytes again. If the call ends without an answer (TALLY_ETIMEOUT,
  * TALLY_ECLOSED), the frame stays in c->post as c->pending: a later POST of the very same
  * postings is that frame again, same number, so the session answers it from its reply cache.
- * Any other POST takes a new number and replaces it.
+ * Any other POST takes a new number and replaces it. POST_AT is the same path: its frame is the
+ * 16-byte prefix (the ledger time) then the postings, and "the very same" means the same
+ * operation, the same time and the same postings.
  *
  * SESSION_EXPIRED. The replica holds no session for this client id (evicted, or not carried
  * over by a leader change). The client registers again and reads last_request L:
@@ -164,23 +166,29 @@ void tally_client_close(struct tally_client *c)
  * POST
  * ------------------------------------------------------------------------------------------- */
 
-/* Make c->post the frame of these postings: the pending one again if they are the same bytes,
- * else a new one under the next request number. */
-static void client_post_frame(struct tally_client *c, const struct tally_posting *postings,
-                              uint32_t body_size)
+/* Make c->post the frame of op (POST, or POST_AT with its `prefix_size` bytes of prefix) and
+ * these postings: the pending one again if it is the same operation and the same bytes, else a
+ * new one under the next request number. */
+static void client_post_frame(struct tally_client *c, uint16_t op, const void *prefix,
+                              uint32_t prefix_size, const struct tally_posting *postings,
+                              uint32_t postings_size)
 {
     uint8_t *body = c->post + TALLY_WIRE_HEADER_SIZE;
-    if (c->pending.valid && c->pending.body_size == body_size &&
-        memcmp(body, postings, body_size) == 0)
+    uint32_t body_size = prefix_size + postings_size;
+    if (c->pending.valid && c->pending.op == op && c->pending.body_size == body_size &&
+        memcmp(body, prefix, prefix_size) == 0 &&
+        memcmp(body + prefix_size, postings, postings_size) == 0)
         return;
     struct tally_wire_header h;
-    tally_wire_header_init(&h, TALLY_WIRE_OP_POST, c->client_id, c->next_request++);
+    tally_wire_header_init(&h, op, c->client_id, c->next_request++);
     h.body_size = body_size;
-    memcpy(body, postings, body_size);
+    memcpy(body, prefix, prefix_size);
+    memcpy(body + prefix_size, postings, postings_size);
     tally_wire_header_seal(&h, body);
     memcpy(c->post, &h, sizeof(h));
     c->pending.valid = true;
     c->pending.maybe_executed = false;
+    c->pending.op = op;
     c->pending.request = h.request;
     c->pending.body_size = body_size;
 }
@@ -197,23 +205,25 @@ static int client_session_lost(struct tally_client *c, uint64_t deadline_ns)
     return TALLY_ECLOSED;
 }
 
-int tally_client_post(struct tally_client *c, const struct tally_posting *postings, uint32_t count,
-                      struct tally_result *results, uint64_t timeout_ms)
+/* POST (prefix_size 0) and POST_AT (the 16-byte prefix): one path, one set of outcomes. */
+static int client_post(struct tally_client *c, uint16_t op, const void *prefix,
+                       uint32_t prefix_size, const struct tally_posting *postings, uint32_t count,
+                       struct tally_result *results, uint64_t timeout_ms)
 {
-    if (c == NULL || postings == NULL || results == NULL || count == 0)
+    if (postings == NULL || results == NULL || count == 0)
         return TALLY_ECONFIG;
     if (count > c->batch_max)
         return TALLY_ETOO_LARGE;
     uint64_t deadline = client_deadline(c, timeout_ms);
-    uint32_t body_size = count * (uint32_t)sizeof(struct tally_posting);
+    uint32_t body_size = prefix_size + count * (uint32_t)sizeof(struct tally_posting);
     uint64_t last;
     int rc = c->registered ? 0 : client_register(c, deadline, &last);
     if (rc != 0)
         return rc; /* nothing was sent: numbering must start after the session's last_request */
-    client_post_frame(c, postings, body_size);
+    client_post_frame(c, op, prefix, prefix_size, postings, body_size - prefix_size);
 
     for (uint32_t registers = 0;; registers++) {
-        struct call k = {.op = TALLY_WIRE_OP_POST,
+        struct call k = {.op = op,
                          .request = c->pending.request,
                          .frame = c->post,
                          .frame_size = TALLY_WIRE_HEADER_SIZE + body_size,
@@ -231,11 +241,14 @@ int tally_client_post(struct tally_client *c, const struct tally_posting *postin
             return 0;
         }
         if (k.reply.status != TALLY_WIRE_SESSION_EXPIRED) {
-            /* Refused as a whole (TOO_LARGE, BAD_REQUEST, REQUEST_REUSED, ...): sending these
-             * bytes again cannot help. A status no POST may get is a protocol violation. */
+            /* Refused as a whole (TOO_LARGE, BAD_REQUEST, REQUEST_REUSED, CLOCK_MODE, ...):
+             * sending these bytes again cannot help. A status no POST may get is a protocol
+             * violation (CLOCK_MODE answers only POST_AT). */
             c->pending.valid = false;
             bool post_status =
-                k.reply.status == TALLY_WIRE_TOO_LARGE || k.reply.status == TALLY_WIRE_BAD_VERSION;
+                k.reply.status == TALLY_WIRE_TOO_LARGE ||
+                k.reply.status == TALLY_WIRE_BAD_VERSION ||
+                (k.reply.status == TALLY_WIRE_CLOCK_MODE && op == TALLY_WIRE_OP_POST_AT);
             return post_status ? tally_wire_status_error(k.reply.status) : TALLY_EPROTOCOL;
         }
         if (registers == CLIENT_REGISTERS_MAX)
@@ -243,6 +256,25 @@ int tally_client_post(struct tally_client *c, const struct tally_posting *postin
         if ((rc = client_session_lost(c, deadline)) != 0)
             return rc;
     }
+}
+
+int tally_client_post(struct tally_client *c, const struct tally_posting *postings, uint32_t count,
+                      struct tally_result *results, uint64_t timeout_ms)
+{
+    if (c == NULL)
+        return TALLY_ECONFIG;
+    return client_post(c, TALLY_WIRE_OP_POST, NULL, 0, postings, count, results, timeout_ms);
+}
+
+int tally_client_post_at(struct tally_client *c, uint64_t at_ms,
+                         const struct tally_posting *postings, uint32_t count,
+                         struct tally_result *results, uint64_t timeout_ms)
+{
+    if (c == NULL || at_ms > TALLY_WIRE_AT_MAX)
+        return TALLY_ECONFIG;
+    struct tally_wire_post_at prefix = {.at = at_ms, .reserved = 0};
+    return client_post(c, TALLY_WIRE_OP_POST_AT, &prefix, (uint32_t)sizeof(prefix), postings, count,
+                       results, timeout_ms);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -379,6 +379,11 @@ static bool wire_request_body_ok(uint16_t op, const void *body)
         memcpy(&r, body, sizeof(r));
         return !wire_zero(r.id, sizeof(r.id));
     }
+    case TALLY_WIRE_OP_POST_AT: { /* the prefix; the postings after it are the ledger's */
+        struct tally_wire_post_at r;
+        memcpy(&r, body, sizeof(r));
+        return r.reserved == 0 && r.at <= TALLY_WIRE_AT_MAX;
+    }
     case TALLY_WIRE_OP_LEDGER: {
         struct tally_wire_ledger_request r;
         memcpy(&r, body, sizeof(r));

@@ -58,6 +58,22 @@ void tally_client_close(struct tally_client *c);
 int tally_client_post(struct tally_client *c, const struct tally_posting *postings,
                       uint32_t count, struct tally_result *results, uint64_t timeout_ms);
 
+/* Apply a batch of 1..TALLY_BATCH_MAX postings at ledger time at_ms (ms since the epoch; the wire's
+ * POST_AT): for replays of history and drills, on a cluster whose replicas all run with
+ * tallyd --clock client. The batch's entry is stamped max(the ledger's time, at_ms): time never
+ * goes backwards, so an at_ms at or before the ledger's time (0 included) applies the postings
+ * at the ledger's time, and whatever falls due up to the stamp (pending points activating, holds
+ * timing out, lots expiring, tier evaluations) happens first, at its due time. Results, retries,
+ * exactly-once and every return are those of tally_client_post (docs/PROTOCOL.md, "Client
+ * semantics"); sending the same at_ms and postings again after TALLY_ETIMEOUT or TALLY_ECLOSED
+ * resends the same request, answered from the session's reply cache. Also returns
+ * TALLY_ECONFIG, with nothing applied: at_ms above TALLY_WIRE_AT_MAX (tally_wire.h: 9999-12-31;
+ * refused before anything is sent), or the cluster stamps entries with its wall clock
+ * (tallyd --clock wall, the default: the server's CLOCK_MODE). */
+int tally_client_post_at(struct tally_client *c, uint64_t at_ms,
+                         const struct tally_posting *postings, uint32_t count,
+                         struct tally_result *results, uint64_t timeout_ms);
+
 /* What became of postings by id, after a POST whose answer was lost (TALLY_ENOT_FOUND for an
  * id the ledger never recorded: it was not applied, or failed validation). */
 struct tally_posting_outcome {

@@ -66,10 +66,11 @@
 #define TALLY_WIRE_FRAME_MAX (UINT32_C(1) << 20)
 
 /* Largest body: 1 MiB minus the header, 1,048,512 bytes. The largest body the protocol defines is
- * a full POST, TALLY_BATCH_MAX x 128 = 1,048,320 bytes; every other request and reply is far
- * smaller (the assertions after the structs below check each). A header announcing more is
- * refused before a byte of its body is read (TOO_LARGE), and the connection is closed: a peer
- * must never make a replica buffer, or skip, more than one frame's worth of bytes. */
+ * a full POST_AT, 16 + TALLY_BATCH_MAX x 128 = 1,048,336 bytes (a full POST is 1,048,320); every
+ * other request and reply is far smaller (the assertions after the structs below check each). A
+ * header announcing more is refused before a byte of its body is read (TOO_LARGE), and the
+ * connection is closed: a peer must never make a replica buffer, or skip, more than one frame's
+ * worth of bytes. */
 #define TALLY_WIRE_BODY_MAX (TALLY_WIRE_FRAME_MAX - TALLY_WIRE_HEADER_SIZE)
 
 /* Entries in one HISTORY reply: 1,024 x 176 bytes = 176 KiB. Enough for a screen, a statement
@@ -96,6 +97,13 @@
  * one frame of at most half the frame maximum, so a replica serving a copy to a catching-up peer
  * queues at most a few of them per connection. */
 #define TALLY_WIRE_LEDGER_CHUNK_MAX (UINT32_C(1) << 19)
+
+/* Latest ledger time a POST_AT may ask for: 9999-12-31T23:59:59.999Z, in ms since the epoch. The
+ * ledger's civil-time arithmetic (expiry at the end of a month, quarter or year; tier windows) is
+ * defined for years 1970 .. 9999 (common/calendar.h), and a time near UINT64_MAX would overflow
+ * the due times the ledger derives from it (a lot's expiry, a pending window's end). A wall clock
+ * never comes near it; a client-driven clock must be kept below it, so the wire refuses more. */
+#define TALLY_WIRE_AT_MAX UINT64_C(253402300799999)
 
 /* The checksum of an empty body: XXH3-64 (seed 0) of zero bytes. */
 #define TALLY_WIRE_CHECKSUM_EMPTY UINT64_C(0x2D06800538D394C2)
@@ -274,6 +282,21 @@ struct tally_wire_id_request {
     uint8_t id[16];
 };
 _Static_assert(sizeof(struct tally_wire_id_request) == 16, "id request is 16 bytes");
+
+/* POST_AT request: this 16-byte prefix, then N postings of 128 bytes, 1 <= N <= TALLY_BATCH_MAX
+ * (the body of a POST). Served only by a cluster whose replicas run with tallyd --clock client
+ * (others answer CLOCK_MODE): the postings are applied in a Raft entry stamped
+ * max(the ledger's time, at), never earlier than the entries before it.
+ *   offset size field     meaning
+ *        0    8 at        the ledger time asked for (ms since the epoch), 0 .. TALLY_WIRE_AT_MAX;
+ *                         0 or any time at or before the ledger's: the ledger's time (as POST)
+ *        8    8 reserved  zero */
+struct tally_wire_post_at {
+    uint64_t at;
+    uint64_t reserved;
+};
+_Static_assert(sizeof(struct tally_wire_post_at) == 16, "post_at prefix is 16 bytes");
+_Static_assert(offsetof(struct tally_wire_post_at, reserved) == 8, "reserved at 8");
 
 /* ---------------------------------------------------------------------------------------------
  * Reply bodies of status OK. Records of tally_records.h cross the wire as they are; these are
@@ -492,6 +515,10 @@ _Static_assert(offsetof(struct tally_lot, activate_at) == 56, "activate_at at 56
 /* Every body the protocol defines fits TALLY_WIRE_BODY_MAX. */
 _Static_assert((uint64_t)TALLY_BATCH_MAX * sizeof(struct tally_posting) <= TALLY_WIRE_BODY_MAX,
                "a full POST fits one frame");
+_Static_assert(sizeof(struct tally_wire_post_at) +
+                       (uint64_t)TALLY_BATCH_MAX * sizeof(struct tally_posting) <=
+                   TALLY_WIRE_BODY_MAX,
+               "a full POST_AT fits one frame");
 _Static_assert(sizeof(struct tally_wire_page) +
                        (uint64_t)TALLY_WIRE_HISTORY_MAX * sizeof(struct tally_entry) <=
                    TALLY_WIRE_BODY_MAX,
@@ -557,7 +584,10 @@ enum tally_wire_class {
       sizeof(struct tally_wire_hold_info), 0, 0, 0, "a hold, by its HOLD posting's id")        \
     X(LEDGER, 13, REPLICA, sizeof(struct tally_wire_ledger_request), 0, 0, 0,                     \
       sizeof(struct tally_wire_ledger_chunk), 1, 0, TALLY_WIRE_LEDGER_CHUNK_MAX,                  \
-      "a chunk of a copy of the replica's ledger file (catch-up, backups)")
+      "a chunk of a copy of the replica's ledger file (catch-up, backups)")                      \
+    X(POST_AT, 14, SESSION, sizeof(struct tally_wire_post_at), sizeof(struct tally_posting), 1,   \
+      TALLY_BATCH_MAX, 0, sizeof(struct tally_result), 1, TALLY_BATCH_MAX,                        \
+      "apply a batch of postings at a ledger time the client gives (tallyd --clock client)")
 
 enum tally_wire_op {
 #define TALLY_WIRE_OP_ENUM_(name, value, cls, qf, qi, qmin, qmax, pf, pi, pmin, pmax, message)    \
@@ -567,7 +597,7 @@ enum tally_wire_op {
 };
 
 /* Largest operation value + 1. */
-#define TALLY_WIRE_OP_LIMIT 14u
+#define TALLY_WIRE_OP_LIMIT 15u
 
 /* ---------------------------------------------------------------------------------------------
  * Statuses of a reply (header field status). 0 is OK; every other status is an error reply
@@ -595,7 +625,9 @@ enum tally_wire_op {
     X(NOT_FOUND, 10, TALLY_ENOT_FOUND, "no such program, account, entry, posting or hold")        \
     X(REQUEST_REUSED, 11, TALLY_EPROTOCOL,                                                        \
       "request number below the session's latest, or the latest's with a different body")         \
-    X(INTERNAL, 12, -EIO, "the replica failed to serve the request (storage error): try another")
+    X(INTERNAL, 12, -EIO, "the replica failed to serve the request (storage error): try another") \
+    X(CLOCK_MODE, 13, TALLY_ECONFIG,                                                              \
+      "POST_AT refused: this cluster stamps entries with its leader's wall clock (--clock wall)")
 
 enum tally_wire_status {
 #define TALLY_WIRE_STATUS_ENUM_(name, value, error, message) TALLY_WIRE_##name = value,
@@ -604,7 +636,7 @@ enum tally_wire_status {
 };
 
 /* Largest status value + 1. */
-#define TALLY_WIRE_STATUS_LIMIT 13u
+#define TALLY_WIRE_STATUS_LIMIT 14u
 
 /* ---------------------------------------------------------------------------------------------
  * Verdicts on received bytes. The receiver of a request answers a fault with `status` if
@@ -699,9 +731,9 @@ enum tally_wire_fault tally_wire_body_size_check(const struct tally_wire_header 
 enum tally_wire_fault tally_wire_body_verify(const struct tally_wire_header *h, const void *body);
 
 /* Field rules of a request whose header, size and checksum passed (BAD_FIELD): client_id nonzero,
- * index 0 and no STALE_OK for SESSION operations; request 0 for REGISTER, >= 1 for POST; index 0
- * and no STALE_OK for STATUS; reserved fields zero; program, member, seq and ids nonzero; page
- * sizes 1 .. their maximum. Postings themselves are the ledger's to judge (per-posting results). */
+ * index 0 and no STALE_OK for SESSION operations; request 0 for REGISTER, >= 1 for POST and
+ * POST_AT; index 0 and no STALE_OK for STATUS; reserved fields zero; program, member, seq and ids
+ * nonzero; page sizes 1 .. their maximum; POST_AT's at <= TALLY_WIRE_AT_MAX. Postings themselves are the ledger's to judge (per-posting results). */
 enum tally_wire_fault tally_wire_request_check(const struct tally_wire_header *h,
                                                const void *body);
 

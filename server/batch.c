@@ -19,17 +19,21 @@ int batch_decode(const void *payload, size_t size, struct batch_view *out)
         return TALLY_ECORRUPT;
     struct batch_header h;
     memcpy(&h, payload, sizeof(h));
+    uint16_t kind = h.kind & BATCH_KIND_MASK;
     if (h.magic != BATCH_MAGIC || h.version != BATCH_VERSION ||
-        (h.kind != BATCH_POSTS && h.kind != BATCH_TICK))
+        (kind != BATCH_POSTS && kind != BATCH_TICK) ||
+        (h.kind & ~(BATCH_KIND_MASK | BATCH_CLOCK_CLIENT)) != 0)
         return TALLY_ECORRUPT;
     if (h.npostings > TALLY_BATCH_MAX || h.nrequests > h.npostings ||
-        (h.kind == BATCH_TICK && (h.npostings != 0 || h.nrequests != 0)) ||
+        (kind == BATCH_TICK && (h.npostings != 0 || h.nrequests != 0)) ||
         size != batch_size(h.nrequests, h.npostings))
         return TALLY_ECORRUPT;
     const uint8_t *p = payload;
     if (XXH3_64bits(p + sizeof(h), size - sizeof(h)) != h.checksum)
         return TALLY_ECORRUPT;
     out->h = h;
+    out->kind = kind;
+    out->clock_client = (h.kind & BATCH_CLOCK_CLIENT) != 0;
     out->requests = (const struct batch_request *)(const void *)(p + sizeof(h));
     out->postings = (const struct tally_posting *)(const void *)(
         p + sizeof(h) + (size_t)h.nrequests * sizeof(struct batch_request));
@@ -63,7 +67,7 @@ static void batch_requests(const struct batch_view *b, struct engine_request *ou
 int batch_apply(struct engine *e, uint64_t index, const struct batch_view *b,
                 struct engine_request *ereq, struct tally_result *results, uint8_t *status)
 {
-    if (b->h.kind == BATCH_TICK)
+    if (b->kind == BATCH_TICK)
         return engine_apply(e, index, b->h.timestamp, NULL, 0, NULL);
     batch_requests(b, ereq);
     return engine_apply_requests(e, index, b->h.timestamp, ereq, b->h.nrequests, b->postings,

@@ -6,9 +6,12 @@
  *   offset size field       meaning
  *        0    4 magic       "TLYB"
  *        4    2 version     1
- *        6    2 kind        BATCH_POSTS (requests) or BATCH_TICK (time only: count 0)
- *        8    8 timestamp   the leader's clock when it proposed the entry (ms; never behind
- *                           the previous entry's: the engine also takes the max)
+ *        6    2 kind        bits 0-7: BATCH_POSTS (requests) or BATCH_TICK (time only: count 0);
+ *                           bit 8 BATCH_CLOCK_CLIENT: stamped by a leader running with
+ *                           --clock client; bits 9-15 zero
+ *        8    8 timestamp   the leader's clock when it proposed the entry, or under --clock
+ *                           client the requests' ledger time (ms; never behind the previous
+ *                           entry's: the engine also takes the max)
  *       16    4 nrequests   requests that follow
  *       20    4 npostings   postings that follow the requests, <= TALLY_BATCH_MAX
  *       24    8 checksum    XXH3-64 of everything after the header
@@ -22,6 +25,7 @@
 #ifndef TALLY_SERVER_BATCH_H
 #define TALLY_SERVER_BATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +39,11 @@ enum batch_kind {
     BATCH_POSTS = 1,
     BATCH_TICK = 2,
 };
+#define BATCH_KIND_MASK 0x00ffu
+/* Set in `kind` by a leader stamping with the clients' clock (replica.h, enum replica_clock), so
+ * that a replica started in the other mode notices. Entries of --clock wall leaders have it
+ * clear: their bytes are those of every entry written before the flag existed. */
+#define BATCH_CLOCK_CLIENT 0x0100u
 
 struct batch_header {
     uint32_t magic;
@@ -67,7 +76,9 @@ static inline size_t batch_size(uint32_t nrequests, uint32_t npostings)
 
 /* A decoded batch: pointers into the payload, and the engine's request table. */
 struct batch_view {
-    struct batch_header h;
+    struct batch_header h; /* as stored */
+    uint16_t kind;         /* h.kind & BATCH_KIND_MASK */
+    bool clock_client;     /* BATCH_CLOCK_CLIENT was set */
     const struct batch_request *requests;
     const struct tally_posting *postings;
 };

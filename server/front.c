@@ -2,6 +2,9 @@
  *
  * Design notes
  * ------------
+ * - POST and POST_AT (a POST whose body starts with the ledger time it asks for) are one path:
+ *   POST_AT is answered CLOCK_MODE by a leader stamping with its wall clock (replica_clock),
+ *   before anything else is looked at; otherwise it goes where a POST goes, with its `at`.
  * - POST: one request in flight per session. A POST whose (client id, request number) is
  *   already in flight (the client retried on a new connection) re-addresses the pending reply
  *   to the new connection instead of submitting it twice; one with another number gets BUSY.
@@ -183,12 +186,25 @@ void front_posted(void *ctx, int status, uint8_t req_status, const struct tally_
     f->free_list[f->free_top++] = (uint32_t)(p - f->pending);
 }
 
+/* POST and POST_AT. The frame layer checked the body's shape and POST_AT's prefix. */
 static void handle_post(struct front *f, uint64_t conn, const struct tally_wire_header *h,
                         const uint8_t *body)
 {
     if (!replica_ready(f->replica)) {
         reply_not_leader(f, conn, h);
         return;
+    }
+    uint64_t at = 0;
+    uint32_t prefix = 0;
+    if (h->op == TALLY_WIRE_OP_POST_AT) {
+        if (replica_clock(f->replica) != REPLICA_CLOCK_CLIENT) {
+            reply(f, conn, h, TALLY_WIRE_CLOCK_MODE, 0, NULL, 0);
+            return;
+        }
+        struct tally_wire_post_at q;
+        memcpy(&q, body, sizeof(q));
+        at = q.at;
+        prefix = (uint32_t)sizeof(q);
     }
     uint32_t pos = table_find(f, h->client_id);
     if (f->table[pos] != 0) {
@@ -208,11 +224,10 @@ static void handle_post(struct front *f, uint64_t conn, const struct tally_wire_
     struct pending *p = &f->pending[i];
     *p = (struct pending){.request = *h, .conn_id = conn, .front = f, .used = true};
     f->table[pos] = i + 1;
-    uint32_t count = h->body_size / (uint32_t)sizeof(struct tally_posting);
-    const struct tally_posting *postings = (const struct tally_posting *)(const void *)body;
+    uint32_t count = (h->body_size - prefix) / (uint32_t)sizeof(struct tally_posting);
     struct tally_posting *copy = (struct tally_posting *)(void *)f->body;
-    memcpy(copy, postings, (size_t)count * sizeof(*copy)); /* body may be unaligned */
-    int rc = replica_submit(f->replica, h->client_id, h->request, copy, count, p);
+    memcpy(copy, body + prefix, (size_t)count * sizeof(*copy)); /* body may be unaligned */
+    int rc = replica_submit(f->replica, h->client_id, h->request, at, copy, count, p);
     if (rc == 0)
         return;
     table_remove(f, pos);
@@ -221,7 +236,11 @@ static void handle_post(struct front *f, uint64_t conn, const struct tally_wire_
     if (rc == TALLY_ENOT_LEADER)
         reply_not_leader(f, conn, h);
     else
-        reply(f, conn, h, rc == TALLY_EBUSY ? TALLY_WIRE_BUSY : TALLY_WIRE_TOO_LARGE, 0, NULL, 0);
+        reply(f, conn, h,
+              rc == TALLY_EBUSY     ? TALLY_WIRE_BUSY
+              : rc == TALLY_ECONFIG ? TALLY_WIRE_CLOCK_MODE
+                                    : TALLY_WIRE_TOO_LARGE,
+              0, NULL, 0);
 }
 
 /* ---- reads ----------------------------------------------------------------------------------- */
@@ -404,6 +423,7 @@ void front_frame(void *ctx, uint64_t conn, const struct tally_wire_header *h, co
         handle_register(f, conn, h);
         return;
     case TALLY_WIRE_OP_POST:
+    case TALLY_WIRE_OP_POST_AT:
         handle_post(f, conn, h, body);
         return;
     case TALLY_WIRE_OP_LEDGER: {

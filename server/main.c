@@ -35,6 +35,7 @@ struct config {
     enum net_backend io;
     unsigned election_ms, heartbeat_ms, tick_ms;
     unsigned snapshot_threshold, snapshot_trailing;
+    int clock; /* enum replica_clock, -1: not a mode */
 };
 
 static void usage(FILE *out)
@@ -44,6 +45,7 @@ static void usage(FILE *out)
             "              [--listen ADDR --raft ADDR] [--raft-bind ADDR] [--io uring|epoll|auto]\n"
             "              [--election-timeout MS] [--heartbeat MS] [--tick MS]\n"
             "              [--snapshot-threshold N] [--snapshot-trailing N] [--metrics ADDR]\n"
+            "              [--clock wall|client]\n"
             "       tallyd --config FILE\n\n"
             "One replica of a tally cluster. Give every voter with --peer (this one included),\n"
             "the same list on every replica; without --peer the replica is a cluster of one\n"
@@ -55,6 +57,9 @@ static void usage(FILE *out)
             "--raft-bind ADDR (IPv4 host:port) listens for Raft peers on ADDR instead of this\n"
             "replica's RAFT_ADDR, which is still what the peers are told and connect to (NAT,\n"
             "containers, a proxy in between).\n"
+            "--clock wall (default) stamps entries with the leader's wall clock; --clock client\n"
+            "lets clients drive ledger time with POST_AT (replays, drills): give every replica\n"
+            "of a cluster the same --clock.\n"
             "Exit codes: 0 stopped cleanly, 2 usage, 3 cannot start (address, directory), 4 error.\n");
 }
 
@@ -120,9 +125,13 @@ static int set_option(struct config *c, const char *name, const char *value)
         c->snapshot_threshold = (unsigned)strtoul(value, &end, 10);
     else if (strcmp(name, "snapshot-trailing") == 0)
         c->snapshot_trailing = (unsigned)strtoul(value, &end, 10);
+    else if (strcmp(name, "clock") == 0)
+        c->clock = strcmp(value, "wall") == 0     ? REPLICA_CLOCK_WALL
+                   : strcmp(value, "client") == 0 ? REPLICA_CLOCK_CLIENT
+                                                  : -1;
     else
         return -1;
-    if (c->io > NET_EPOLL)
+    if (c->io > NET_EPOLL || c->clock < 0)
         return -1;
     return end != NULL && *end != '\0' ? -1 : 0;
 }
@@ -254,6 +263,7 @@ int main(int argc, char **argv)
                                  .heartbeat_ms = c.heartbeat_ms, .tick_ms = c.tick_ms,
                                  .snapshot_threshold = c.snapshot_threshold,
                                  .snapshot_trailing = c.snapshot_trailing,
+                                 .clock = (enum replica_clock)c.clock,
                                  .done = front_posted};
     if (rc == 0)
         rc = replica_start(&d.replica, d.loop, &ro);
@@ -272,9 +282,10 @@ int main(int argc, char **argv)
         LOG_ERROR("metrics", "address=%s error=\"%s\"", c.metrics, tally_strerror(rc));
         return 3;
     }
-    LOG_INFO("listening", "replica=%" PRIu64 " address=%s io=%s peers=%u metrics=%s", c.id,
+    LOG_INFO("listening", "replica=%" PRIu64 " address=%s io=%s peers=%u metrics=%s clock=%s", c.id,
              net_address(d.net), net_backend_of(d.net) == NET_URING ? "io_uring" : "epoll",
-             c.npeers, c.metrics != NULL ? c.metrics : "off");
+             c.npeers, c.metrics != NULL ? c.metrics : "off",
+             c.clock == REPLICA_CLOCK_CLIENT ? "client" : "wall");
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

@@ -23,6 +23,7 @@ struct snapshot {
     struct engine_status es;
     struct net_stats ns;
     bool ready;
+    bool clock_client;
 };
 
 struct metrics {
@@ -45,6 +46,7 @@ static void refresh(struct metrics *m)
         engine_status(e, &s.es);
     net_stats(m->net, &s.ns);
     s.ready = replica_ready(m->replica);
+    s.clock_client = replica_clock(m->replica) == REPLICA_CLOCK_CLIENT;
     pthread_mutex_lock(&m->lock);
     m->snap = s;
     pthread_mutex_unlock(&m->lock);
@@ -100,6 +102,12 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
            "Postings this process applied (any result).", s->rc.postings_applied);
     METRIC("tally_catch_ups_total", "counter",
            "Ledger copies this process fetched to catch up.", s->rc.catch_ups);
+    METRIC("tally_clock_client", "gauge",
+           "1 when this replica runs with --clock client (clients drive ledger time).",
+           s->clock_client);
+    METRIC("tally_clock_mode_mismatch_entries_total", "counter",
+           "Entries applied that a leader in the other --clock mode stamped (must stay 0).",
+           s->rc.clock_mismatches);
     METRIC("tally_members_cached", "gauge", "Member images in the write-back cache.",
            s->es.members_cached);
     METRIC("tally_members_dirty", "gauge", "Cached member images not yet written back.",

@@ -10,12 +10,21 @@
  * - Leadership is polled (libraft 0.15 has no state callback): on becoming leader the replica
  *   proposes a barrier and is ready once it applies; on losing it, queued requests fail with
  *   TALLY_ENOT_LEADER (in-flight ones fail through their raft_apply callback).
+ * - Ledger time (enum replica_clock). Under --clock wall an entry's timestamp is read from the
+ *   wall clock when it is proposed (never below the previous proposal's). Under --clock client
+ *   the open slot's timestamp is fixed when its first request joins it: max(last_proposed_ts,
+ *   at), where last_proposed_ts is the ledger's time when this replica became ready (its
+ *   barrier applied every earlier entry) and then the stamp of each entry it proposed, so the
+ *   stamp is exactly the effective time the engine will apply the entry at. A request whose
+ *   stamp differs closes the open slot (one clear rule: an entry has one stamp); nothing else
+ *   moves time, and no tick entries are proposed.
  * - The engine is opened durable (fsync per batch): the Raft log and the ledger are both
  *   durable at every step. (Running the engine with sync off and syncing it before snapshots is
  *   a measured optimisation for later.)
  */
 #include "replica.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <raft.h>
@@ -37,7 +46,8 @@
 struct proposal {
     struct raft_apply req;
     struct replica *r;
-    bool busy;      /* proposed, waiting for its callback */
+    bool busy;          /* proposed, waiting for its callback */
+    uint64_t timestamp; /* --clock client: the stamp of its requests, fixed by the first one */
     uint32_t nrequests;
     uint32_t npostings;
     struct batch_request *requests; /* BATCH_REQUESTS_MAX */
@@ -64,8 +74,10 @@ struct replica {
     bool ready;                  /* leader with its barrier applied */
     bool barrier_pending;
     struct raft_barrier barrier;
-    uint64_t last_proposed_ts;
+    uint64_t last_proposed_ts;   /* stamp of the newest proposal (client clock: or the ledger's
+                                    time when this replica became ready) */
     uint64_t last_proposal_ms;   /* loop time of the last proposal (ticks) */
+    bool clock_mismatch_seen;    /* the last entry applied was stamped in the other mode */
     uv_timer_t poll;
     bool stopping;
     void (*stopped)(void *arg);
@@ -104,6 +116,32 @@ static void fail_stop(struct replica *r, uint64_t index, int rc, const char *why
     abort();
 }
 
+static const char *clock_name(bool client)
+{
+    return client ? "client" : "wall";
+}
+
+/* An entry stamped in the other clock mode than this replica's: the cluster's replicas were
+ * started with different --clock. The entry itself is valid (and applied like any other); what
+ * must not happen is this replica leading and stamping the next ones. Logged once per run of
+ * such entries, counted always (tally_clock_mode_mismatch_entries_total). */
+static void clock_check(struct replica *r, uint64_t index, const struct batch_view *b)
+{
+    bool mine = r->opts.clock == REPLICA_CLOCK_CLIENT;
+    if (b->clock_client == mine) {
+        r->clock_mismatch_seen = false;
+        return;
+    }
+    r->counters.clock_mismatches++;
+    if (r->clock_mismatch_seen)
+        return;
+    r->clock_mismatch_seen = true;
+    LOG_ERROR("clock_mode_mismatch",
+              "replica=%" PRIu64 " index=%" PRIu64 " entry_clock=%s own_clock=%s next=\"start "
+              "every replica of the cluster with the same --clock (docs/OPERATIONS.md)\"",
+              r->opts.id, index, clock_name(b->clock_client), clock_name(mine));
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct replica *r = fsm->data;
@@ -118,6 +156,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     rc = batch_apply(r->engine, index, &b, r->ereq, results, status);
     if (rc < 0)
         fail_stop(r, index, rc, "the ledger could not apply a committed entry");
+    if (rc == 0) /* applied now, not skipped at a restart */
+        clock_check(r, index, &b);
     r->counters.entries_applied++;
     r->counters.postings_applied += b.h.npostings;
     *result = p;
@@ -336,13 +376,34 @@ static void applied_cb(struct raft_apply *req, int status, void *result)
     r->inflight--;
 }
 
-static uint64_t next_timestamp(struct replica *r)
+static bool clock_client(const struct replica *r)
 {
-    uint64_t now = wall_ms();
-    if (now < r->last_proposed_ts)
-        now = r->last_proposed_ts;
+    return r->opts.clock == REPLICA_CLOCK_CLIENT;
+}
+
+/* The stamp of the entry about to be proposed from slot p (see the design notes). */
+static uint64_t next_timestamp(struct replica *r, const struct proposal *p)
+{
+    uint64_t now;
+    if (clock_client(r)) {
+        assert(p->nrequests > 0);                    /* no ticks under the client clock */
+        assert(p->timestamp >= r->last_proposed_ts); /* fixed since the last proposal */
+        now = p->timestamp;
+    } else {
+        now = wall_ms();
+        if (now < r->last_proposed_ts)
+            now = r->last_proposed_ts;
+    }
     r->last_proposed_ts = now;
     return now;
+}
+
+/* The stamp a request asking for ledger time at_ms gets if it joins the open slot now. */
+static uint64_t request_timestamp(const struct replica *r, uint64_t at_ms)
+{
+    if (!clock_client(r))
+        return 0; /* decided when the slot is proposed */
+    return at_ms > r->last_proposed_ts ? at_ms : r->last_proposed_ts;
 }
 
 /* Propose the open slot (or a tick when `tick` and it is empty). */
@@ -355,9 +416,10 @@ static int propose(struct replica *r, bool tick)
     uint8_t *payload = raft_malloc(size);
     if (payload == NULL)
         return -ENOMEM;
-    struct batch_header h = {.magic = BATCH_MAGIC, .version = BATCH_VERSION,
-                             .kind = (uint16_t)(p->nrequests ? BATCH_POSTS : BATCH_TICK),
-                             .timestamp = next_timestamp(r), .nrequests = p->nrequests,
+    uint16_t kind = (uint16_t)((p->nrequests ? BATCH_POSTS : BATCH_TICK) |
+                               (clock_client(r) ? BATCH_CLOCK_CLIENT : 0u));
+    struct batch_header h = {.magic = BATCH_MAGIC, .version = BATCH_VERSION, .kind = kind,
+                             .timestamp = next_timestamp(r, p), .nrequests = p->nrequests,
                              .npostings = p->npostings};
     memcpy(payload, &h, sizeof(h));
     memcpy(payload + sizeof(h), p->requests, (size_t)p->nrequests * sizeof(*p->requests));
@@ -379,22 +441,40 @@ static int propose(struct replica *r, bool tick)
     return 0;
 }
 
-int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request,
+enum replica_clock replica_clock(const struct replica *r)
+{
+    return r->opts.clock;
+}
+
+/* Whether request of `count` postings stamped `ts` cannot join slot p: full, or (an entry has
+ * one stamp) p gathers requests of another stamp. */
+static bool slot_closed_to(const struct proposal *p, uint32_t count, uint64_t ts)
+{
+    return p->npostings + count > TALLY_BATCH_MAX || (p->nrequests > 0 && p->timestamp != ts);
+}
+
+int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request, uint64_t at_ms,
                    const struct tally_posting *postings, uint32_t count, void *ctx)
 {
     if (!r->ready || r->stopping)
         return TALLY_ENOT_LEADER;
     if (count == 0 || count > TALLY_BATCH_MAX)
         return TALLY_ETOO_LARGE;
+    if (at_ms != 0 && !clock_client(r))
+        return TALLY_ECONFIG;
     struct proposal *p = r->open;
-    if (p == NULL || p->npostings + count > TALLY_BATCH_MAX) {
+    uint64_t ts = request_timestamp(r, at_ms);
+    if (p == NULL || slot_closed_to(p, count, ts)) {
         if (p == NULL || r->inflight >= REPLICA_INFLIGHT_MAX)
             return TALLY_EBUSY;
         propose(r, false);
         p = r->open;
         if (p == NULL)
             return TALLY_EBUSY;
+        ts = request_timestamp(r, at_ms); /* the slot proposed moved last_proposed_ts */
     }
+    if (p->nrequests == 0)
+        p->timestamp = ts;
     struct batch_request *q = &p->requests[p->nrequests];
     memset(q, 0, sizeof(*q));
     memcpy(q->client_id, client_id, 16);
@@ -417,6 +497,13 @@ static void barrier_cb(struct raft_barrier *req, int status)
     struct replica *r = req->data;
     r->barrier_pending = false;
     if (status == 0 && raft_state(&r->raft) == RAFT_LEADER) {
+        if (clock_client(r)) {
+            /* Every earlier entry is applied: the ledger's time is where this leader's stamps
+             * start (a stamp it proposed in an earlier term may never have committed). */
+            struct engine_status st;
+            engine_status(r->engine, &st);
+            r->last_proposed_ts = st.last_timestamp;
+        }
         r->ready = true;
         LOG_INFO("leader_ready", "replica=%" PRIu64 " term=%llu index=%llu", r->opts.id,
                  (unsigned long long)r->raft.current_term,
@@ -460,8 +547,9 @@ static void poll_cb(uv_timer_t *t)
         return;
     if (r->open->nrequests > 0)
         propose(r, false);
-    else if (r->inflight == 0 && uv_now(r->loop) - r->last_proposal_ms >= r->opts.tick_ms)
-        propose(r, true);
+    else if (!clock_client(r) && r->inflight == 0 &&
+             uv_now(r->loop) - r->last_proposal_ms >= r->opts.tick_ms)
+        propose(r, true); /* under the client clock, time moves only with POST_AT */
 }
 
 /* ---- start and stop ------------------------------------------------------------------------- */
@@ -551,7 +639,8 @@ static int raft_setup(struct replica *r, const char *raft_dir)
 
 int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_options *opts)
 {
-    if (opts->npeers == 0 || opts->npeers > REPLICA_PEERS_MAX || opts->done == NULL)
+    if (opts->npeers == 0 || opts->npeers > REPLICA_PEERS_MAX || opts->done == NULL ||
+        (opts->clock != REPLICA_CLOCK_WALL && opts->clock != REPLICA_CLOCK_CLIENT))
         return TALLY_ECONFIG;
     struct replica *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -598,8 +687,9 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
     uv_timer_start(&r->poll, poll_cb, 5, 5);
     struct engine_status st;
     engine_status(r->engine, &st);
-    LOG_INFO("started", "replica=%" PRIu64 " dir=%s applied=%" PRIu64 " entries=%" PRIu64,
-             opts->id, opts->dir, st.applied_index, st.entries);
+    LOG_INFO("started",
+             "replica=%" PRIu64 " dir=%s applied=%" PRIu64 " entries=%" PRIu64 " clock=%s",
+             opts->id, opts->dir, st.applied_index, st.entries, clock_name(clock_client(r)));
     *out = r;
     return 0;
 }

@@ -10,7 +10,8 @@
  * or is full (TALLY_BATCH_MAX postings), at most REPLICA_INFLIGHT_MAX entries in flight. An idle
  * leader proposes a tick entry every tick_ms, so time-driven work (expiry, hold timeouts,
  * activation, tiers) happens without traffic. Every entry carries the leader's clock, never
- * behind the previous entry's.
+ * behind the previous entry's; under REPLICA_CLOCK_CLIENT the clients' instead (enum
+ * replica_clock).
  *
  * Defences against known libraft 0.15 issues (BRIEF §3): payloads padded to 8 bytes (batch.h);
  * raft_uv auto-recovery off (a corrupt log stops the node); a new leader applies a barrier
@@ -69,6 +70,22 @@
  * link would not make it: raise it with the ledger). */
 #define REPLICA_CATCH_UP_MS 600000u
 
+/* How the leader stamps the entries it proposes (tallyd --clock; docs/ARCHITECTURE.md, "Ledger
+ * time"). Every replica of a cluster must run with the same one: the mode is written into each
+ * entry (batch.h), and a replica applying an entry stamped in the other mode logs
+ * clock_mode_mismatch and counts it, but goes on (the entry is valid either way; what is wrong is
+ * the next entry the misconfigured replica would stamp as leader). */
+enum replica_clock {
+    /* The leader's wall clock (ms since the epoch), never behind the previous entry's: production.
+     * POST_AT is refused (CLOCK_MODE). An idle leader proposes a tick entry every tick_ms. */
+    REPLICA_CLOCK_WALL = 0,
+    /* The clients' clock, for replays and drills: the leader never reads the wall clock for an
+     * entry. A POST_AT's entry is stamped max(the ledger's time, at), a POST's with the ledger's
+     * time; one entry never mixes requests of different stamps; no tick entries (time moves only
+     * when a POST_AT moves it). */
+    REPLICA_CLOCK_CLIENT = 1,
+};
+
 struct replica_peer {
     uint64_t id;
     char raft_address[TALLY_WIRE_ADDRESS_SIZE];
@@ -96,15 +113,24 @@ struct replica_options {
     unsigned tick_ms;             /* idle leader tick; 0: 1000 */
     unsigned snapshot_threshold;  /* 0: REPLICA_SNAPSHOT_THRESHOLD */
     unsigned snapshot_trailing;   /* 0: REPLICA_SNAPSHOT_TRAILING */
+    enum replica_clock clock;     /* REPLICA_CLOCK_WALL (0) unless tallyd --clock client */
     replica_done_cb done;
 };
 
 int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_options *opts);
 
-/* Queue a client request (on the leader). The postings are copied. Returns 0 (done follows),
- * TALLY_ENOT_LEADER, TALLY_EBUSY (too much queued: retry later), TALLY_ETOO_LARGE. */
-int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request,
+/* Queue a client request (on the leader). The postings are copied. at_ms is the ledger time a
+ * POST_AT asks for (REPLICA_CLOCK_CLIENT only; 0 for a POST): its entry is stamped
+ * max(the ledger's time, at_ms). Requests of different stamps never share an entry: one whose
+ * stamp differs from the open entry's closes that entry (proposes it), or, with the pipeline
+ * full, is answered TALLY_EBUSY. Returns 0 (done follows), TALLY_ENOT_LEADER, TALLY_EBUSY (too
+ * much queued: retry later), TALLY_ETOO_LARGE, TALLY_ECONFIG (at_ms nonzero under
+ * REPLICA_CLOCK_WALL: the caller checks replica_clock first). */
+int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request, uint64_t at_ms,
                    const struct tally_posting *postings, uint32_t count, void *ctx);
+
+/* The clock this replica stamps entries with when it leads (replica_options.clock). */
+enum replica_clock replica_clock(const struct replica *r);
 
 /* Leader, and its barrier applied: it may serve linearizable reads and accept requests. */
 bool replica_ready(const struct replica *r);
@@ -118,6 +144,7 @@ struct replica_counters {
     uint64_t entries_applied;  /* Raft entries applied to the ledger (ticks included) */
     uint64_t postings_applied; /* postings in them, whatever their result */
     uint64_t catch_ups;        /* ledger copies fetched and swapped in */
+    uint64_t clock_mismatches; /* entries applied that were stamped in the other clock mode */
 };
 void replica_counters(const struct replica *r, struct replica_counters *out);
 

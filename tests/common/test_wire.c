@@ -463,6 +463,45 @@ static void test_post_body_not_multiple_of_posting(void **state)
                  TALLY_WIRE_FAULT_NONE);
 }
 
+/* POST_AT: a 16-byte prefix, then 1 .. TALLY_BATCH_MAX postings; the reply is POST's. */
+static void test_post_at_body_is_a_prefix_then_postings(void **state)
+{
+    (void)state;
+    uint16_t op = TALLY_WIRE_OP_POST_AT;
+    uint32_t bad[] = {0,
+                      8,
+                      15,
+                      16,
+                      17,
+                      16 + 100,
+                      16 + 127,
+                      16 + 129,
+                      128,
+                      16 + 8190 * 128 + 1,
+                      TALLY_WIRE_BODY_MAX};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_fault(size_verdict(op, 0, 0, bad[i]), TALLY_WIRE_FAULT_BAD_BODY_SIZE);
+    assert_fault(size_verdict(op, 0, 0, 16 + 128), TALLY_WIRE_FAULT_NONE);
+    /* The largest POST_AT still fits a frame: 1,048,336 bytes of body. */
+    assert_true(16 + TALLY_BATCH_MAX * 128 <= TALLY_WIRE_BODY_MAX);
+    assert_fault(size_verdict(op, 0, 0, 16 + TALLY_BATCH_MAX * 128), TALLY_WIRE_FAULT_NONE);
+    assert_fault(size_verdict(op, 0, 0, 16 + (TALLY_BATCH_MAX + 1) * 128),
+                 TALLY_WIRE_FAULT_TOO_MANY_ITEMS);
+    uint16_t r = TALLY_WIRE_FLAG_REPLY;
+    assert_fault(size_verdict(op, r, 0, 16), TALLY_WIRE_FAULT_NONE);
+    assert_fault(size_verdict(op, r, 0, 0), TALLY_WIRE_FAULT_BAD_BODY_SIZE);
+    assert_fault(size_verdict(op, r, 0, 32), TALLY_WIRE_FAULT_NONE);
+    assert_fault(size_verdict(op, r, 0, TALLY_BATCH_MAX * 16), TALLY_WIRE_FAULT_NONE);
+    assert_fault(size_verdict(op, r, 0, (TALLY_BATCH_MAX + 1) * 16),
+                 TALLY_WIRE_FAULT_TOO_MANY_ITEMS);
+    /* A wall-clock replica's refusal: an empty error reply, which libtally maps to ECONFIG. */
+    assert_fault(size_verdict(op, r, TALLY_WIRE_CLOCK_MODE, 0), TALLY_WIRE_FAULT_NONE);
+    assert_fault(size_verdict(op, r, TALLY_WIRE_CLOCK_MODE, 16), TALLY_WIRE_FAULT_BAD_BODY_SIZE);
+    assert_int_equal(tally_wire_status_error(TALLY_WIRE_CLOCK_MODE), TALLY_ECONFIG);
+    assert_string_equal(tally_wire_status_name(TALLY_WIRE_CLOCK_MODE), "CLOCK_MODE");
+    assert_string_equal(tally_wire_op_name(TALLY_WIRE_OP_POST_AT), "POST_AT");
+}
+
 /* The documented fixed sizes of every request and OK reply (docs/PROTOCOL.md), as an oracle
  * independent of the op table in wire.c. Item 0: the body is exactly `fixed`. */
 static const struct {
@@ -485,6 +524,7 @@ static const struct {
     {TALLY_WIRE_OP_HOLD, 16, 56, 0, 0},
     {TALLY_WIRE_OP_LEDGER, 32, 64, 1, 512 * 1024},
 };
+/* POST and POST_AT carry items in their requests: their own tests above. */
 
 static void test_every_op_has_its_documented_body_sizes(void **state)
 {
@@ -565,6 +605,34 @@ static void test_request_field_rules(void **state)
     /* The wire does not judge postings: a posting of zeros is the ledger's to refuse. */
     struct tally_posting zero = {0};
     assert_fault(judge_request(POST, client_a, 1, 0, 0, &zero, sizeof(zero)), NONE);
+
+    /* POST_AT: a session operation like POST; reserved zero, at at most 9999-12-31. */
+    uint16_t PAT = TALLY_WIRE_OP_POST_AT;
+    uint8_t pat[16 + sizeof(p)];
+    struct tally_wire_post_at pre = {.at = UINT64_C(852076800000)}; /* 1997-01-01T00:00Z */
+    memcpy(pat, &pre, sizeof(pre));
+    memcpy(pat + 16, &p, sizeof(p));
+    assert_fault(judge_request(PAT, client_a, 1, 0, 0, pat, sizeof(pat)), NONE);
+    assert_fault(judge_request(PAT, NULL, 1, 0, 0, pat, sizeof(pat)), BAD);
+    assert_fault(judge_request(PAT, client_a, 0, 0, 0, pat, sizeof(pat)), BAD);
+    assert_fault(judge_request(PAT, client_a, 1, stale, 0, pat, sizeof(pat)), BAD);
+    assert_fault(judge_request(PAT, client_a, 1, 0, 5, pat, sizeof(pat)), BAD);
+    pre.reserved = 1;
+    memcpy(pat, &pre, sizeof(pre));
+    assert_fault(judge_request(PAT, client_a, 1, 0, 0, pat, sizeof(pat)), BAD);
+    pre.reserved = 0;
+    pre.at = 0; /* the ledger's time: allowed */
+    memcpy(pat, &pre, sizeof(pre));
+    assert_fault(judge_request(PAT, client_a, 1, 0, 0, pat, sizeof(pat)), NONE);
+    pre.at = TALLY_WIRE_AT_MAX;
+    memcpy(pat, &pre, sizeof(pre));
+    assert_fault(judge_request(PAT, client_a, 1, 0, 0, pat, sizeof(pat)), NONE);
+    pre.at = TALLY_WIRE_AT_MAX + 1;
+    memcpy(pat, &pre, sizeof(pre));
+    assert_fault(judge_request(PAT, client_a, 1, 0, 0, pat, sizeof(pat)), BAD);
+    pre.at = UINT64_MAX;
+    memcpy(pat, &pre, sizeof(pre));
+    assert_fault(judge_request(PAT, client_a, 1, 0, 0, pat, sizeof(pat)), BAD);
 
     /* STATUS: any client id, no index, no STALE_OK. */
     assert_fault(judge_request(TALLY_WIRE_OP_STATUS, NULL, 0, 0, 0, NULL, 0), NONE);
@@ -1288,6 +1356,7 @@ int main(void)
         cmocka_unit_test(test_frame_decode_takes_one_frame_from_a_stream),
         cmocka_unit_test(test_direction_flags_and_status_enforced),
         cmocka_unit_test(test_post_body_not_multiple_of_posting),
+        cmocka_unit_test(test_post_at_body_is_a_prefix_then_postings),
         cmocka_unit_test(test_every_op_has_its_documented_body_sizes),
         cmocka_unit_test(test_request_field_rules),
         cmocka_unit_test(test_reply_field_rules),

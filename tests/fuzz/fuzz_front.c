@@ -15,7 +15,8 @@
  * rules) and every reply the front sends.
  * Stand-ins (a Raft replica and a socket layer cannot run per input here):
  *   - the replica (replica_ready, replica_leader, replica_engine, replica_status, replica_submit,
- *     replica_ledger_chunk): no Raft. Readiness and leader knowledge are set by the input.
+ *     replica_clock, replica_ledger_chunk): no Raft. Readiness, leader knowledge and the clock
+ *     mode (wall or client: POST_AT is refused or served) are set by the input.
  *     replica_submit mirrors the real one's refusals (NOT_LEADER when not ready, TOO_LARGE,
  *     BUSY beyond one entry of TALLY_BATCH_MAX postings, or BUSY / NOT_LEADER when the input
  *     says so) and queues the request; the input decides when the queue "commits" (one entry
@@ -46,8 +47,9 @@
  * (net_send would refuse it and the client would wait forever); a reply whose op, client id or
  * request number is not its request's; INTERNAL for a request (nothing fails here: INTERNAL
  * sends the client to another replica, which would answer the same); a request other than POST
- * answered other than exactly once, during its frame; and for POST, a model of the session table: a
- * POST while not ready answered NOT_LEADER; a retry of the pending request (same client, same
+ * answered other than exactly once, during its frame; and for POST and POST_AT, a model of the
+ * session table: a POST while not ready answered NOT_LEADER; a POST_AT to a wall-clock replica
+ * answered CLOCK_MODE and not submitted; a retry of the pending request (same client, same
  * number) not answered now but once, when its entry commits, on the connection the retry came on;
  * another number while one is pending answered BUSY and not submitted; otherwise submitted exactly
  * once, then answered once, with as many results as it had postings (or REQUEST_REUSED), or with
@@ -170,6 +172,7 @@ struct queued {
     uint32_t first, count;
     void *ctx;
     uint64_t conn; /* where its reply must go: the connection of its latest retry */
+    uint16_t op;   /* POST or POST_AT: what its reply must echo */
 };
 
 struct replica {
@@ -178,7 +181,8 @@ struct replica {
     char dir[64];
     bool ready;
     bool leader_known;
-    int refuse; /* replica_submit answers this for the current frame (0: it accepts) */
+    bool clock_client; /* replica_clock: REPLICA_CLOCK_CLIENT */
+    int refuse;        /* replica_submit answers this for the current frame (0: it accepts) */
     uint32_t submits;
     uint32_t nqueued, npostings;
     struct queued queued[BATCH_REQUESTS_MAX];
@@ -239,15 +243,22 @@ static struct queued *queued_find(struct replica *r, const uint8_t client_id[16]
     return NULL;
 }
 
-int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request,
+enum replica_clock replica_clock(const struct replica *r)
+{
+    return r->clock_client ? REPLICA_CLOCK_CLIENT : REPLICA_CLOCK_WALL;
+}
+
+int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request, uint64_t at_ms,
                    const struct tally_posting *postings, uint32_t count, void *ctx)
 {
     r->submits++;
     CHECK(queued_find(r, client_id) == NULL, "a second POST in flight for one session");
+    CHECK(at_ms <= TALLY_WIRE_AT_MAX, "POST_AT's at above the wire's maximum reached the replica");
     if (!r->ready)
         return TALLY_ENOT_LEADER;
     if (count == 0 || count > TALLY_BATCH_MAX)
         return TALLY_ETOO_LARGE;
+    CHECK(at_ms == 0 || r->clock_client, "POST_AT submitted to a wall-clock replica");
     if (r->refuse != 0)
         return r->refuse;
     if (r->npostings + count > TALLY_BATCH_MAX)
@@ -278,7 +289,7 @@ static const struct sent *posted_reply(const struct queued *q)
     const struct sent *s = &sent[0];
     CHECK(s->conn == q->conn, "POST reply on connection %lu, the client waits on %lu",
           (unsigned long)s->conn, (unsigned long)q->conn);
-    CHECK(s->h.op == TALLY_WIRE_OP_POST, "POST answered with op %u", s->h.op);
+    CHECK(s->h.op == q->op, "POST answered with op %u, not %u", s->h.op, q->op);
     CHECK(memcmp(s->h.client_id, q->client_id, 16) == 0, "POST reply to another client");
     CHECK(s->h.request == q->request, "POST reply to request %lu, not %lu",
           (unsigned long)s->h.request, (unsigned long)q->request);
@@ -486,7 +497,7 @@ static void start(void)
 struct ctl {
     uint8_t conn;   /* % FUZZ_CONNS */
     uint8_t event;  /* % 16: 8 commit, 9 fail NOT_LEADER, 10 fail -EIO, 11 toggle ready */
-    uint8_t steer;  /* bit 0 header, bit 1 body, bit 2 leader unknown */
+    uint8_t steer;  /* bit 0 header, bit 1 body, bit 2 leader unknown, bit 3 client clock */
     uint8_t refuse; /* % 8: 6 submit refuses BUSY, 7 NOT_LEADER; else it accepts */
     uint8_t unused[4];
 };
@@ -529,8 +540,17 @@ static void steer_header(struct tally_wire_header *h, uint64_t applied)
 static void steer_body(uint16_t op, uint8_t *body, uint32_t size, const struct engine_status *st)
 {
     switch (op) {
-    case TALLY_WIRE_OP_POST: {
-        for (uint32_t off = 0; off + sizeof(struct tally_posting) <= size;
+    case TALLY_WIRE_OP_POST:
+    case TALLY_WIRE_OP_POST_AT: {
+        uint32_t first =
+            op == TALLY_WIRE_OP_POST_AT ? (uint32_t)sizeof(struct tally_wire_post_at) : 0u;
+        if (op == TALLY_WIRE_OP_POST_AT && size >= first) { /* around the ledger's time */
+            struct tally_wire_post_at q;
+            memcpy(&q, body, sizeof(q));
+            q.at = FUZZ_T0_MS + q.at % (st->last_timestamp - FUZZ_T0_MS + 60 * 86400000ull);
+            memcpy(body, &q, sizeof(q));
+        }
+        for (uint32_t off = first; off + sizeof(struct tally_posting) <= size;
              off += (uint32_t)sizeof(struct tally_posting)) {
             struct tally_posting p;
             memcpy(&p, body + off, sizeof(p));
@@ -604,6 +624,11 @@ static void post_expect(const struct tally_wire_header *h, uint64_t conn, uint32
               "POST while not ready: %u replies", nsent);
         return;
     }
+    if (h->op == TALLY_WIRE_OP_POST_AT && !replica.clock_client) {
+        CHECK(!submitted && nsent == 1 && sent[0].h.status == TALLY_WIRE_CLOCK_MODE,
+              "POST_AT to a wall-clock replica: %u replies", nsent);
+        return;
+    }
     if (q != NULL && !submitted) {
         if (q->request == h->request) {
             CHECK(nsent == 0, "a retry of the pending POST answered at once (%u)",
@@ -620,6 +645,7 @@ static void post_expect(const struct tally_wire_header *h, uint64_t conn, uint32
         CHECK(q == &replica.queued[replica.nqueued - 1] && q->request == h->request, "queue");
         CHECK(nsent == 0, "a submitted POST answered at once (%u)", sent[0].h.status);
         q->conn = conn;
+        q->op = h->op;
         return;
     }
     CHECK(nsent == 1, "a refused POST answered %u times", nsent);
@@ -648,6 +674,7 @@ static void frame_event(const struct ctl *c)
         break;
     }
     replica.leader_known = (c->steer & 4) == 0;
+    replica.clock_client = (c->steer & 8) != 0;
     replica.refuse = c->refuse % 8 == 6 ? TALLY_EBUSY : c->refuse % 8 == 7 ? TALLY_ENOT_LEADER : 0;
 }
 
@@ -691,7 +718,7 @@ static void frame_run(struct tally_wire_header h, uint8_t *body)
     /* Nothing here fails (a healthy disk, a copy that can be made): INTERNAL would send the
      * client to retry elsewhere for nothing. */
     CHECK(nsent == 0 || sent[0].h.status != TALLY_WIRE_INTERNAL, "op %u answered INTERNAL", d.op);
-    if (d.op == TALLY_WIRE_OP_POST) {
+    if (d.op == TALLY_WIRE_OP_POST || d.op == TALLY_WIRE_OP_POST_AT) {
         post_expect(&d, conn, submits_before);
     } else {
         CHECK(nsent == 1, "op %u answered %u times", d.op, nsent);
