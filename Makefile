@@ -36,7 +36,9 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         clang:/usr/bin/clang \
         libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
         postgresql:/usr/lib/postgresql/15/bin/postgres \
-        libpq-dev:/usr/include/postgresql/libpq-fe.h
+        libpq-dev:/usr/include/postgresql/libpq-fe.h \
+        libcsv-dev:/usr/include/csv.h \
+        zlib1g-dev:/usr/include/zlib.h
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c \
@@ -122,10 +124,13 @@ $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
 
 # tally-bench: the load generator against a cluster (docs/BENCHMARKS.md); links tally-audit's
-# verify (tools/audit_fold.c) to check the replicas' data directories.
+# verify (tools/audit_fold.c) to check the replicas' data directories. --replay: the replay of
+# real purchase histories (bench/replay*.c; libcsv and zlib read the UCI file).
+REPLAY_SRC := bench/replay.c bench/replay_data.c bench/replay_model.c bench/replay_main.c
 $(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c bench/proc.c \
-                      tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
+                      $(REPLAY_SRC) tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) \
+                      $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lcsv -lz -lpthread -lm
 
 # tally-bench-pg: the same workload against the PostgreSQL peer (bench/peers/pg), via libpq.
 $(call obj,bench/peers/pg/bench_pg.c): CPPFLAGS_ALL += -Ibench -I/usr/include/postgresql
