@@ -56,7 +56,7 @@ CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
             $(BUILD)/tallyd $(BUILD)/tally-drill $(BUILD)/tally-bench $(BUILD)/tally-bench-pg
-TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
+TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c tests/bench/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -159,6 +159,12 @@ $(BUILD)/tests/cluster/libfailwrite.so: tests/cluster/failwrite.c | $(DEPS_STAMP
 $(SIM): $(call obj,tests/sim/sim.c tests/support.c tools/audit_fold.c server/batch.c server/raft_guard.c) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lraft -lcmocka -lm
+
+# The replay's readers and model (tests/bench): no engine, libcsv and zlib.
+$(call obj,tests/bench/test_replay.c): CPPFLAGS_ALL += -Ibench
+$(BUILD)/tests/bench/%: $(call obj,tests/bench/%.c bench/replay_data.c bench/replay_model.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka -lcsv -lz
 
 $(BUILD)/tests/client/%: $(call obj,tests/client/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
