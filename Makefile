@@ -6,6 +6,7 @@
 #   make ubsan      the same with UBSan alone (build-ubsan/)
 #   make bench      run the benchmarks (see docs/BENCHMARKS.md)
 #   make bench-pg   the same workload against PostgreSQL 15 (bench/peers/pg), as a sweep
+#   make replay     replay the real purchase histories through a 3-replica cluster and check them
 #   make run        build, then start a local 3-replica cluster on loopback (see README.md)
 #   make demo       build, then run the embedded-mode demonstration on var/demo
 #
@@ -70,7 +71,7 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-pg run demo clean \
-        format fuzz faults sim sim-test
+        format fuzz faults sim sim-test replay
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS) $(SIM)
 
 deps: $(DEPS_STAMP)
@@ -267,6 +268,14 @@ bench: all
 # throw-away server on loopback (bench/peers/pg/pg.sh); about 15 minutes. Not part of make test.
 bench-pg: $(BUILD)/tally-bench-pg
 	@bash bench/peers/pg/sweep.sh $(BUILD)
+
+# The replay of both real purchase histories (../shared/data/retail, or REPLAY_DATA) through a
+# fresh 3-replica cluster with --clock client, checked against the replay's model and audited
+# (docs/BENCHMARKS.md, "Replay of real purchase histories"). REPLAY_ARGS: more tally-bench options.
+REPLAY_DATA ?= ../shared/data/retail
+replay: $(BUILD)/tallyd $(BUILD)/tally $(BUILD)/tally-bench
+	@TALLYD_EXTRA_ARGS="--clock client" bash bench/cluster.sh $(BUILD) --replay all \
+	  --data $(REPLAY_DATA) $(REPLAY_ARGS)
 
 run: all
 	@bash tools/cluster.sh $(BUILD)
