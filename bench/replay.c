@@ -122,6 +122,7 @@ static struct tally_posting *add(struct run *x, uint16_t kind, uint64_t member, 
     x->expect[x->n++] = expect;
     x->r->by_kind[kind]++;
     x->r->expected_failures += expect != TALLY_OK;
+    x->r->expected_by_code[expect < TALLY_RESULT_CODE_LIMIT ? expect : 0] += expect != TALLY_OK;
     return p;
 }
 

@@ -35,6 +35,7 @@
 #include "histogram.h"
 #include "replay_data.h"
 #include "tally_records.h"
+#include "tally_results.h"
 
 /* Differences described in a report (the first ones; the rest are counted). */
 #define REPLAY_DIFFS_MAX 10u
@@ -63,6 +64,7 @@ struct replay_report {
     uint64_t purchases_below_point, returns_below_point, returns_of_unposted;
     uint64_t chains;                          /* ACTIVATE + REVERSE chains */
     uint64_t expected_failures;               /* postings the model expected to fail */
+    uint64_t expected_by_code[TALLY_RESULT_CODE_LIMIT]; /* ... by the result expected */
     uint64_t result_mismatches;
     uint64_t post_errors;                     /* sink errors (the run stops at the first) */
     double post_seconds;                      /* wall time of the posting phase */

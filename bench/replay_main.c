@@ -252,6 +252,11 @@ static cJSON *report_json(const char *name, const struct replay_data *d,
         if (kinds[i] != NULL)
             cJSON_AddNumberToObject(k, kinds[i], (double)r->by_kind[i]);
     }
+    cJSON *ef = cJSON_AddObjectToObject(l, "expected_failures_by_result");
+    for (uint32_t i = 1; i < TALLY_RESULT_CODE_LIMIT; i++) {
+        if (r->expected_by_code[i] != 0)
+            cJSON_AddNumberToObject(ef, tally_result_name(i), (double)r->expected_by_code[i]);
+    }
     cJSON_AddNumberToObject(l, "seconds", r->post_seconds);
     double s = r->post_seconds > 0 ? r->post_seconds : 1e-9;
     cJSON_AddNumberToObject(l, "postings_per_s", (double)r->postings / s);
@@ -302,10 +307,15 @@ static void report_text(const char *name, const struct replay_data *d,
            ms_of(hist_percentile(&r->batch_ns, 0.99)), ms_of(r->batch_ns.max));
     printf("postings: %" PRIu64 " OPEN, %" PRIu64 " ACCRUE, %" PRIu64 " CANCEL, %" PRIu64
            " ACTIVATE+REVERSE, %" PRIu64 " REVERSE in all; %" PRIu64 " purchases and %" PRIu64
-           " returns below one point not posted; %" PRIu64 " postings expected to fail\n",
+           " returns below one point not posted; %" PRIu64 " postings expected to fail",
            r->by_kind[TALLY_KIND_OPEN], r->by_kind[TALLY_KIND_ACCRUE],
            r->by_kind[TALLY_KIND_CANCEL], r->chains, r->by_kind[TALLY_KIND_REVERSE],
            r->purchases_below_point, r->returns_below_point, r->expected_failures);
+    for (uint32_t i = 1; i < TALLY_RESULT_CODE_LIMIT; i++) {
+        if (r->expected_by_code[i] != 0)
+            printf(" (%s: %" PRIu64 ")", tally_result_name(i), r->expected_by_code[i]);
+    }
+    printf("\n");
     printf("time-driven (model): %" PRIu64 " activations, %" PRIu64 " expiries (%" PRIu64
            " points), %" PRIu64 " upgrades, %" PRIu64 " renewals, %" PRIu64 " downgrades\n",
            r->activations, r->expiries, r->expired_points, r->upgrades, r->renewals,
