@@ -645,7 +645,8 @@ static int uci_events(struct uci_reader *r)
     if (rc != 0)
         return rc;
     struct uci_match *m = malloc((r->nlines + 1) * sizeof(*m));
-    uint64_t *returned = calloc(ninv + 1, sizeof(*returned));
+    /* Indexed by event: at most one PURCHASE per invoice and one RETURN per cancellation line. */
+    uint64_t *returned = calloc(ninv + r->nlines + 1, sizeof(*returned));
     if (m == NULL || returned == NULL) {
         rc = -ENOMEM;
         goto out;
