@@ -8,8 +8,9 @@
  * applied_index + 1 and stamped with the wall clock (or --at TIME), and prints what became of it.
  * Queries read the same directory. `batch FILE` applies many posting commands, one per line, as
  * one batch. Cluster mode sends the same batches and queries to a tally cluster through libtally
- * (tally.h): the leader stamps each batch with its clock, a lost answer is retried under the same
- * request number, and `status` reports every replica.
+ * (tally.h): the leader stamps each batch with its clock (with --at, on a cluster running with
+ * tallyd --clock client, with TIME: POST_AT), a lost answer is retried under the same request
+ * number, and `status` reports every replica.
  *
  * Design notes
  * - Commands are rows of one table (name, usage, accepted options, help). Posting commands have
@@ -27,8 +28,9 @@
  * - Two backends, one table of calls (struct backend): the engine in this process, or a cluster
  *   through libtally. Both take the same records and answer with the same tally_errors.h codes,
  *   so no command asks which one it runs on. What only one of them can do is refused where it
- *   happens: `tick` and --at on postings are embedded only (a cluster's leader stamps its
- *   batches), and `status` reports the directory or every replica.
+ *   happens: `tick` is embedded only; --at on postings in cluster mode is a POST_AT, which only a
+ *   cluster running with tallyd --clock client takes (a wall-clock cluster's leader stamps its
+ *   batches: the CLI says so); `status` reports the directory or every replica.
  * - In cluster mode a posting whose answer never came (deadline, lost session) has an unknown
  *   outcome: the CLI says so, names the ids to ask about with `posting --id`, and exits 3;
  *   docs/PROTOCOL.md ("Client semantics") says what each outcome means.
@@ -1106,13 +1108,19 @@ static int cluster_post_unknown(struct cli *c, int rc, const struct tally_postin
 static int cluster_apply(struct cli *c, const struct tally_posting *postings, uint32_t n,
                          struct tally_result *results, uint64_t *index_out, uint64_t *time_out)
 {
-    if (c->have_at)
-        return usage_error(c, "--at cannot set a batch's time in a cluster: the leader stamps "
-                              "every batch with its own clock (leave --at out)");
     if (n == 0)
         return usage_error(c, "nothing to post: a cluster takes batches of 1 to %u postings",
                            TALLY_BATCH_MAX);
-    int rc = tally_client_post(c->client, postings, n, results, 0);
+    if (c->have_at && c->at_ms > TALLY_WIRE_AT_MAX)
+        return usage_error(c, "--at is past 9999-12-31T23:59:59.999Z, the latest time a cluster "
+                              "takes");
+    int rc = c->have_at ? tally_client_post_at(c->client, c->at_ms, postings, n, results, 0)
+                        : tally_client_post(c->client, postings, n, results, 0);
+    if (rc == TALLY_ECONFIG && c->have_at)
+        return fail(c, CLI_EXIT_USAGE, "CLOCK_MODE",
+                    "--at cannot set a batch's time in this cluster: its leader stamps every "
+                    "batch with its own clock (tallyd --clock wall). Leave --at out, or run the "
+                    "cluster with --clock client (nothing was applied)");
     if (rc != 0)
         return cluster_post_unknown(c, rc, postings, n);
     *index_out = tally_client_last_index(c->client);
@@ -2599,8 +2607,9 @@ static void help_global(void)
            "  --cluster ADDR[,ADDR...]\n"
            "               replicas of a cluster, host:port (IPv6: [::1]:7401), any of them: the\n"
            "               leader is found by itself (or set TALLY_CLUSTER). `status` reports\n"
-           "               every replica; `tick` and --at on postings are for --data only (the\n"
-           "               leader stamps a cluster's batches with its own clock)\n"
+           "               every replica; `tick` is for --data only, and --at on postings\n"
+           "               only for a cluster running with tallyd --clock client (others stamp\n"
+           "               batches with their leader's clock)\n"
            "  --deadline D how long a command may wait for the cluster, e.g. 2s (default 10s);\n"
            "               a posting not answered by then has an unknown outcome (exit 3)\n"
            "  --at TIME    the batch time: now, YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS[.mmm]]Z (UTC) or\n"

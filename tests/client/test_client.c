@@ -24,7 +24,8 @@
  * when no copy can have been executed, TALLY_ECLOSED when one may have been), or register at the
  * first POST when asked to; reads carry STALE_OK and min_index, report the applied index, and a
  * read answered below its min_index is asked again; STATUS asks every replica; ids are strictly
- * increasing and time-ordered. Everything runs on loopback, every loop and wait is bounded.
+ * increasing and time-ordered; POST_AT carries its time in a 16-byte prefix, retries and resends
+ * it as the same bytes like a POST, and a wall-clock cluster's CLOCK_MODE is TALLY_ECONFIG. Everything runs on loopback, every loop and wait is bounded.
  */
 #include "../support.h"
 
@@ -121,6 +122,7 @@ struct fake {
     uint32_t stale_reads;  /* answer reads STALE this many times */
     uint32_t behind_reads; /* answer reads OK but at an index below the one asked for */
     bool close_all;        /* close every connection (as an idle timeout would), then clear */
+    bool clock_wall;       /* answer POST_AT CLOCK_MODE (tallyd --clock wall) */
 
     /* What happened. */
     struct fake_frame posts[FAKE_POSTS_MAX];
@@ -279,7 +281,9 @@ static struct fake_cached *fake_execute(struct fake *f, const struct tally_wire_
     memcpy(e->client_id, req->client_id, 16);
     e->request = req->request;
     e->checksum_body = req->checksum_body;
-    e->count = req->body_size / (uint32_t)sizeof(struct tally_posting);
+    uint32_t prefix = req->op == TALLY_WIRE_OP_POST_AT ? 16u : 0u; /* POST_AT's at, reserved */
+    body += prefix;
+    e->count = (req->body_size - prefix) / (uint32_t)sizeof(struct tally_posting);
     e->index = ++f->index;
     assert_true(e->count <= FAKE_POSTINGS_MAX);
     for (uint32_t i = 0; i < e->count; i++) {
@@ -330,6 +334,10 @@ static bool fake_post(struct fake *f, int fd, const struct tally_wire_header *re
     if (f->busy_posts > 0) {
         f->busy_posts--;
         fake_reply(f, fd, req, TALLY_WIRE_BUSY, NULL, 0);
+        return true;
+    }
+    if (req->op == TALLY_WIRE_OP_POST_AT && f->clock_wall) {
+        fake_reply(f, fd, req, TALLY_WIRE_CLOCK_MODE, NULL, 0);
         return true;
     }
     if (f->expire_posts > 0) {
@@ -471,7 +479,7 @@ static bool fake_frame(struct fake *f, int fd)
         fake_not_leader(f, fd, &h);
     else if (h.op == TALLY_WIRE_OP_REGISTER)
         fake_register(f, fd, &h);
-    else if (h.op == TALLY_WIRE_OP_POST)
+    else if (h.op == TALLY_WIRE_OP_POST || h.op == TALLY_WIRE_OP_POST_AT)
         keep = fake_post(f, fd, &h, f->buf);
     else
         fake_read(f, fd, &h, body);
@@ -886,6 +894,76 @@ static void test_dropped_connection_retries_same_frame(void **state)
     assert_int_equal(fake_get(a, &a->cache_count), 1);
 }
 
+/* POST_AT is POST with a prefix: the frame carries the time, its retries are the same bytes, and
+ * a resend of the same time and postings after an unknown outcome is the same request. */
+static void test_post_at_frame_carries_the_time_and_retries_are_the_same_bytes(void **state)
+{
+    (void)state;
+    struct fake *a = &fakes[0];
+    struct tally_posting p[2];
+    struct tally_result r[2];
+    fake_start(a);
+    assert_int_equal(open_client(a->address, NULL, 2000), 0);
+    FAKE_SET(a, drop_posts, 1);
+    FAKE_SET(a, busy_posts, 1);
+    postings_make(p, 2, 80);
+    uint64_t at = UINT64_C(852076800000); /* 1997-01-01T00:00Z */
+    assert_int_equal(tally_client_post_at(client, at, p, 2, r, 0), 0);
+    assert_int_equal(r[0].code, TALLY_OK);
+    assert_int_equal(r[1].code, TALLY_OK);
+    assert_posts_identical(a, 3); /* BUSY, dropped after executing, answered from the cache */
+    assert_int_equal(fake_get(a, &a->executions), 1);
+    pthread_mutex_lock(&a->mu);
+    struct tally_wire_header h;
+    struct tally_wire_post_at pre;
+    memcpy(&h, a->posts[0].bytes, sizeof(h));
+    memcpy(&pre, a->posts[0].bytes + sizeof(h), sizeof(pre));
+    uint8_t first[sizeof(struct tally_posting)];
+    memcpy(first, a->posts[0].bytes + sizeof(h) + sizeof(pre), sizeof(first));
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(h.op, TALLY_WIRE_OP_POST_AT);
+    assert_int_equal(h.body_size, 16 + 2 * sizeof(struct tally_posting));
+    assert_int_equal(pre.at, at);
+    assert_int_equal(pre.reserved, 0);
+    assert_memory_equal(first, &p[0], sizeof(first));
+
+    /* An unknown outcome (the answer never came), then the same call: the same request, not a
+     * new one. */
+    FAKE_SET(a, delay_ms, 400);
+    postings_make(p, 1, 90);
+    assert_int_equal(tally_client_post_at(client, at + 1, p, 1, r, 100), TALLY_ETIMEOUT);
+    FAKE_SET(a, delay_ms, 0);
+    assert_int_equal(tally_client_post_at(client, at + 1, p, 1, r, 0), 0);
+    assert_int_equal(r[0].code, TALLY_OK); /* the kept reply, not EXISTS */
+    assert_int_equal(fake_get(a, &a->executions), 2);
+    /* Past 9999-12-31: refused before anything is sent. */
+    uint32_t posts = fake_get(a, &a->post_count);
+    assert_int_equal(tally_client_post_at(client, TALLY_WIRE_AT_MAX + 1, p, 1, r, 0),
+                     TALLY_ECONFIG);
+    assert_int_equal(fake_get(a, &a->post_count), posts);
+}
+
+/* A wall-clock cluster's CLOCK_MODE: TALLY_ECONFIG at once, nothing retried or executed. */
+static void test_post_at_to_a_wall_clock_cluster_is_a_config_error(void **state)
+{
+    (void)state;
+    struct fake *a = &fakes[0];
+    struct tally_posting p[1];
+    struct tally_result r[1];
+    fake_start(a);
+    FAKE_SET(a, clock_wall, true);
+    assert_int_equal(open_client(a->address, NULL, 2000), 0);
+    postings_make(p, 1, 95);
+    assert_int_equal(tally_client_post_at(client, UINT64_C(852076800000), p, 1, r, 0),
+                     TALLY_ECONFIG);
+    assert_int_equal(fake_get(a, &a->post_count), 1);
+    assert_int_equal(fake_get(a, &a->executions), 0);
+    /* The same postings in a POST are a new request, executed. */
+    assert_int_equal(tally_client_post(client, p, 1, r, 0), 0);
+    assert_int_equal(r[0].code, TALLY_OK);
+    assert_int_equal(fake_get(a, &a->executions), 1);
+}
+
 static void test_connection_closed_while_idle_is_reopened(void **state)
 {
     (void)state;
@@ -1268,6 +1346,8 @@ int main(void)
         T(test_dead_replica_in_list_is_skipped),
         T(test_dropped_connection_retries_same_frame),
         T(test_connection_closed_while_idle_is_reopened),
+        T(test_post_at_frame_carries_the_time_and_retries_are_the_same_bytes),
+        T(test_post_at_to_a_wall_clock_cluster_is_a_config_error),
         T(test_busy_is_retried_with_backoff),
         T(test_reply_with_bad_header_checksum_is_retried),
         T(test_reply_with_bad_body_checksum_is_retried),

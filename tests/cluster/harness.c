@@ -75,11 +75,21 @@ void replica_start_env(unsigned i, char *const *env)
             putenv(env[k]);
         char bind[32];
         snprintf(bind, sizeof(bind), "127.0.0.1:%u", cl.base + 13 + i);
-        char *argv[] = {tallyd, "--id", id, "--dir", dir, "--io", (char *)io,
-                        "--election-timeout", "300", "--heartbeat", "50", "--tick", "200",
-                        "--snapshot-threshold", "64", "--snapshot-trailing", "32",
-                        "--metrics", metrics, "--peer", peers[0], "--peer", peers[1],
-                        "--peer", peers[2], cl.raft_proxied ? "--raft-bind" : NULL, bind, NULL};
+        char *argv[32] = {tallyd, "--id", id, "--dir", dir, "--io", (char *)io,
+                          "--election-timeout", "300", "--heartbeat", "50", "--tick", "200",
+                          "--snapshot-threshold", "64", "--snapshot-trailing", "32",
+                          "--metrics", metrics, "--peer", peers[0], "--peer", peers[1],
+                          "--peer", peers[2]};
+        size_t n = 25;
+        if (cl.raft_proxied) {
+            argv[n++] = "--raft-bind";
+            argv[n++] = bind;
+        }
+        if (cl.clock != NULL) {
+            argv[n++] = "--clock";
+            argv[n++] = (char *)cl.clock;
+        }
+        argv[n] = NULL;
         execv(tallyd, argv);
         _exit(127);
     }

@@ -4,7 +4,8 @@
  *
  * Every replica runs with small snapshot settings (threshold 64, trailing 32: the log is compacted
  * all the time, so catch-up from a copy happens in the tests), election timeout 300 ms, heartbeat
- * 50 ms, tick 200 ms, the network backend TALLY_TEST_IO names, and its metrics endpoint. Ports
+ * 50 ms, tick 200 ms, the network backend TALLY_TEST_IO names, and its metrics endpoint (and
+ * --clock cl.clock when a test sets it). Ports
  * come from the process id, below Linux's ephemeral range (32768 and up), where the replicas' own
  * outgoing connections take their source ports and could hold one of ours when a replica
  * restarts. With cl.raft_proxied the Raft traffic goes through a test's proxy (proxy.h).
@@ -33,6 +34,8 @@ struct cluster {
     bool raft_proxied;       /* set before cluster_up: replicas bind Raft on base+14.. (tallyd
                                 --raft-bind) while the configuration names base+11.., where a
                                 test's proxy listens (proxy.h) */
+    const char *clock;       /* tallyd --clock for replicas started from now on (NULL: none
+                                given, the default wall clock) */
 };
 
 extern struct cluster cl;

@@ -12,6 +12,8 @@
  *   - a retried request (same session and request number) and a re-posted posting id (new
  *     request) each take effect once, seen in the balances;
  *   - malformed input gets an error reply or a closed connection, and the server keeps serving;
+ *   - POST_AT to this wall-clock cluster gets CLOCK_MODE (libtally: TALLY_ECONFIG), nothing is
+ *     applied, and the server keeps serving;
  *   - tally-audit verify passes on every replica's ledger afterwards;
  *   - the HTTP endpoints: /metrics (Prometheus text) and /health on leader and followers.
  * The network backend comes from TALLY_TEST_IO (uring, epoll; default auto): make test runs the
@@ -240,6 +242,50 @@ static void test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_
     close(deaf);
     /* Nothing of these frames was applied. */
     wait_converged(admin, 10000);
+}
+
+/* POST_AT needs --clock client: this cluster runs with the wall clock (the default). */
+static void test_post_at_to_a_wall_clock_cluster_is_refused_and_nothing_applied(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    int64_t before = available(admin, 1);
+    uint64_t pid = next_id++;
+    struct tally_posting p = post_accrue(pid, 1, 1, 25, 0);
+    struct tally_result r;
+    assert_int_equal(tally_client_post_at(admin, UINT64_C(852076800000), &p, 1, &r, 5000),
+                     TALLY_ECONFIG);
+    /* The status itself, on the wire, from the leader; the connection is kept. */
+    int fd = raw_connect(leader_address(admin));
+    uint8_t id[16], out[512];
+    for (int i = 0; i < 16; i++)
+        id[i] = (uint8_t)(0xd0 + i);
+    struct tally_wire_register reg;
+    memset(&reg, 0, sizeof(reg));
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_REGISTER, id, 0, &reg, sizeof(reg), out,
+                              sizeof(out)),
+                     TALLY_WIRE_OK);
+    uint8_t body[16 + sizeof(p)];
+    struct tally_wire_post_at pre = {.at = UINT64_C(852076800000), .reserved = 0};
+    memcpy(body, &pre, sizeof(pre));
+    memcpy(body + 16, &p, sizeof(p));
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_POST_AT, id, 1, body, sizeof(body), out,
+                              sizeof(out)),
+                     TALLY_WIRE_CLOCK_MODE);
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_STATUS, NULL, 2, NULL, 0, out, sizeof(out)),
+                     TALLY_WIRE_OK);
+    close(fd);
+    /* Nothing applied; the same posting in a POST is applied, stamped by the wall clock. */
+    uint8_t raw[16];
+    id_make(raw, pid);
+    struct tally_posting_outcome o;
+    assert_int_equal(tally_client_post_outcome(admin, raw, &o, 5000), TALLY_ENOT_FOUND);
+    assert_int_equal(available(admin, 1), before);
+    post_ok(admin, &p, 1);
+    assert_int_equal(available(admin, 1), before + 25);
+    assert_int_equal(tally_client_post_outcome(admin, raw, &o, 5000), 0);
+    assert_true(o.timestamp > UINT64_C(1700000000000)); /* 2023 or later: the wall clock */
+    assert_serving(cl.client_addr[1]);
 }
 
 static uint32_t follower_index(void)
@@ -472,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_retried_request_and_reposted_id_take_effect_once),
         cmocka_unit_test(test_history_longer_than_a_page_comes_back_whole),
         cmocka_unit_test(test_malformed_input_gets_an_error_or_a_close_and_the_server_serves_on),
+        cmocka_unit_test(test_post_at_to_a_wall_clock_cluster_is_refused_and_nothing_applied),
         cmocka_unit_test(test_killed_follower_catches_up_after_restart),
         cmocka_unit_test(test_follower_with_deleted_data_rejoins),
         cmocka_unit_test(test_follower_behind_the_log_start_catches_up_from_a_copy),

@@ -12,8 +12,9 @@
 #    off by one (an in-process engine, --engine), and the replay must say so and exit 1.
 # 3. Bad input: an unknown option, an unknown set, and a missing data directory exit 2.
 #
-# Ports from this shell's pid in 10000-13003 (tally-drill's test uses 14000-16990, tally-bench's
-# 17000-19990, the cluster harness 20000-32000). Every process started here is killed on exit.
+# Ports from this shell's pid in 7900-10903 (above bench/cluster.sh's and make run's 76xx-77xx;
+# tally --at's test uses 11000-14003, tally-drill's 14000-16990, tally-bench's 17000-19990, the
+# cluster harness 20000-32000). Every process started here is killed on exit.
 #
 # Run: TALLY_BUILD=build bash tests/tools/replay.sh   (exit 0 pass, 1 fail, 77 skip)
 set -u
@@ -25,8 +26,8 @@ if [ ! -r "$DATA/cdnow.txt" ] || [ ! -r "$DATA/online_retail.csv.gz" ]; then
     echo "skip: the retail data is not at $DATA (set TALLY_RETAIL_DATA)"
     exit 77
 fi
-script_cluster tally-replay-test 10000
-SCRIPT_TALLYD_ARGS="--clock client" script_cluster_start
+script_cluster tally-replay-test 7900
+script_cluster_start --clock client
 
 # Checks a --json report on stdin; $1: the set, $2: the customers expected.
 check_report() {

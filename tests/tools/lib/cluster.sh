@@ -7,8 +7,9 @@
 #
 #   script_needs PROGRAM...     exit 77 (skip) unless each $BUILD/PROGRAM and python3 exist
 #   script_cluster NAME BAND    DIR, BASE, CLUSTER, DIRS, PIDS; the exit trap
-#   script_cluster_start        start r1..r3 and wait (10 s at most) for a leader all three know;
-#                               SCRIPT_TALLYD_ARGS: more tallyd options (e.g. --clock client)
+#   script_cluster_start [ARG...]
+#                               start r1..r3 (ARGs: extra tallyd flags, e.g. --clock client) and
+#                               wait (10 s at most) for a leader all three know
 #   fail MESSAGE...             print it and the tails of the logs, exit 1
 
 BUILD=${TALLY_BUILD:-build}
@@ -62,9 +63,7 @@ script_cluster_start() {
     local tallyd i
     tallyd=$(cd "$(dirname "$BUILD/tallyd")" && pwd)/tallyd
     for i in 1 2 3; do
-        # shellcheck disable=SC2086 # SCRIPT_TALLYD_ARGS is a list of options
-        "$tallyd" --id $i --dir "$DIR/r$i" --election-timeout 300 --heartbeat 50 \
-            ${SCRIPT_TALLYD_ARGS:-} \
+        "$tallyd" --id $i --dir "$DIR/r$i" --election-timeout 300 --heartbeat 50 "$@" \
             --peer 1,127.0.0.1:$((BASE + 11)),127.0.0.1:$((BASE + 1)) \
             --peer 2,127.0.0.1:$((BASE + 12)),127.0.0.1:$((BASE + 2)) \
             --peer 3,127.0.0.1:$((BASE + 13)),127.0.0.1:$((BASE + 3)) 2>"$DIR/r$i.log" &
