@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "replay_model.h"
+#include "tally_errors.h"
 #include "tally_results.h"
 
 void replay_program_config(uint32_t set, struct tally_program_config *c)
@@ -147,7 +148,10 @@ static int flush(struct run *x)
     hist_record(&x->r->batch_ns, (uint64_t)((t1 - t0) * 1e9));
     if (rc != 0) {
         x->r->post_errors++;
-        diff(x->r, "a batch of %u postings at %" PRIu64 " failed: error %d", x->n, x->at, rc);
+        char when[32];
+        day_text(x->at, when, sizeof(when));
+        diff(x->r, "a batch of %u postings at %s failed: %s%s", x->n, when, tally_strerror(rc),
+             rc == TALLY_ECONFIG ? " (a cluster must run tallyd --clock client)" : "");
         return rc;
     }
     for (uint32_t i = 0; i < x->n; i++) {

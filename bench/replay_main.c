@@ -233,11 +233,26 @@ static double ms_of(uint64_t ns)
     return (double)ns / 1e6;
 }
 
+/* The 1-, 5- and 15-minute load averages (2 shared cores here: a figure needs them beside it). */
+static void load_average(double out[3])
+{
+    out[0] = out[1] = out[2] = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%lf %lf %lf", &out[0], &out[1], &out[2]) != 3)
+        out[0] = out[1] = out[2] = -1;
+    fclose(f);
+}
+
 static cJSON *report_json(const char *name, const struct replay_data *d,
-                          const struct replay_report *r)
+                          const struct replay_report *r, const double load[2][3])
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "set", name);
+    cJSON *la = cJSON_AddObjectToObject(j, "load_average");
+    cJSON_AddItemToObject(la, "before", cJSON_CreateDoubleArray(load[0], 3));
+    cJSON_AddItemToObject(la, "after", cJSON_CreateDoubleArray(load[1], 3));
     cJSON_AddItemToObject(j, "data", stats_json(&d->stats));
     cJSON *l = cJSON_AddObjectToObject(j, "load");
 #define F(o, name) cJSON_AddNumberToObject(o, #name, (double)r->name)
@@ -287,11 +302,12 @@ static cJSON *report_json(const char *name, const struct replay_data *d,
 }
 
 static void report_text(const char *name, const struct replay_data *d,
-                        const struct replay_report *r)
+                        const struct replay_report *r, const double load[2][3])
 {
     const struct replay_stats *s = &d->stats;
     double sec = r->post_seconds > 0 ? r->post_seconds : 1e-9;
-    printf("== replay of %s ==\n", name);
+    printf("== replay of %s (load average %.2f %.2f %.2f before, %.2f %.2f %.2f after) ==\n",
+           name, load[0][0], load[0][1], load[0][2], load[1][0], load[1][1], load[1][2]);
     printf("data: %" PRIu64 " rows, %" PRIu64 " customers, %" PRIu64 " purchases (%.2f), %" PRIu64
            " returns (%.2f); not posted: %" PRIu64 " rows without a customer, %" PRIu64
            " zero-amount rows, %" PRIu64 " unmatched return rows (%.2f), %.2f of returns above "
@@ -425,6 +441,8 @@ int replay_main(int argc, char **argv)
                                     .pending_ms = o.pending_ms, .window_ms = o.window_ms,
                                     .progress = !o.quiet};
         struct replay_report *r = malloc(sizeof(*r));
+        double load[2][3];
+        load_average(load[0]);
         if (r == NULL || replay_run(&d, &ro, &sink, r) != 0) {
             fprintf(stderr, "tally-bench --replay: out of memory\n");
             free(r);
@@ -432,9 +450,10 @@ int replay_main(int argc, char **argv)
             status = EXIT_CLUSTER;
             break;
         }
-        cJSON_AddItemToArray(runs, report_json(name, &d, r));
+        load_average(load[1]);
+        cJSON_AddItemToArray(runs, report_json(name, &d, r, (const double(*)[3])load));
         if (!o.json)
-            report_text(name, &d, r);
+            report_text(name, &d, r, (const double(*)[3])load);
         ok = ok && r->ok;
         if (r->post_errors > 0)
             status = EXIT_CLUSTER;

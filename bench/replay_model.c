@@ -202,13 +202,14 @@ static void expire_due(struct replay_model *m, struct member *mb, uint64_t t)
     lot_drop_empty(mb);
 }
 
-static void activate(struct replay_model *m, struct member *mb, uint32_t i, uint64_t t)
+/* Activate lot i at time t: by its timer (timed), or by an ACTIVATE posting. */
+static void activate(struct replay_model *m, struct member *mb, uint32_t i, uint64_t t, bool timed)
 {
     struct tally_lot *l = &mb->lots[i];
     mb->pending -= l->remaining;
     mb->available += (int64_t)l->remaining;
     l->activate_at = 0;
-    m->counts.activations++;
+    m->counts.activations += timed;
     lot_drop_empty(mb);
     expire_due(m, mb, t); /* a lot past its expiry expires as soon as it is active */
 }
@@ -257,7 +258,7 @@ static void settle(struct replay_model *m, struct member *mb, uint64_t t)
         if (what == NONE)
             return;
         if (what == ACTIVATE)
-            activate(m, mb, which, next);
+            activate(m, mb, which, next, true);
         else if (what == EXPIRE)
             expire_due(m, mb, next);
         else
@@ -414,8 +415,7 @@ uint32_t replay_model_activate(struct replay_model *m, uint32_t accrual)
     int32_t i = pending_lot(mb, a);
     if (i < 0)
         return TALLY_NOT_PENDING;
-    activate(m, mb, (uint32_t)i, m->now);
-    m->counts.activations--; /* counted as time-driven work only when time does it */
+    activate(m, mb, (uint32_t)i, m->now, false);
     return TALLY_OK;
 }
 
