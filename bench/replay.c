@@ -63,17 +63,17 @@ struct run {
     const struct replay_sink *s;
     struct replay_report *r;
     struct replay_model *m;
-    uint32_t *accrual;    /* per event: its accrual handle, UINT32_MAX if none */
+    uint32_t *accrual;         /* per event: its accrual handle, UINT32_MAX if none */
     uint8_t (*accrual_id)[16]; /* per accrual handle: the ACCRUE's posting id */
-    uint64_t *returned;   /* per event (a PURCHASE): cents returned of it so far */
-    uint64_t members_max; /* highest customer id; the tick member is one above */
+    uint64_t *returned;        /* per event (a PURCHASE): cents returned of it so far */
+    uint64_t members_max;      /* highest customer id; the tick member is one above */
     struct tally_posting *batch;
     struct tally_result *results;
     uint32_t *expect;
     uint32_t n;
-    uint64_t at;          /* the batch's time */
-    uint64_t counter;     /* postings made, for the ids */
-    uint64_t user_ref;    /* the current event's source number, kept in user_data */
+    uint64_t at;       /* the batch's time */
+    uint64_t counter;  /* postings made, for the ids */
+    uint64_t user_ref; /* the current event's source number, kept in user_data */
 };
 
 static double now_s(void)
@@ -83,7 +83,8 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void diff(struct replay_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diff(struct replay_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void diff(struct replay_report *r, const char *fmt, ...)
 {
@@ -129,8 +130,8 @@ static struct tally_posting *add(struct run *x, uint16_t kind, uint64_t member, 
 
 static const char *kind_name(uint16_t k)
 {
-    static const char *names[] = {"?", "PROGRAM", "OPEN", "ACCRUE", "ACTIVATE", "CANCEL",
-                                  "REDEEM", "HOLD", "CAPTURE", "RELEASE", "REVERSE"};
+    static const char *names[] = {"?",      "PROGRAM", "OPEN",    "ACCRUE",  "ACTIVATE", "CANCEL",
+                                  "REDEEM", "HOLD",    "CAPTURE", "RELEASE", "REVERSE"};
     return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
@@ -214,8 +215,7 @@ static void returned(struct run *x, const struct replay_event *e)
     const struct replay_event *buy = &x->d->events[e->ref];
     const struct model_accrual *acc = replay_model_accrual(x->m, a);
     x->returned[e->ref] += e->cents;
-    uint64_t target = (uint64_t)((unsigned __int128)acc->amount * x->returned[e->ref] /
-                                 buy->cents);
+    uint64_t target = (uint64_t)((unsigned __int128)acc->amount * x->returned[e->ref] / buy->cents);
     if (target <= acc->reversed) {
         x->r->returns_below_point++;
         return;
@@ -224,22 +224,22 @@ static void returned(struct run *x, const struct replay_event *e)
     const uint8_t *ref = x->accrual_id[a];
     bool pending = replay_model_is_pending(x->m, a);
     if (pending && acc->reversed == 0 && amount == acc->amount) {
-        struct tally_posting *p = add(x, TALLY_KIND_CANCEL, e->customer,
-                                      replay_model_cancel(x->m, a));
+        struct tally_posting *p =
+            add(x, TALLY_KIND_CANCEL, e->customer, replay_model_cancel(x->m, a));
         memcpy(p->ref, ref, 16);
         return;
     }
     if (pending) {
         /* Both or neither: the model applies the ACTIVATE only if the REVERSE will succeed
          * after it, which it always does (the activated lot holds what is reversed). */
-        struct tally_posting *p = add(x, TALLY_KIND_ACTIVATE, e->customer,
-                                      replay_model_activate(x->m, a));
+        struct tally_posting *p =
+            add(x, TALLY_KIND_ACTIVATE, e->customer, replay_model_activate(x->m, a));
         p->flags = TALLY_FLAG_LINKED;
         memcpy(p->ref, ref, 16);
         x->r->chains++;
     }
-    struct tally_posting *p = add(x, TALLY_KIND_REVERSE, e->customer,
-                                  replay_model_reverse(x->m, a, amount));
+    struct tally_posting *p =
+        add(x, TALLY_KIND_REVERSE, e->customer, replay_model_reverse(x->m, a, amount));
     memcpy(p->ref, ref, 16);
     p->amount = amount;
 }
@@ -306,13 +306,14 @@ static int post_all(struct run *x)
 
 /* ---- the check ----------------------------------------------------------------------------- */
 
-#define CHECK_FIELD(name, got, want)                                                              \
-    do {                                                                                          \
-        if ((uint64_t)(got) != (uint64_t)(want)) {                                                \
-            diff(r, "member %" PRIu64 ": %s is %" PRId64 " in the ledger, %" PRId64               \
-                    " in the model", member, name, (int64_t)(got), (int64_t)(want));              \
-            bad = true;                                                                           \
-        }                                                                                         \
+#define CHECK_FIELD(name, got, want)                                                               \
+    do {                                                                                           \
+        if ((uint64_t)(got) != (uint64_t)(want)) {                                                 \
+            diff(r,                                                                                \
+                 "member %" PRIu64 ": %s is %" PRId64 " in the ledger, %" PRId64 " in the model",  \
+                 member, name, (int64_t)(got), (int64_t)(want));                                   \
+            bad = true;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static bool check_account(struct replay_report *r, uint64_t member, const struct tally_account *a,

@@ -46,8 +46,8 @@ struct replay_sink {
     int (*post)(void *ctx, uint64_t at_ms, const struct tally_posting *p, uint32_t n,
                 struct tally_result *r);
     int (*account)(void *ctx, uint32_t program, uint64_t member, struct tally_account *out);
-    int (*lots)(void *ctx, uint32_t program, uint64_t member, struct tally_lot *out,
-                uint32_t max, uint32_t *count);
+    int (*lots)(void *ctx, uint32_t program, uint64_t member, struct tally_lot *out, uint32_t max,
+                uint32_t *count);
 };
 
 struct replay_options {
@@ -60,16 +60,16 @@ struct replay_options {
 struct replay_report {
     /* the load */
     uint64_t batches, postings, purchases_posted;
-    uint64_t by_kind[TALLY_KIND_LIMIT];      /* postings sent, by kind */
+    uint64_t by_kind[TALLY_KIND_LIMIT]; /* postings sent, by kind */
     uint64_t purchases_below_point, returns_below_point, returns_of_unposted;
-    uint64_t chains;                          /* ACTIVATE + REVERSE chains */
-    uint64_t expected_failures;               /* postings the model expected to fail */
+    uint64_t chains;                                    /* ACTIVATE + REVERSE chains */
+    uint64_t expected_failures;                         /* postings the model expected to fail */
     uint64_t expected_by_code[TALLY_RESULT_CODE_LIMIT]; /* ... by the result expected */
     uint64_t result_mismatches;
-    uint64_t post_errors;                     /* sink errors (the run stops at the first) */
-    double post_seconds;                      /* wall time of the posting phase */
-    struct hist batch_ns;                     /* latency of each batch */
-    uint64_t first_ms, last_ms, final_ms;     /* ledger time span of the replay */
+    uint64_t post_errors;                 /* sink errors (the run stops at the first) */
+    double post_seconds;                  /* wall time of the posting phase */
+    struct hist batch_ns;                 /* latency of each batch */
+    uint64_t first_ms, last_ms, final_ms; /* ledger time span of the replay */
     /* the check */
     uint64_t members_checked, members_mismatched, read_errors;
     double check_seconds;
@@ -77,7 +77,7 @@ struct replay_report {
     uint32_t ndiffs;
     /* time-driven work the model saw */
     uint64_t activations, expiries, expired_points, upgrades, renewals, downgrades;
-    uint32_t tier_count[TALLY_TIERS_MAX];     /* members per tier at the end (model) */
+    uint32_t tier_count[TALLY_TIERS_MAX]; /* members per tier at the end (model) */
     bool ok;
 };
 

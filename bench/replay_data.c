@@ -64,11 +64,15 @@ int replay_parse_decimal(const char *s, unsigned scale, uint64_t *out)
 /* Civil UTC time to ms; -1 if a field is out of range. */
 static int64_t civil_ms(int y, int mo, int d, int h, int mi, int s)
 {
-    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
-        mi < 0 || mi > 59 || s < 0 || s > 60)
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || s < 0 || s > 60)
         return -1;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     time_t t = timegm(&tm);
     if (t < 0 || tm.tm_mday != d)
         return -1; /* 31 February and the like were normalised */
@@ -166,8 +170,8 @@ static int finish_events(struct replay_data *d, struct first_seen *seen, size_t 
     size_t a = 0, j = 0;
     for (size_t o = 0; o < total; o++) {
         if (j < nj && (a == d->count || seen[j].at_ms <= d->events[a].at_ms)) {
-            ev[o] = (struct replay_event){seen[j].at_ms, seen[j].customer, 0, REPLAY_JOIN, 0,
-                                          seen[j].row, 0};
+            ev[o] = (struct replay_event){
+                seen[j].at_ms, seen[j].customer, 0, REPLAY_JOIN, 0, seen[j].row, 0};
             j++;
         } else {
             moved[a] = (uint32_t)o;
@@ -290,11 +294,11 @@ int replay_data_load_cdnow(const char *path, uint64_t max_rows, struct replay_da
 
 /* A row of a customer, as kept for grouping and matching. */
 struct uci_line {
-    uint64_t invoice;  /* prefix letter << 32 | number */
+    uint64_t invoice; /* prefix letter << 32 | number */
     uint64_t customer;
     uint64_t at_ms;
     int64_t quantity;
-    uint64_t price;    /* 10^-5 pounds */
+    uint64_t price; /* 10^-5 pounds */
     uint32_t row;
     char stock[20];
 };
@@ -304,9 +308,9 @@ enum { UCI_FIELDS = 8, UCI_FIELD_MAX = 64 };
 struct uci_reader {
     struct replay_data *d;
     uint64_t max_rows;
-    uint32_t field;           /* index of the next field in the row */
+    uint32_t field; /* index of the next field in the row */
     char f[UCI_FIELDS][UCI_FIELD_MAX];
-    bool too_long;            /* a kept field did not fit */
+    bool too_long; /* a kept field did not fit */
     XXH3_state_t *hash;
     uint64_t *row_hashes, *invoices;
     size_t rows_cap;
@@ -531,8 +535,14 @@ static int uci_invoices(struct uci_reader *r, struct uci_invoice **out, uint32_t
     for (size_t i = 0; i < r->nlines;) {
         struct uci_invoice *v = &inv[n++];
         const struct uci_line *l = &r->lines[i];
-        *v = (struct uci_invoice){l->at_ms, l->customer, l->row, (uint32_t)i, 0, 0,
-                                  (uint32_t)l->invoice, (l->invoice >> 32) == 'C'};
+        *v = (struct uci_invoice){l->at_ms,
+                                  l->customer,
+                                  l->row,
+                                  (uint32_t)i,
+                                  0,
+                                  0,
+                                  (uint32_t)l->invoice,
+                                  (l->invoice >> 32) == 'C'};
         for (; i < r->nlines && r->lines[i].invoice == l->invoice; i++) {
             if (r->lines[i].at_ms < v->at_ms)
                 v->at_ms = r->lines[i].at_ms;
@@ -556,8 +566,7 @@ static bool uci_purchase_line(struct replay_stats *st, const struct uci_invoice 
 }
 
 static int uci_purchase(struct replay_data *d, uint32_t *cap, struct uci_invoice *v,
-                        const struct uci_line *lines, struct uci_match *m, size_t *nm,
-                        uint32_t pos)
+                        const struct uci_line *lines, struct uci_match *m, size_t *nm, uint32_t pos)
 {
     uint64_t units = 0;
     for (uint32_t k = 0; k < v->nlines; k++) {
@@ -624,8 +633,8 @@ static int uci_cancel(struct replay_data *d, uint32_t *cap, const struct uci_inv
         if (cents == 0)
             continue;
         returned[orig[j]] += cents;
-        struct replay_event ev = {v->at_ms, v->customer, cents, REPLAY_RETURN, orig[j],
-                                  v->number, 0};
+        struct replay_event ev = {v->at_ms, v->customer, cents, REPLAY_RETURN,
+                                  orig[j],  v->number,   0};
         st->returns++;
         st->return_cents += cents;
         int rc = events_push(d, cap, &ev);

@@ -59,27 +59,27 @@ struct replay_event {
 };
 
 struct replay_stats {
-    uint64_t rows;              /* data rows read (header lines not counted) */
-    uint64_t header_lines;      /* header lines skipped */
-    uint64_t bad_rows;          /* rows that do not parse (reported; the load fails) */
-    uint64_t rows_no_customer;  /* UCI: rows without CustomerID */
-    uint64_t rows_zero;         /* rows whose amount is 0 (price or dollar value 0) */
-    uint64_t duplicate_rows;    /* UCI: rows byte-identical to an earlier row (kept) */
-    uint64_t adjust_rows;       /* UCI: A invoices (bad-debt adjustments, no customer) */
-    uint64_t odd_rows;          /* UCI: negative quantity outside a C invoice, with a customer */
-    uint64_t customers;         /* distinct customers (rows with a customer) */
-    uint64_t joins;             /* ... of which none of whose rows makes an event: JOIN events */
-    uint64_t purchases;         /* PURCHASE events */
-    uint64_t purchase_cents;    /* their sum */
-    uint64_t purchases_zero;    /* UCI: invoices of a customer whose lines sum to <= 0 */
-    uint64_t return_rows;       /* UCI: C-invoice rows with a customer */
-    uint64_t return_rows_unmatched; /* ... with no earlier purchase of that StockCode */
+    uint64_t rows;             /* data rows read (header lines not counted) */
+    uint64_t header_lines;     /* header lines skipped */
+    uint64_t bad_rows;         /* rows that do not parse (reported; the load fails) */
+    uint64_t rows_no_customer; /* UCI: rows without CustomerID */
+    uint64_t rows_zero;        /* rows whose amount is 0 (price or dollar value 0) */
+    uint64_t duplicate_rows;   /* UCI: rows byte-identical to an earlier row (kept) */
+    uint64_t adjust_rows;      /* UCI: A invoices (bad-debt adjustments, no customer) */
+    uint64_t odd_rows;         /* UCI: negative quantity outside a C invoice, with a customer */
+    uint64_t customers;        /* distinct customers (rows with a customer) */
+    uint64_t joins;            /* ... of which none of whose rows makes an event: JOIN events */
+    uint64_t purchases;        /* PURCHASE events */
+    uint64_t purchase_cents;   /* their sum */
+    uint64_t purchases_zero;   /* UCI: invoices of a customer whose lines sum to <= 0 */
+    uint64_t return_rows;      /* UCI: C-invoice rows with a customer */
+    uint64_t return_rows_unmatched;  /* ... with no earlier purchase of that StockCode */
     uint64_t return_cents_unmatched; /* their amount, pence */
-    uint64_t returns;           /* RETURN events */
-    uint64_t return_cents;      /* their sum (after the cap) */
-    uint64_t return_cents_capped; /* pence cut because returns would exceed their purchase */
-    uint64_t invoices;          /* UCI: distinct invoice numbers (all rows) */
-    uint64_t first_ms, last_ms; /* time of the first and last event */
+    uint64_t returns;                /* RETURN events */
+    uint64_t return_cents;           /* their sum (after the cap) */
+    uint64_t return_cents_capped;    /* pence cut because returns would exceed their purchase */
+    uint64_t invoices;               /* UCI: distinct invoice numbers (all rows) */
+    uint64_t first_ms, last_ms;      /* time of the first and last event */
 };
 
 struct replay_data {

@@ -38,7 +38,7 @@ struct replay_cli {
     const char *json_file;
     const char *dirs[DIRS_MAX];
     uint32_t ndirs;
-    uint64_t rows;         /* 0: all rows */
+    uint64_t rows; /* 0: all rows */
     uint64_t pending_ms, window_ms, timeout_ms;
     uint32_t program;
     bool json, quiet;
@@ -146,18 +146,26 @@ static const char *default_data(char *buf, size_t len)
 
 static int parse(int argc, char **argv, struct replay_cli *o, char *data_buf, size_t data_len)
 {
-    *o = (struct replay_cli){.pending_ms = 30 * UINT64_C(86400000), .timeout_ms = 60000,
-                             .program = 1997};
+    *o = (struct replay_cli){
+        .pending_ms = 30 * UINT64_C(86400000), .timeout_ms = 60000, .program = 1997};
     o->addresses = getenv("TALLY_CLUSTER");
     static const struct option longs[] = {
-        {"replay", required_argument, 0, 'r'},   {"cluster", required_argument, 0, 'c'},
-        {"engine", required_argument, 0, 'e'},   {"data", required_argument, 0, 'D'},
-        {"rows", required_argument, 0, 'n'},     {"return-days", required_argument, 0, 'R'},
-        {"window-ms", required_argument, 0, 'w'}, {"program", required_argument, 0, 'g'},
-        {"data-dirs", required_argument, 0, 'd'}, {"timeout", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'J'},           {"json-file", required_argument, 0, 'j'},
-        {"quiet", no_argument, 0, 'q'},          {"pids", required_argument, 0, 'p'},
-        {"svg", required_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
+        {"replay", required_argument, 0, 'r'},
+        {"cluster", required_argument, 0, 'c'},
+        {"engine", required_argument, 0, 'e'},
+        {"data", required_argument, 0, 'D'},
+        {"rows", required_argument, 0, 'n'},
+        {"return-days", required_argument, 0, 'R'},
+        {"window-ms", required_argument, 0, 'w'},
+        {"program", required_argument, 0, 'g'},
+        {"data-dirs", required_argument, 0, 'd'},
+        {"timeout", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'J'},
+        {"json-file", required_argument, 0, 'j'},
+        {"quiet", no_argument, 0, 'q'},
+        {"pids", required_argument, 0, 'p'},
+        {"svg", required_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int ch, li = 0;
@@ -167,17 +175,32 @@ static int parse(int argc, char **argv, struct replay_cli *o, char *data_buf, si
         bool ok = true;
         uint64_t v = 0;
         switch (ch) {
-        case 'r': o->sets = optarg; break;
-        case 'c': o->addresses = optarg; break;
-        case 'e': o->engine = optarg; break;
-        case 'D': o->data = optarg; break;
-        case 'n': ok = cli_parse_u64(optarg, &o->rows) && o->rows > 0; break;
+        case 'r':
+            o->sets = optarg;
+            break;
+        case 'c':
+            o->addresses = optarg;
+            break;
+        case 'e':
+            o->engine = optarg;
+            break;
+        case 'D':
+            o->data = optarg;
+            break;
+        case 'n':
+            ok = cli_parse_u64(optarg, &o->rows) && o->rows > 0;
+            break;
         case 'R':
             ok = cli_parse_u64(optarg, &v) && v >= 1 && v <= 3650;
             o->pending_ms = v * 86400000;
             break;
-        case 'w': ok = cli_parse_u64(optarg, &o->window_ms) && o->window_ms <= 86400000; break;
-        case 'g': ok = cli_parse_u64(optarg, &v) && v >= 1 && v < UINT32_MAX; o->program = (uint32_t)v; break;
+        case 'w':
+            ok = cli_parse_u64(optarg, &o->window_ms) && o->window_ms <= 86400000;
+            break;
+        case 'g':
+            ok = cli_parse_u64(optarg, &v) && v >= 1 && v < UINT32_MAX;
+            o->program = (uint32_t)v;
+            break;
         case 'd':
             for (char *tok = strtok(optarg, ","); tok != NULL && ok; tok = strtok(NULL, ","))
                 ok = o->ndirs < DIRS_MAX && (o->dirs[o->ndirs++] = tok) != NULL;
@@ -186,12 +209,23 @@ static int parse(int argc, char **argv, struct replay_cli *o, char *data_buf, si
             ok = cli_parse_u64(optarg, &v) && v >= 1 && v <= 3600;
             o->timeout_ms = v * 1000;
             break;
-        case 'J': o->json = true; break;
-        case 'j': o->json_file = optarg; break;
-        case 'q': o->quiet = true; break;
-        case 'p': case 'v': break;
-        case 'h': usage(stdout); exit(EXIT_OK);
-        default: ok = false;
+        case 'J':
+            o->json = true;
+            break;
+        case 'j':
+            o->json_file = optarg;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 'p':
+        case 'v':
+            break;
+        case 'h':
+            usage(stdout);
+            exit(EXIT_OK);
+        default:
+            ok = false;
         }
         if (!ok) {
             fprintf(stderr, "tally-bench --replay: bad option or value: %s\n", argv[optind - 1]);
@@ -199,9 +233,9 @@ static int parse(int argc, char **argv, struct replay_cli *o, char *data_buf, si
             return EXIT_USAGE;
         }
     }
-    bool set_ok = o->sets != NULL && (strcmp(o->sets, "cdnow") == 0 ||
-                                      strcmp(o->sets, "online-retail") == 0 ||
-                                      strcmp(o->sets, "all") == 0);
+    bool set_ok =
+        o->sets != NULL && (strcmp(o->sets, "cdnow") == 0 ||
+                            strcmp(o->sets, "online-retail") == 0 || strcmp(o->sets, "all") == 0);
     if (!set_ok || optind != argc || (o->engine == NULL && o->addresses == NULL) ||
         (o->engine != NULL && o->addresses != NULL)) {
         fprintf(stderr, "tally-bench --replay: give a set (cdnow, online-retail or all) and "
@@ -220,10 +254,28 @@ static cJSON *stats_json(const struct replay_stats *s)
 {
     cJSON *j = cJSON_CreateObject();
 #define F(name) cJSON_AddNumberToObject(j, #name, (double)s->name)
-    F(rows); F(header_lines); F(bad_rows); F(rows_no_customer); F(rows_zero); F(duplicate_rows);
-    F(adjust_rows); F(odd_rows); F(customers); F(joins); F(purchases); F(purchase_cents);
-    F(purchases_zero); F(return_rows); F(return_rows_unmatched); F(return_cents_unmatched);
-    F(returns); F(return_cents); F(return_cents_capped); F(invoices); F(first_ms); F(last_ms);
+    F(rows);
+    F(header_lines);
+    F(bad_rows);
+    F(rows_no_customer);
+    F(rows_zero);
+    F(duplicate_rows);
+    F(adjust_rows);
+    F(odd_rows);
+    F(customers);
+    F(joins);
+    F(purchases);
+    F(purchase_cents);
+    F(purchases_zero);
+    F(return_rows);
+    F(return_rows_unmatched);
+    F(return_cents_unmatched);
+    F(returns);
+    F(return_cents);
+    F(return_cents_capped);
+    F(invoices);
+    F(first_ms);
+    F(last_ms);
 #undef F
     return j;
 }
@@ -256,13 +308,24 @@ static cJSON *report_json(const char *name, const struct replay_data *d,
     cJSON_AddItemToObject(j, "data", stats_json(&d->stats));
     cJSON *l = cJSON_AddObjectToObject(j, "load");
 #define F(o, name) cJSON_AddNumberToObject(o, #name, (double)r->name)
-    F(l, batches); F(l, postings); F(l, purchases_posted); F(l, purchases_below_point);
-    F(l, returns_below_point); F(l, returns_of_unposted); F(l, chains); F(l, expected_failures);
-    F(l, result_mismatches); F(l, post_errors); F(l, first_ms); F(l, last_ms); F(l, final_ms);
+    F(l, batches);
+    F(l, postings);
+    F(l, purchases_posted);
+    F(l, purchases_below_point);
+    F(l, returns_below_point);
+    F(l, returns_of_unposted);
+    F(l, chains);
+    F(l, expected_failures);
+    F(l, result_mismatches);
+    F(l, post_errors);
+    F(l, first_ms);
+    F(l, last_ms);
+    F(l, final_ms);
     cJSON *k = cJSON_AddObjectToObject(l, "by_kind");
-    static const char *kinds[] = {[TALLY_KIND_PROGRAM] = "program", [TALLY_KIND_OPEN] = "open",
-                                  [TALLY_KIND_ACCRUE] = "accrue", [TALLY_KIND_ACTIVATE] = "activate",
-                                  [TALLY_KIND_CANCEL] = "cancel", [TALLY_KIND_REVERSE] = "reverse"};
+    static const char *kinds[] = {
+        [TALLY_KIND_PROGRAM] = "program", [TALLY_KIND_OPEN] = "open",
+        [TALLY_KIND_ACCRUE] = "accrue",   [TALLY_KIND_ACTIVATE] = "activate",
+        [TALLY_KIND_CANCEL] = "cancel",   [TALLY_KIND_REVERSE] = "reverse"};
     for (uint32_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         if (kinds[i] != NULL)
             cJSON_AddNumberToObject(k, kinds[i], (double)r->by_kind[i]);
@@ -285,10 +348,16 @@ static cJSON *report_json(const char *name, const struct replay_data *d,
     cJSON_AddNumberToObject(lat, "p99_ms", ms_of(hist_percentile(&r->batch_ns, 0.99)));
     cJSON_AddNumberToObject(lat, "max_ms", ms_of(r->batch_ns.max));
     cJSON *t = cJSON_AddObjectToObject(j, "time_driven");
-    F(t, activations); F(t, expiries); F(t, expired_points); F(t, upgrades); F(t, renewals);
+    F(t, activations);
+    F(t, expiries);
+    F(t, expired_points);
+    F(t, upgrades);
+    F(t, renewals);
     F(t, downgrades);
     cJSON *c = cJSON_AddObjectToObject(j, "check");
-    F(c, members_checked); F(c, members_mismatched); F(c, read_errors);
+    F(c, members_checked);
+    F(c, members_mismatched);
+    F(c, read_errors);
 #undef F
     cJSON_AddNumberToObject(c, "seconds", r->check_seconds);
     cJSON *tiers = cJSON_AddArrayToObject(c, "members_per_tier");
@@ -306,8 +375,8 @@ static void report_text(const char *name, const struct replay_data *d,
 {
     const struct replay_stats *s = &d->stats;
     double sec = r->post_seconds > 0 ? r->post_seconds : 1e-9;
-    printf("== replay of %s (load average %.2f %.2f %.2f before, %.2f %.2f %.2f after) ==\n",
-           name, load[0][0], load[0][1], load[0][2], load[1][0], load[1][1], load[1][2]);
+    printf("== replay of %s (load average %.2f %.2f %.2f before, %.2f %.2f %.2f after) ==\n", name,
+           load[0][0], load[0][1], load[0][2], load[1][0], load[1][1], load[1][2]);
     printf("data: %" PRIu64 " rows, %" PRIu64 " customers, %" PRIu64 " purchases (%.2f), %" PRIu64
            " returns (%.2f); not posted: %" PRIu64 " rows without a customer, %" PRIu64
            " zero-amount rows, %" PRIu64 " unmatched return rows (%.2f), %.2f of returns above "
@@ -334,8 +403,7 @@ static void report_text(const char *name, const struct replay_data *d,
     printf("\n");
     printf("time-driven (model): %" PRIu64 " activations, %" PRIu64 " expiries (%" PRIu64
            " points), %" PRIu64 " upgrades, %" PRIu64 " renewals, %" PRIu64 " downgrades\n",
-           r->activations, r->expiries, r->expired_points, r->upgrades, r->renewals,
-           r->downgrades);
+           r->activations, r->expiries, r->expired_points, r->upgrades, r->renewals, r->downgrades);
     printf("check: %" PRIu64 " members read back in %.1f s, %" PRIu64 " differ, %" PRIu64
            " results differ: %s\n",
            r->members_checked, r->check_seconds, r->members_mismatched, r->result_mismatches,
@@ -381,7 +449,10 @@ static bool audit(const struct replay_cli *o, cJSON *doc)
         cJSON_AddItemToArray(a, e);
         if (!o->json)
             printf("audit of %s: %s (%" PRIu64 " entries)\n", o->dirs[i],
-                   ok ? "OK" : rc != 0 ? tally_strerror(rc) : ar.what, ar.entries);
+                   ok        ? "OK"
+                   : rc != 0 ? tally_strerror(rc)
+                             : ar.what,
+                   ar.entries);
     }
     return all_ok;
 }
@@ -399,8 +470,8 @@ static int open_sink(const struct replay_cli *o, struct replay_sink *s, struct c
         *s = (struct replay_sink){es, engine_post, engine_account_of, engine_lots_of};
         return rc;
     }
-    struct tally_client_options co = {.addresses = o->addresses, .timeout_ms = o->timeout_ms,
-                                      .label = "tally-bench-replay"};
+    struct tally_client_options co = {
+        .addresses = o->addresses, .timeout_ms = o->timeout_ms, .label = "tally-bench-replay"};
     cs->timeout_ms = o->timeout_ms;
     *s = (struct replay_sink){cs, cluster_post, cluster_account, cluster_lots};
     return tally_client_open(&cs->c, &co);
@@ -438,7 +509,8 @@ int replay_main(int argc, char **argv)
             break;
         }
         struct replay_options ro = {.program = o.program + (set - REPLAY_SET_CDNOW),
-                                    .pending_ms = o.pending_ms, .window_ms = o.window_ms,
+                                    .pending_ms = o.pending_ms,
+                                    .window_ms = o.window_ms,
                                     .progress = !o.quiet};
         struct replay_report *r = malloc(sizeof(*r));
         double load[2][3];

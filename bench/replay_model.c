@@ -106,8 +106,7 @@ static uint64_t qv_get(const struct member *mb, uint32_t month)
     return 0;
 }
 
-static uint64_t window_qv(const struct tally_program_config *c, const struct member *mb,
-                          uint64_t t)
+static uint64_t window_qv(const struct tally_program_config *c, const struct member *mb, uint64_t t)
 {
     uint32_t now = month_of(t), first;
     if (c->window == TALLY_WINDOW_CALENDAR)
@@ -357,8 +356,11 @@ uint32_t replay_model_accrue(struct replay_model *m, uint64_t member, uint64_t a
         m->acc = p;
         m->acc_cap = n;
     }
-    struct tally_lot lot = {.lot_id = m->next_lot++, .expires_at = expiry_of(&m->c, m->now),
-                            .earned_at = m->now, .amount = amount, .remaining = amount,
+    struct tally_lot lot = {.lot_id = m->next_lot++,
+                            .expires_at = expiry_of(&m->c, m->now),
+                            .earned_at = m->now,
+                            .amount = amount,
+                            .remaining = amount,
                             .activate_at = pending_ms ? m->now + pending_ms : 0};
     if (lot_insert(m, mb, &lot) != 0)
         return TALLY_OVERFLOW;

@@ -35,9 +35,9 @@ struct replay_model;
 /* One accrual, as the model knows it (its index is the handle replay_model_accrue returns). */
 struct model_accrual {
     uint64_t member;
-    uint64_t amount, value;     /* points and qualifying value accrued */
-    uint64_t at_ms;             /* effective time of the ACCRUE entry */
-    uint64_t lot;               /* the lot it created (model lot number, creation order) */
+    uint64_t amount, value;            /* points and qualifying value accrued */
+    uint64_t at_ms;                    /* effective time of the ACCRUE entry */
+    uint64_t lot;                      /* the lot it created (model lot number, creation order) */
     uint64_t reversed, reversed_value; /* reversal record: points and QV taken back so far */
 };
 

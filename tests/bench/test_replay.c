@@ -30,8 +30,8 @@ static char dir[256];
 
 static uint64_t utc_ms(int y, int mo, int d, int h, int mi)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
     return (uint64_t)timegm(&tm) * 1000;
 }
 
@@ -118,8 +118,8 @@ static void test_cdnow_reads_crlf_rows_after_its_header_in_time_order(void **sta
 static void test_cdnow_row_that_does_not_parse_fails_the_load(void **state)
 {
     (void)state;
-    const char *p = fixture("bad.txt", " 00001 19970101  1   11.77\n 00002 1997013x 1 1.00\n",
-                            false);
+    const char *p =
+        fixture("bad.txt", " 00001 19970101  1   11.77\n 00002 1997013x 1 1.00\n", false);
     struct replay_data d;
     assert_int_equal(replay_data_load_cdnow(p, 0, &d), -EINVAL);
     assert_int_equal(replay_data_load_cdnow("/nonexistent/cdnow.txt", 0, &d), -ENOENT);
@@ -127,19 +127,20 @@ static void test_cdnow_row_that_does_not_parse_fails_the_load(void **state)
 
 /* ---- UCI Online Retail ----------------------------------------------------------------------- */
 
-#define UCI_HEADER "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+#define UCI_HEADER                                                                                 \
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 
 static void test_online_retail_quoting_and_rounding(void **state)
 {
     (void)state;
     /* Invoice 1: "A, B" (a comma inside quotes) 2 x 1.25 and 7"" FRAME (doubled quotes) 3 x
      * 0.335 = 1.005: 3.505 pounds, 350.5 pence, 351 rounded half up. */
-    const char *p = fixture("uci.csv",
-                            UCI_HEADER
-                            "536365,85123A,\"A, B\",2,2010-12-01 08:26:00,1.25,17850,United Kingdom\n"
-                            "536365,22041,\"RECORD FRAME 7\"\" SINGLE\",3,2010-12-01 08:26:00,0.335,"
-                            "17850,United Kingdom\n",
-                            false);
+    const char *p = fixture(
+        "uci.csv",
+        UCI_HEADER "536365,85123A,\"A, B\",2,2010-12-01 08:26:00,1.25,17850,United Kingdom\n"
+                   "536365,22041,\"RECORD FRAME 7\"\" SINGLE\",3,2010-12-01 08:26:00,0.335,"
+                   "17850,United Kingdom\n",
+        false);
     struct replay_data d;
     assert_int_equal(replay_data_load_online_retail(p, 0, &d), 0);
     assert_int_equal(d.stats.header_lines, 1);
@@ -193,24 +194,23 @@ static void test_online_retail_counts_rows_it_cannot_post(void **state)
     (void)state;
     const char *p = fixture(
         "uci-odd.csv",
-        UCI_HEADER
-        "536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
-        "536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
-        "536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,,United Kingdom\n"
-        "536367,,,-12,2010-12-01 08:30:00,0,,United Kingdom\n"
-        "A563186,B,Adjust bad debt,1,2011-08-12 14:51:00,-11062.06,,United Kingdom\n"
-        "536368,22960,JAM JAR,0,2010-12-01 08:34:00,0,13047,United Kingdom\n",
+        UCI_HEADER "536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+                   "536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+                   "536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,,United Kingdom\n"
+                   "536367,,,-12,2010-12-01 08:30:00,0,,United Kingdom\n"
+                   "A563186,B,Adjust bad debt,1,2011-08-12 14:51:00,-11062.06,,United Kingdom\n"
+                   "536368,22960,JAM JAR,0,2010-12-01 08:34:00,0,13047,United Kingdom\n",
         false);
     struct replay_data d;
     assert_int_equal(replay_data_load_online_retail(p, 0, &d), 0);
     assert_int_equal(d.stats.rows, 6);
-    assert_int_equal(d.stats.duplicate_rows, 1);          /* kept: the invoice has 12 hearts */
+    assert_int_equal(d.stats.duplicate_rows, 1); /* kept: the invoice has 12 hearts */
     assert_int_equal(d.stats.rows_no_customer, 3);
     assert_int_equal(d.stats.adjust_rows, 1);
     assert_int_equal(d.stats.rows_zero, 1);
     assert_int_equal(d.stats.invoices, 5);
     assert_int_equal(d.stats.customers, 2);
-    assert_int_equal(d.stats.joins, 1);                   /* 13047: only a zero row */
+    assert_int_equal(d.stats.joins, 1); /* 13047: only a zero row */
     assert_int_equal(d.count, 2);
     assert_int_equal(d.events[0].cents, 12 * 255);
     assert_int_equal(d.events[1].kind, REPLAY_JOIN);
@@ -221,9 +221,8 @@ static void test_online_retail_counts_rows_it_cannot_post(void **state)
 static void test_online_retail_malformed_csv_fails_the_load(void **state)
 {
     (void)state;
-    const char *p = fixture("uci-bad.csv",
-                            UCI_HEADER "536365,85123A,\"unterminated,6,2010-12-01 08:26:00\n",
-                            false);
+    const char *p = fixture(
+        "uci-bad.csv", UCI_HEADER "536365,85123A,\"unterminated,6,2010-12-01 08:26:00\n", false);
     struct replay_data d;
     assert_int_equal(replay_data_load_online_retail(p, 0, &d), -EINVAL);
     p = fixture("uci-short.csv", UCI_HEADER "536365,85123A,WHITE,6\n", false);

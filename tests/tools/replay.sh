@@ -54,6 +54,8 @@ lat = ld["batch_latency"]
 need(lat["count"] == ld["batches"] and 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"],
      "batch latency")
 need(td["activations"] > 0, "pending points activated")
+need(all(x >= 0 for x in r["load_average"]["before"] + r["load_average"]["after"]),
+     "load averages beside the figures")
 if name == "cdnow":
     need(td["expiries"] > 0 and td["upgrades"] > 0 and td["downgrades"] > 0, "time: %r" % td)
 else:
@@ -73,7 +75,9 @@ echo "$out" | check_report cdnow "$customers" || fail "cdnow report"
 out=$("$BUILD/tally-bench" --replay online-retail --rows 20000 --data "$DATA" \
       --cluster "$CLUSTER" --data-dirs "$DIRS" --json --quiet 2>"$DIR/uci.err") ||
     fail "online-retail replay: exit $?: $out"
-customers=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["replay"][0]["data"]["customers"])')
+customers=$(echo "$out" | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["replay"][0]["data"]["customers"])')
 [ "$customers" -gt 100 ] || fail "online-retail prefix: $customers customers"
 echo "$out" | check_report online-retail "$customers" || fail "online-retail report"
 
