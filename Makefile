@@ -7,6 +7,7 @@
 #   make bench      run the benchmarks (see docs/BENCHMARKS.md)
 #   make bench-pg   the same workload against PostgreSQL 15 (bench/peers/pg), as a sweep
 #   make bench-scale grow a 3-replica ledger to 50M entries and plot cost against size
+#   make replay     replay the real purchase histories through a 3-replica cluster and check them
 #   make run        build, then start a local 3-replica cluster on loopback (see README.md)
 #   make demo       build, then run the embedded-mode demonstration on var/demo
 #
@@ -37,7 +38,9 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         clang:/usr/bin/clang \
         libclang-rt-14-dev:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a \
         postgresql:/usr/lib/postgresql/15/bin/postgres \
-        libpq-dev:/usr/include/postgresql/libpq-fe.h
+        libpq-dev:/usr/include/postgresql/libpq-fe.h \
+        libcsv-dev:/usr/include/csv.h \
+        zlib1g-dev:/usr/include/zlib.h
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c \
@@ -55,7 +58,7 @@ CLIENT_LIB := $(BUILD)/libtally.a
 
 PROGRAMS := $(BUILD)/tally $(BUILD)/tally-audit $(BUILD)/tally-bench-engine \
             $(BUILD)/tallyd $(BUILD)/tally-drill $(BUILD)/tally-bench $(BUILD)/tally-bench-pg
-TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c \
+TEST_SRC := $(wildcard tests/engine/test_*.c tests/common/test_*.c tests/tools/test_*.c tests/bench/test_*.c \
                        tests/server/test_*.c tests/client/test_*.c \
                        $(if $(wildcard server/main.c),tests/cluster/test_*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -69,8 +72,7 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-pg bench-scale run \
-        demo clean \
-        format fuzz faults sim sim-test
+        demo clean format fuzz faults sim sim-test replay
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS) $(SIM)
 
 deps: $(DEPS_STAMP)
@@ -124,10 +126,13 @@ $(BUILD)/tally-bench-engine: $(call obj,bench/bench_engine.c bench/workload.c) $
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lm
 
 # tally-bench: the load generator against a cluster (docs/BENCHMARKS.md); links tally-audit's
-# verify (tools/audit_fold.c) to check the replicas' data directories.
+# verify (tools/audit_fold.c) to check the replicas' data directories. --replay: the replay of
+# real purchase histories (bench/replay*.c; libcsv and zlib read the UCI file).
+REPLAY_SRC := bench/replay.c bench/replay_data.c bench/replay_model.c bench/replay_main.c
 $(BUILD)/tally-bench: $(call obj,bench/tally_bench.c bench/workload.c bench/histogram.c bench/proc.c \
-                      tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lpthread -lm
+                      $(REPLAY_SRC) tools/audit_fold.c $(SVG_SRC) $(TOOLS_LIB_SRC)) $(CLIENT_LIB) \
+                      $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lcjson -lcsv -lz -lpthread -lm
 
 # tally-bench-pg: the same workload against the PostgreSQL peer (bench/peers/pg), via libpq.
 $(call obj,bench/peers/pg/bench_pg.c): CPPFLAGS_ALL += -Ibench -I/usr/include/postgresql
@@ -156,6 +161,12 @@ $(BUILD)/tests/cluster/libfailwrite.so: tests/cluster/failwrite.c | $(DEPS_STAMP
 $(SIM): $(call obj,tests/sim/sim.c tests/support.c tools/audit_fold.c server/batch.c server/raft_guard.c) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ENGINE) -lraft -lcmocka -lm
+
+# The replay's readers and model (tests/bench): no engine, libcsv and zlib.
+$(call obj,tests/bench/test_replay.c): CPPFLAGS_ALL += -Ibench
+$(BUILD)/tests/bench/%: $(call obj,tests/bench/%.c bench/replay_data.c bench/replay_model.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka -lcsv -lz
 
 $(BUILD)/tests/client/%: $(call obj,tests/client/%.c tests/support.c tools/audit_fold.c) $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
@@ -264,6 +275,14 @@ bench-pg: $(BUILD)/tally-bench-pg
 SCALE_ENTRIES ?= 50000000
 bench-scale: all
 	@bash bench/scale.sh $(BUILD) $(SCALE_ENTRIES)
+
+# The replay of both real purchase histories (../shared/data/retail, or REPLAY_DATA) through a
+# fresh 3-replica cluster with --clock client, checked against the replay's model and audited
+# (docs/BENCHMARKS.md, "Replay of real purchase histories"). REPLAY_ARGS: more tally-bench options.
+REPLAY_DATA ?= ../shared/data/retail
+replay: $(BUILD)/tallyd $(BUILD)/tally $(BUILD)/tally-bench
+	@TALLYD_EXTRA_ARGS="--clock client" bash bench/cluster.sh $(BUILD) --replay all \
+	  --data $(REPLAY_DATA) $(REPLAY_ARGS)
 
 run: all
 	@bash tools/cluster.sh $(BUILD)

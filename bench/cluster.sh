@@ -5,6 +5,7 @@
 #
 # Usage: bash bench/cluster.sh BUILD_DIR                      the standard runs (below)
 #        bash bench/cluster.sh BUILD_DIR [tally-bench options]  one run with those options
+# TALLYD_EXTRA_ARGS: more options for every tallyd (e.g. "--clock client" for make replay).
 #
 # The standard runs (docs/BENCHMARKS.md, "tally-bench"), one after the other on one cluster,
 # each on fresh programs:
@@ -60,7 +61,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for i in 1 2 3; do
-    "$build/tallyd" --id "$i" --dir "$dir/r$i" "${peers[@]}" 2>"$dir/r$i.log" &
+    # shellcheck disable=SC2086 # TALLYD_EXTRA_ARGS is a list of options
+    "$build/tallyd" --id "$i" --dir "$dir/r$i" "${peers[@]}" ${TALLYD_EXTRA_ARGS:-} \
+        2>"$dir/r$i.log" &
     pids+=($!)
 done
 

@@ -86,6 +86,7 @@
 #include "../tools/svg.h"
 #include "tally.h"
 #include "proc.h"
+#include "replay.h"
 #include "workload.h"
 
 #define CLIENTS_MAX        64u
@@ -1314,6 +1315,10 @@ static int setup(double *seconds)
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--replay") == 0 || strncmp(argv[i], "--replay=", 9) == 0)
+            return replay_main(argc, argv); /* the replay of real purchase histories */
+    }
     int status = parse(argc, argv, &B.o);
     if (status != EXIT_OK)
         return status;
