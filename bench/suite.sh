@@ -27,7 +27,8 @@
 #      peak and till columns, and the ratios tally-3 / PostgreSQL.
 #
 # Environment (defaults: the standard suite):
-#   SUITE_MEMBERS (1000000)   SUITE_SECONDS (30)   SUITE_TALLY_PEAKS ("4x8190 16x1000")
+#   SUITE_MEMBERS (1000000)   SUITE_SECONDS (30)   SUITE_TALLY_PEAKS (4x8190: docs/BENCHMARKS.md
+#   says why one)
 #   SUITE_ENGINE_RUNS (3)     SUITE_ENGINE_POSTINGS (2000000)
 #   SUITE_PG_PEAKS ("16x100 4x100")   SUITE_PG_RUNS (3)   SUITE_PG_SECONDS (10)
 #   SUITE_PORT_BASE (7700): tally-1 on BASE+1 (Raft BASE+11), tally-3 on BASE+2..4 (BASE+12..14)
@@ -40,10 +41,10 @@
 #
 # Bounded: every run is bounded in time (the engine's --run-seconds, tally-bench under
 # `timeout SUITE_RUN_LIMIT`, tally-bench-pg by its runs x seconds and `timeout`); the standard
-# suite takes about 15 minutes. Every tallyd and the PostgreSQL server are started here and
-# stopped however the script ends (trap), and their data (a fresh ${TMPDIR:-/tmp}/tally-suite.*
-# and pg.sh's /tmp/tally-pg.*) removed. A run that fails is marked FAILED in the table and the script then
-# exits 1; the other runs still run.
+# suite takes about 15 minutes on the development machine. Every tallyd and the PostgreSQL
+# server are started here and stopped however the script ends (trap), and their data (a fresh
+# ${TMPDIR:-/tmp}/tally-suite.* and pg.sh's /tmp/tally-pg.*) removed. A run that fails is
+# marked FAILED in the table and the script then exits 1; the other runs still run.
 set -euo pipefail
 
 build=${1:-build}
@@ -51,7 +52,7 @@ if [ $# -gt 0 ]; then shift; fi
 here=$(cd "$(dirname "$0")" && pwd)
 members=${SUITE_MEMBERS:-1000000}
 seconds=${SUITE_SECONDS:-30}
-tally_peaks=${SUITE_TALLY_PEAKS:-"4x8190 16x1000"}
+tally_peaks=${SUITE_TALLY_PEAKS:-4x8190}
 engine_runs=${SUITE_ENGINE_RUNS:-3}
 engine_postings=${SUITE_ENGINE_POSTINGS:-2000000}
 pg_peaks=${SUITE_PG_PEAKS:-"16x100 4x100"}
@@ -89,7 +90,8 @@ if [ "${1:-}" = "--pg-inside" ]; then
         base=$((base + 100))
         l0=$(load1)
         echo
-        echo "-- PostgreSQL $name: tally-bench-pg --clients $c --batch $b, $pg_runs runs of $pg_seconds s"
+        echo "-- PostgreSQL $name: tally-bench-pg --clients $c --batch $b," \
+            "$pg_runs runs of $pg_seconds s"
         timeout -k 10 $((pg_runs * pg_seconds + 300)) "$bin" --conninfo "$TALLY_PG_CONNINFO" \
             --members "$members" --clients "$c" --batch "$b" --runs "$pg_runs" \
             --seconds "$pg_seconds" --instance-base "$base" --json-file "$runs/$name.json" "$@" ||
@@ -162,7 +164,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== tally side-by-side suite (docs/BENCHMARKS.md, \"The side-by-side suite\") =="
-echo "$members members everywhere, durable commits everywhere; tally runs of $seconds s, PostgreSQL $pg_runs x $pg_seconds s"
+echo "$members members everywhere, durable commits everywhere; tally runs of $seconds s," \
+    "PostgreSQL $pg_runs x $pg_seconds s"
 echo "started: $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$runs/started"
 
@@ -170,7 +173,8 @@ date -u +%Y-%m-%dT%H:%M:%SZ >"$runs/started"
 # 1. Engine apply, in process.
 # ---------------------------------------------------------------------------------------------
 echo
-echo "-- engine: tally-bench-engine --members $members --batch 8190 --postings $engine_postings --runs $engine_runs $*"
+echo "-- engine: tally-bench-engine --members $members --batch 8190" \
+    "--postings $engine_postings --runs $engine_runs $*"
 mkdir -p "$dir/engine"
 l0=$(load1)
 st=0
@@ -234,7 +238,8 @@ tally_run() {
     shift 4
     l0=$(load1)
     echo
-    echo "-- $cluster $name: tally-bench --clients $c --batch $b --members $members --seconds $seconds"
+    echo "-- $cluster $name: tally-bench --clients $c --batch $b --members $members" \
+        "--seconds $seconds"
     timeout -k 10 "$run_limit" "$build/tally-bench" --cluster "$addrs" \
         --pids "$(IFS=,; echo "${pids[*]}")" --members "$members" --clients "$c" --batch "$b" \
         --seconds "$seconds" --read-share 0 --campaign-share 0 --quiet \
@@ -265,7 +270,8 @@ tally_cluster tally3 3
 # 4. PostgreSQL (pg.sh exits 77 when it cannot run here: the rows say so).
 # ---------------------------------------------------------------------------------------------
 echo
-echo "== PostgreSQL 15 peer (bench/peers/pg): $(/usr/lib/postgresql/15/bin/postgres --version 2>/dev/null || echo 'not installed') =="
+pg_version=$(/usr/lib/postgresql/15/bin/postgres --version 2>/dev/null || echo 'not installed')
+echo "== PostgreSQL 15 peer (bench/peers/pg): $pg_version =="
 st=0
 SUITE_MEMBERS=$members SUITE_PG_PEAKS=$pg_peaks SUITE_PG_RUNS=$pg_runs \
     SUITE_PG_SECONDS=$pg_seconds SUITE_OUT=$out \
