@@ -39,9 +39,9 @@
 #   and the replicas' logs) go. tally-3's best peak run is also copied to OUT/bench-closed.svg
 #   and its till to OUT/bench-till.svg.
 #
-# Bounded: every run is bounded in time (the engine's --run-seconds, tally-bench under
-# `timeout SUITE_RUN_LIMIT`, tally-bench-pg by its runs x seconds and `timeout`); the standard
-# suite takes about 15 minutes on the development machine. Every tallyd and the PostgreSQL
+# Bounded: every run is bounded in time (the engine's --run-seconds and a `timeout`, tally-bench
+# under `timeout SUITE_RUN_LIMIT`, tally-bench-pg by its runs x seconds and `timeout`); the
+# standard suite takes about 15 minutes on the development machine. Every tallyd and the PostgreSQL
 # server are started here and stopped however the script ends (trap), and their data (a fresh
 # ${TMPDIR:-/tmp}/tally-suite.* and pg.sh's /tmp/tally-pg.*) removed. A run that fails is
 # marked FAILED in the table and the script then exits 1; the other runs still run.
@@ -127,7 +127,19 @@ rm -f "$runs"/*.json "$runs"/*.svg "$runs"/*.log "$runs/runs.tsv"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tally-suite.XXXXXX")
 pids=()
 pg_pid=""
+child=""
 cluster_name=""
+# bounded LIMIT COMMAND...: COMMAND under `timeout LIMIT`, in the background, so that a signal to
+# this script is handled at once (bash runs a trap only after a foreground command returns).
+bounded() {
+    local limit=$1 st=0
+    shift
+    timeout -k 10 "$limit" "$@" &
+    child=$!
+    wait "$child" || st=$?
+    child=""
+    return "$st"
+}
 stop_cluster() {
     if [ ${#pids[@]} -gt 0 ]; then
         kill -TERM "${pids[@]}" 2>/dev/null || true
@@ -150,6 +162,10 @@ stop_cluster() {
 }
 cleanup() {
     local rc=$?
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null || true # timeout passes it on to the benchmark
+        wait "$child" 2>/dev/null || true
+    fi
     stop_cluster
     if [ -n "$pg_pid" ]; then
         # pg.sh runs in a session of its own: its process group is it, the driver and psql;
@@ -178,9 +194,9 @@ echo "-- engine: tally-bench-engine --members $members --batch 8190" \
 mkdir -p "$dir/engine"
 l0=$(load1)
 st=0
-"$build/tally-bench-engine" --members "$members" --batch 8190 --postings "$engine_postings" \
-    --runs "$engine_runs" --run-seconds 50 --dir "$dir/engine" --json-file "$runs/engine.json" \
-    "$@" || st=$?
+bounded $((engine_runs * 50 + 600)) "$build/tally-bench-engine" --members "$members" \
+    --batch 8190 --postings "$engine_postings" --runs "$engine_runs" --run-seconds 50 \
+    --dir "$dir/engine" --json-file "$runs/engine.json" "$@" || st=$?
 record engine engine 1 8190 "$st" "$l0" "$(load1)"
 rm -rf "$dir/engine"
 printf '%s\n' "$@" >"$runs/engine-options"
@@ -240,7 +256,7 @@ tally_run() {
     echo
     echo "-- $cluster $name: tally-bench --clients $c --batch $b --members $members" \
         "--seconds $seconds"
-    timeout -k 10 "$run_limit" "$build/tally-bench" --cluster "$addrs" \
+    bounded "$run_limit" "$build/tally-bench" --cluster "$addrs" \
         --pids "$(IFS=,; echo "${pids[*]}")" --members "$members" --clients "$c" --batch "$b" \
         --seconds "$seconds" --read-share 0 --campaign-share 0 --quiet \
         --json-file "$runs/$cluster-$name.json" --svg "$runs/$cluster-$name.svg" "$@" || st=$?

@@ -11,7 +11,8 @@
 #     running or in the suite's temporary directory (TMPDIR).
 # Then the failure path: a suite whose clusters cannot start (their ports taken) still measures
 # the others, prints a table, marks the rows FAILED, computes no ratio from them and exits
-# nonzero.
+# nonzero. Last, a suite stopped by SIGTERM in the middle of a run ends within seconds and
+# leaves no tallyd, tally-bench or data behind.
 #
 # Ports from this shell's pid in 11000-13990 (tally_bench.sh uses 17000-19990, drill_kill.sh
 # 14000-16990, the cluster harness 20000-32000).
@@ -165,4 +166,32 @@ assert d["rows"][3]["peak"]["postings_per_s"] > 0, "PostgreSQL still measured"
 ' "$DIR/bad/bench-suite.json" || fail "the failed suite's JSON"
 [ -z "$(ours)" ] || fail "a tallyd of the failed suite still runs"
 [ -z "$(ls -A "$DIR/tmp")" ] || fail "the failed suite left: $(ls -A "$DIR/tmp")"
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+holder=""
+
+# 3. Stopped in the middle of tally-1's peak run (SIGTERM, as `timeout` or an operator sends it):
+# the script ends within seconds and stops what it started.
+SUITE_MEMBERS=2000 SUITE_SECONDS=30 SUITE_ENGINE_POSTINGS=20000 SUITE_ENGINE_RUNS=1 \
+    SUITE_PORT_BASE=$BASE SUITE_OUT="$DIR/term" \
+    SUITE_TALLYD_OPTS="--election-timeout 300 --heartbeat 50" \
+    bash "$SUITE" "$BUILD" >"$DIR/suite.out" 2>&1 &
+suite=$!
+for _ in $(seq 200); do
+    grep -q -- '-- tally1 peak' "$DIR/suite.out" && break
+    sleep 0.1
+done
+sleep 2
+[ -n "$(ours)" ] || fail "no tallyd of the suite to stop"
+t0=$(date +%s%N)
+kill -TERM "$suite"
+wait "$suite"
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ $rc = 130 ] || fail "a suite stopped by SIGTERM: exit $rc"
+[ $ms -lt 15000 ] || fail "the suite took $ms ms to stop"
+sleep 1
+[ -z "$(ours)" ] || fail "a tallyd of the stopped suite still runs"
+[ -z "$(pgrep -f -- "--cluster 127.0.0.1:$((BASE + 1))")" ] || fail "tally-bench still runs"
+[ -z "$(ls -A "$DIR/tmp")" ] || fail "the stopped suite left: $(ls -A "$DIR/tmp")"
 echo "ok"
