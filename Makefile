@@ -4,7 +4,9 @@
 #   make test       build and run every test
 #   make asan       build into build-asan/ with AddressSanitizer + UBSan and run the tests
 #   make ubsan      the same with UBSan alone (build-ubsan/)
-#   make bench      run the benchmarks (see docs/BENCHMARKS.md)
+#   make bench      the side-by-side suite: engine, tally 1 and 3 replicas, PostgreSQL, one
+#                   table (bench/suite.sh, docs/BENCHMARKS.md; under 30 minutes)
+#   make bench-cluster  bench/cluster.sh's runs on three replicas (closed, one till, open loop)
 #   make bench-pg   the same workload against PostgreSQL 15 (bench/peers/pg), as a sweep
 #   make bench-scale grow a 3-replica ledger to 50M entries and plot cost against size
 #   make replay     replay the real purchase histories through a 3-replica cluster and check them
@@ -40,7 +42,8 @@ DEPS := liblmdb-dev:/usr/include/lmdb.h \
         postgresql:/usr/lib/postgresql/15/bin/postgres \
         libpq-dev:/usr/include/postgresql/libpq-fe.h \
         libcsv-dev:/usr/include/csv.h \
-        zlib1g-dev:/usr/include/zlib.h
+        zlib1g-dev:/usr/include/zlib.h \
+        python3:/usr/bin/python3
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 COMMON_SRC := common/codes.c common/calendar.c common/ids.c common/wire.c common/hash_long.c \
@@ -71,8 +74,8 @@ SCRIPT_TESTS := $(sort $(wildcard tests/tools/*.sh))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-pg bench-scale run \
-        demo clean format fuzz faults sim sim-test replay
+.PHONY: all deps test unit-test script-test fuzz-test asan ubsan bench bench-cluster bench-pg \
+        bench-scale run demo clean format fuzz faults sim sim-test replay
 all: $(DEPS_STAMP) $(PROGRAMS) $(TESTS) $(SIM)
 
 deps: $(DEPS_STAMP)
@@ -264,6 +267,11 @@ ubsan:
 
 bench: all
 	@bash bench/run.sh $(BUILD)
+
+# The end-to-end runs on three replicas that make bench ran before the suite: closed loop with
+# batches, one till, open loop (bench/cluster.sh; 4-5 minutes).
+bench-cluster: all
+	@bash bench/cluster.sh $(BUILD)
 
 # The PostgreSQL peer's sweep (batch 1/100/1000 x clients 1/4/16, then the till case): a
 # throw-away server on loopback (bench/peers/pg/pg.sh); about 15 minutes. Not part of make test.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/cluster.sh: the end-to-end part of `make bench`. Starts three durable tallyd replicas on
+# bench/cluster.sh: `make bench-cluster`. Starts three durable tallyd replicas on
 # loopback (ports 7611-7613 for clients, 7621-7623 for Raft, data in a fresh directory under
 # /tmp), runs tally-bench against them, stops them with SIGTERM and removes the data.
 #

@@ -45,6 +45,9 @@ for name, h in lat.items():
     need(h["count"] > 0, "samples of " + name)
     need(h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["p999_ms"] <= h["max_ms"],
          "ordered percentiles of " + name)
+need(lat["writes"]["count"] == sum(h["count"] for n, h in lat.items()
+                                   if n not in ("writes", "read", "read_stale")),
+     "writes: every posting request once")
 tl = r["timeline"]
 need(len(tl) == cfg["seconds"], "one timeline sample a second")
 need(0 < sum(s["postings"] for s in tl) <= ld["postings"], "the timeline adds up")
