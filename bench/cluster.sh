@@ -20,6 +20,7 @@
 # replicas are killed when this script exits, however it exits. Each replica's log is kept in
 # the data directory while it runs and its last lines are printed if a run fails.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # stop_processes
 
 build=${1:-build}
 if [ $# -gt 0 ]; then shift; fi
@@ -37,15 +38,7 @@ peers=(--peer 1,127.0.0.1:7621,127.0.0.1:7611 --peer 2,127.0.0.1:7622,127.0.0.1:
 pids=()
 cleanup() {
     local rc=$?
-    if [ ${#pids[@]} -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "${pids[@]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-    fi
+    stop_processes "${pids[@]}"
     if [ $rc -ne 0 ]; then
         for i in 1 2 3; do
             echo "--- last lines of replica $i's log ---" >&2

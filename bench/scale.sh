@@ -19,6 +19,7 @@
 # the load, checks its work and reports (bench/tally_bench.c, "Stopping early"). Bounded: the
 # load by SCALE_MAX_SECONDS, the restart by 600 s; the replicas are stopped however this exits.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # stop_processes
 
 build=${1:-build}
 target=${2:-50000000}
@@ -42,14 +43,7 @@ cleanup() {
     local rc=$?
     set +e # best effort from here: a replica may be gone already
     [ -n "$bench_pid" ] && kill -KILL "$bench_pid" 2>/dev/null
-    for i in 1 2 3; do [ -n "${pid[$i]:-}" ] && kill -TERM "${pid[$i]}" 2>/dev/null; done
-    for _ in $(seq 100); do
-        alive=0
-        for i in 1 2 3; do [ -n "${pid[$i]:-}" ] && kill -0 "${pid[$i]}" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for i in 1 2 3; do [ -n "${pid[$i]:-}" ] && kill -KILL "${pid[$i]}" 2>/dev/null; done
+    stop_processes "${pid[1]:-}" "${pid[2]:-}" "${pid[3]:-}"
     wait 2>/dev/null || true
     for i in 1 2 3; do cp "$dir/r$i.log" "$out/replica-$i.log" 2>/dev/null || true; done
     rm -rf "$dir"

@@ -46,6 +46,7 @@
 # ${TMPDIR:-/tmp}/tally-suite.* and pg.sh's /tmp/tally-pg.*) removed. A run that fails is
 # marked FAILED in the table and the script then exits 1; the other runs still run.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh" # stop_processes
 
 build=${1:-build}
 if [ $# -gt 0 ]; then shift; fi
@@ -141,15 +142,7 @@ bounded() {
     return "$st"
 }
 stop_cluster() {
-    if [ ${#pids[@]} -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "${pids[@]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
+    stop_processes "${pids[@]}"
     pids=()
     # The replicas' logs outlive their data (leader changes, stalls).
     if [ -n "$cluster_name" ]; then
