@@ -175,14 +175,16 @@ static void client_post_frame(struct tally_client *c, uint16_t op, const void *p
 {
     uint8_t *body = c->post + TALLY_WIRE_HEADER_SIZE;
     uint32_t body_size = prefix_size + postings_size;
+    /* prefix is NULL for POST: memcmp and memcpy must not see it, even for 0 bytes */
     if (c->pending.valid && c->pending.op == op && c->pending.body_size == body_size &&
-        memcmp(body, prefix, prefix_size) == 0 &&
+        (prefix_size == 0 || memcmp(body, prefix, prefix_size) == 0) &&
         memcmp(body + prefix_size, postings, postings_size) == 0)
         return;
     struct tally_wire_header h;
     tally_wire_header_init(&h, op, c->client_id, c->next_request++);
     h.body_size = body_size;
-    memcpy(body, prefix, prefix_size);
+    if (prefix_size > 0)
+        memcpy(body, prefix, prefix_size);
     memcpy(body + prefix_size, postings, postings_size);
     tally_wire_header_seal(&h, body);
     memcpy(c->post, &h, sizeof(h));
