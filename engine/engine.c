@@ -186,6 +186,7 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
     if ((rc = recover(e)) != 0)
         goto err_after_env;
     e->turn_seq = e->meta.next_seq;
+    e->committed_index = e->meta.applied_index;
     /* Start from a clean cache: write back what recovery rebuilt. Without room for that (the map
      * at its maximum, or the disk full) the ledger still opens: the recovered images are in the
      * cache, fold_from still covers them, and the sweep writes them back once there is room. */
@@ -207,8 +208,11 @@ void engine_close(struct engine *e)
     if (e == NULL)
         return;
     if (e->env != NULL) {
-        if (!e->opts.read_only)
+        if (!e->opts.read_only && e->failed == 0)
             (void)store_checkpoint(e); /* on failure fold_from stays: nothing is lost */
+        if (e->group != NULL) /* the checkpoint failed before it could commit the group */
+            mdb_txn_abort(e->group);
+        e->group = NULL;
         pthread_mutex_lock(&e->map_lock); /* a copy still running finishes first */
         mdb_env_close(e->env);
         pthread_mutex_unlock(&e->map_lock);
@@ -224,9 +228,29 @@ void engine_close(struct engine *e)
     free(e);
 }
 
+int engine_commit(struct engine *e)
+{
+    if (e->failed != 0)
+        return e->failed;
+    if (e->group == NULL)
+        return 0;
+    MDB_txn *group = e->group;
+    e->group = NULL;
+    int rc = store_translate(mdb_txn_commit(group)); /* LMDB frees the group either way */
+    if (rc != 0) {
+        e->failed = rc == ENGINE_EMAP_FULL ? TALLY_EMAP_LIMIT : rc;
+        return e->failed;
+    }
+    e->committed_index = e->meta.applied_index;
+    e->group_batches = 0;
+    e->group_postings = 0;
+    return 0;
+}
+
 int engine_sync(struct engine *e)
 {
-    return store_translate(mdb_env_sync(e->env, 1));
+    int rc = engine_commit(e);
+    return rc != 0 ? rc : store_translate(mdb_env_sync(e->env, 1));
 }
 
 int engine_copy(struct engine *e, int fd)
@@ -248,6 +272,9 @@ void engine_status(struct engine *e, struct engine_status *out)
     out->fold_from = e->meta.fold_from;
     out->members_cached = e->cache.used;
     out->members_dirty = e->cache.ndirty;
+    out->committed_index = e->committed_index;
+    out->uncommitted = e->group_batches;
+    out->uncommitted_postings = e->group_postings;
     uint64_t words[7] = {e->meta.applied_index, out->entries, e->meta.chain_head,
                          e->meta.sum_lo, e->meta.sum_hi, e->meta.last_timestamp,
                          e->meta.next_lot_id};
@@ -435,11 +462,42 @@ static int apply_requests(struct engine *e, uint64_t index, uint64_t now, const 
     return 0;
 }
 
+/* Whether more than half of the map is in use (as of the last commit). */
+static bool map_half_full(struct engine *e)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(e->env, &info);
+    mdb_env_stat(e->env, &st);
+    return (uint64_t)(info.me_last_pgno + 1) * st.ms_psize > e->map_size / 2;
+}
+
+/* A batch's transaction: top-level, or (defer_commit) nested in the group, opened if need be.
+ * A group that fills the map cannot be committed (LMDB needs pages to write its free list, and
+ * the map can only grow with no transaction open): so the map grows before a group opens,
+ * whenever more than half of it is in use. A group then has the other half to itself. */
+static int batch_txn_begin(struct engine *e, MDB_txn **txn)
+{
+    if (e->opts.defer_commit && e->group == NULL) {
+        if (map_half_full(e) && e->map_size < e->opts.map_size_max) {
+            int rc = engine_grow_map(e);
+            if (rc != 0)
+                return rc;
+        }
+        int rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &e->group));
+        if (rc != 0) {
+            e->group = NULL;
+            return rc;
+        }
+    }
+    return store_translate(mdb_txn_begin(e->env, e->group, 0, txn));
+}
+
 static int apply_txn(struct engine *e, uint64_t index, uint64_t now, const struct batch *b)
 {
     MDB_txn *txn;
     struct members_mark mark;
-    int rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &txn));
+    int rc = batch_txn_begin(e, &txn);
     if (rc != 0)
         return rc;
     e->txn = txn;
@@ -474,6 +532,12 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now, const struc
         return rc;
     }
     e->meta = e->work;
+    if (e->group != NULL) {
+        e->group_batches++;
+        e->group_postings += b->count;
+    } else {
+        e->committed_index = index;
+    }
     members_batch_reset(&e->cache);
     store_sweep_done(e, &sweep);
     return 0;
@@ -492,11 +556,14 @@ int engine_grow_map(struct engine *e)
 {
     if (e->map_size >= e->opts.map_size_max)
         return TALLY_EMAP_LIMIT;
+    int rc = engine_commit(e); /* LMDB remaps only with no transaction open */
+    if (rc != 0)
+        return rc;
     size_t next = e->map_size * 2;
     if (next > e->opts.map_size_max)
         next = e->opts.map_size_max;
     pthread_mutex_lock(&e->map_lock); /* not while a copy reads the map (engine_copy) */
-    int rc = store_translate(mdb_env_set_mapsize(e->env, next));
+    rc = store_translate(mdb_env_set_mapsize(e->env, next));
     pthread_mutex_unlock(&e->map_lock);
     if (rc != 0)
         return rc;
@@ -511,6 +578,8 @@ static int apply_batch(struct engine *e, uint64_t index, uint64_t timestamp, con
 {
     if (e->opts.read_only)
         return -EROFS;
+    if (e->failed != 0)
+        return e->failed;
     if (b->count > TALLY_BATCH_MAX)
         return TALLY_ETOO_LARGE;
     if (index <= e->meta.applied_index)

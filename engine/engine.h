@@ -31,6 +31,25 @@
  * a Raft snapshot lets the log be truncated). MDB_WRITEMAP is never used: disk full must be an
  * error, not SIGBUS.
  *
+ * Deferred commit (engine_options.defer_commit; tallyd). A durable LMDB commit ends with a
+ * flush of the disk's write cache, and for a small batch that flush, not the batch's work, is
+ * most of the cost (docs/BENCHMARKS.md, "The till"). With defer_commit each batch runs in its
+ * own nested transaction inside one open write transaction, the group: a batch is still all or
+ * nothing and still stores its applied index with its state, but only engine_commit() writes
+ * the group to the file, so one flush serves many batches. Until then the batches are applied
+ * (engine_status and every query see them: queries read through the group) but not in the
+ * file: a crash loses them and engine_open gives the state as of the last commit, whose
+ * applied index says where to resume. So the caller must be able to apply them again (tallyd
+ * can: the Raft log keeps every entry after the last snapshot, and the snapshot first calls
+ * engine_sync, which commits). engine_sync, engine_close, map growth and member-cache
+ * eviction commit first. engine_copy copies the file, so it holds committed batches only:
+ * commit before starting one. The map grows (doubling) before a group opens once more than half
+ * of it is used, so that a group never fills it (a full map cannot commit: TALLY_EMAP_LIMIT,
+ * below); start with a map of at least a few hundred MiB (address space only) so that half
+ * dwarfs what a group writes. If engine_commit fails, the engine's memory is ahead of its file
+ * and cannot be put back: the error is returned, and from then on by every call that reads or
+ * writes (engine_status excepted) until engine_close; reopening recovers the committed state.
+ *
  * Errors: functions return 0 or a negative code from tally_errors.h (a negated errno, or
  * TALLY_E*). After an error from engine_apply nothing of the batch is applied; -ENOSPC and -EIO
  * leave the engine usable for reads, and a retry of the same batch is safe.
@@ -55,6 +74,7 @@ struct engine_options {
     bool read_only;      /* open for queries only (tools on a live data directory) */
     uint32_t member_cache;       /* member records kept in memory; 0: the default */
     uint64_t turn_entries;       /* entries per write-back turn; 0: ENGINE_TURN_ENTRIES */
+    bool defer_commit;           /* batches wait in a group for engine_commit (above) */
 };
 
 /* Member records in memory: two million slots of 56 bytes, touched only as used (calloc), so a
@@ -143,8 +163,15 @@ int engine_session(struct engine *e, const uint8_t client_id[16], uint64_t *last
 /* Sessions kept now. */
 uint32_t engine_sessions(struct engine *e);
 
-/* Flush everything committed so far to disk (needed only with sync = false). */
+/* Flush everything committed so far to disk (needed only with sync = false); with
+ * defer_commit, commit the group first. */
 int engine_sync(struct engine *e);
+
+/* defer_commit: write the batches applied since the last commit to the file, in one durable
+ * commit (one flush unless sync = false). 0 if there was nothing to commit, and always without
+ * defer_commit. Errors: -ENOSPC, -EIO, TALLY_EMAP_LIMIT (the map could not hold the group's
+ * free-page list); after any error the engine is failed (see deferred commit, above). */
+int engine_commit(struct engine *e);
 
 /* Write a consistent, compacted copy of the ledger's LMDB file (a whole data.mdb) to `fd`, an
  * empty regular file open for writing, from its current position on.
@@ -171,13 +198,17 @@ struct engine_status {
     uint64_t fold_from;     /* a restart now would fold the entries from here (storage.h) */
     uint32_t members_cached;
     uint32_t members_dirty; /* not yet written back */
+    uint64_t committed_index;   /* applied index as of the last commit to the file */
+    uint32_t uncommitted;       /* batches applied since (defer_commit; else 0) */
+    uint32_t uncommitted_postings;
 };
 
-/* Status as of the last committed batch. Cannot fail. */
+/* Status as of the last applied batch. Cannot fail. */
 void engine_status(struct engine *e, struct engine_status *out);
 
 /* ---------------------------------------------------------------------------------------------
- * Queries. Each runs in its own read-only LMDB transaction (a consistent snapshot), never blocks
+ * Queries. Each runs in its own read-only LMDB transaction (a consistent snapshot; with
+ * defer_commit and batches not yet committed, in the group, which holds them), never blocks
  * apply, and returns TALLY_ENOT_FOUND for an unknown program, account, entry or posting.
  * ------------------------------------------------------------------------------------------- */
 

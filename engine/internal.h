@@ -47,6 +47,11 @@ struct engine {
     struct store_meta meta; /* as of the last commit */
     struct store_meta work; /* inside the running write transaction */
     MDB_txn *txn;           /* the running write transaction (a chain's child, if in one) */
+    MDB_txn *group;         /* defer_commit: the open transaction batches nest in, or NULL */
+    uint32_t group_batches; /* batches committed into the group */
+    uint32_t group_postings;
+    uint64_t committed_index; /* applied index as of the last commit to the file */
+    int failed;             /* a deferred commit failed: memory is ahead of the file */
     struct members cache;   /* member records: see members.h */
     bool in_apply;          /* a write transaction is running: the program cache is valid */
     uint32_t programs_cached;

@@ -1,7 +1,9 @@
 /* query.c: read-only queries, each in its own read transaction (one consistent snapshot).
  *
  * A query borrows e->txn for the store helpers; the engine is single-threaded, and apply never
- * runs while a query does, so the write transaction slot is free.
+ * runs while a query does, so the write transaction slot is free. With defer_commit and a group
+ * open, the query reads through the group (it holds applied batches the file does not yet) and
+ * leaves it open.
  */
 #include "internal.h"
 
@@ -9,6 +11,12 @@
 
 static int read_begin(struct engine *e)
 {
+    if (e->failed != 0)
+        return e->failed;
+    if (e->group != NULL) {
+        e->txn = e->group;
+        return 0;
+    }
     MDB_txn *txn;
     int rc = store_translate(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn));
     if (rc == 0)
@@ -18,7 +26,8 @@ static int read_begin(struct engine *e)
 
 static int read_end(struct engine *e, int rc)
 {
-    mdb_txn_abort(e->txn);
+    if (e->txn != e->group)
+        mdb_txn_abort(e->txn);
     e->txn = NULL;
     return rc;
 }

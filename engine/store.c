@@ -418,10 +418,13 @@ static int checkpoint_txn(struct engine *e)
 
 int store_checkpoint(struct engine *e)
 {
+    int rc = engine_commit(e); /* its own top-level transaction: the group goes first */
+    if (rc != 0)
+        return rc;
     if (e->cache.ndirty == 0 && e->meta.fold_from == e->meta.next_seq)
         return 0;
     for (;;) {
-        int rc = checkpoint_txn(e);
+        rc = checkpoint_txn(e);
         if (rc == ENGINE_EMAP_FULL && (rc = engine_grow_map(e)) == 0)
             continue;
         return rc;

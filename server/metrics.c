@@ -113,6 +113,12 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
     METRIC("tally_members_dirty", "gauge", "Cached member images not yet written back.",
            s->es.members_dirty);
     METRIC("tally_map_size_bytes", "gauge", "LMDB map size.", s->es.map_size);
+    METRIC("tally_ledger_committed_index", "gauge",
+           "Highest Raft index in the ledger file (commits are deferred: at most 20 ms behind).",
+           s->es.committed_index);
+    METRIC("tally_ledger_commits_total", "counter",
+           "Durable ledger commits (each covers every entry applied since the last).",
+           s->rc.commits);
     METRIC("tally_net_connections", "gauge", "Client connections open.", s->ns.open);
     METRIC("tally_net_accepted_total", "counter", "Client connections accepted.", s->ns.accepted);
     METRIC("tally_net_refused_total", "counter", "Connections refused (over the limit).",

@@ -18,9 +18,14 @@
  *   stamp is exactly the effective time the engine will apply the entry at. A request whose
  *   stamp differs closes the open slot (one clear rule: an entry has one stamp); nothing else
  *   moves time, and no tick entries are proposed.
- * - The engine is opened durable (fsync per batch): the Raft log and the ledger are both
- *   durable at every step. (Running the engine with sync off and syncing it before snapshots is
- *   a measured optimisation for later.)
+ * - The ledger commits deferred (engine.h "Deferred commit", replica.h REPLICA_COMMIT_MS):
+ *   fsm_apply applies each entry into the engine's open group; ledger_commit writes the group
+ *   (one durable LMDB commit) when it is REPLICA_COMMIT_MS old (poll_cb) or holds
+ *   REPLICA_COMMIT_POSTINGS postings (fsm_apply), before a snapshot (engine_sync), before a
+ *   ledger copy and at close. An acknowledged entry is durable in the Raft log of a majority
+ *   before it is applied; the ledger file may trail by one group, which a restart applies again
+ *   from the log (a snapshot, which lets the log be truncated, commits first). A commit that
+ *   fails stops the replica: the engine's memory is ahead of its file (fail_stop).
  */
 #include "replica.h"
 
@@ -77,6 +82,7 @@ struct replica {
     uint64_t last_proposed_ts;   /* stamp of the newest proposal (client clock: or the ledger's
                                     time when this replica became ready) */
     uint64_t last_proposal_ms;   /* loop time of the last proposal (ticks) */
+    uint64_t group_since_ms;     /* loop time of the first entry not yet committed to the file */
     bool clock_mismatch_seen;    /* the last entry applied was stamped in the other mode */
     uv_timer_t poll;
     bool stopping;
@@ -142,6 +148,28 @@ static void clock_check(struct replica *r, uint64_t index, const struct batch_vi
               r->opts.id, index, clock_name(b->clock_client), clock_name(mine));
 }
 
+static int ledger_open(struct replica *r, const char *path)
+{
+    struct engine_options o;
+    engine_options_default(&o);
+    o.defer_commit = true;
+    o.map_size = REPLICA_MAP_SIZE;
+    return engine_open(&r->engine, path, &o);
+}
+
+/* Commit the entries applied since the last commit (see the design notes). */
+static void ledger_commit(struct replica *r)
+{
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    if (st.uncommitted == 0)
+        return;
+    int rc = engine_commit(r->engine);
+    if (rc != 0)
+        fail_stop(r, st.applied_index, rc, "the ledger could not commit applied entries");
+    r->counters.commits++;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct replica *r = fsm->data;
@@ -160,6 +188,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         clock_check(r, index, &b);
     r->counters.entries_applied++;
     r->counters.postings_applied += b.h.npostings;
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    if (st.uncommitted == 1)
+        r->group_since_ms = uv_now(r->loop);
+    if (st.uncommitted_postings >= REPLICA_COMMIT_POSTINGS)
+        ledger_commit(r);
     *result = p;
     return 0;
 }
@@ -294,7 +328,7 @@ static int catch_up(struct replica *r, uint64_t min_index)
     r->engine = NULL;
     if (rename(ledger, old) != 0 || rename(incoming, ledger) != 0 || fsync_dir(r->opts.dir) != 0)
         return -errno; /* the caller stops; the next start undoes a half-done swap */
-    if ((rc = engine_open(&r->engine, ledger, NULL)) != 0)
+    if ((rc = ledger_open(r, ledger)) != 0)
         return rc;
     engine_status(r->engine, &st);
     if (st.applied_index < min_index)
@@ -526,6 +560,10 @@ static void poll_cb(uv_timer_t *t)
     if (r->stopping)
         return;
     raft_guard_flush(&r->io); /* sends refused since the last poll: reported as lost */
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    if (st.uncommitted > 0 && uv_now(r->loop) - r->group_since_ms >= REPLICA_COMMIT_MS)
+        ledger_commit(r);
     /* libraft 0.15 turns a replica whose Raft log write failed (disk full, I/O error) into
      * RAFT_UNAVAILABLE and leaves it there: the process would live on, taking no part. Stop
      * instead, so the failure is seen and a supervisor's restart reloads the log (found by the
@@ -680,7 +718,7 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
     if (rc == 0)
         LOG_INFO("opening", "replica=%" PRIu64 " ledger=%s", opts->id, ledger);
     if (rc == 0)
-        rc = engine_open(&r->engine, ledger, NULL);
+        rc = ledger_open(r, ledger);
     if (rc == 0)
         rc = raft_setup(r, raft_dir);
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -765,6 +803,8 @@ uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_
     *size = 0;
     if (r->copies == NULL || r->engine == NULL)
         return TALLY_WIRE_BUSY; /* stopping */
+    if (q->copy_id == 0)
+        ledger_commit(r); /* a copy holds what the file holds: every entry applied so far */
     return copies_serve(r->copies, r->engine, q, body, size);
 }
 

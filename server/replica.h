@@ -60,6 +60,18 @@
  * per 1,000 full entries on its way to 9 GiB. */
 #define REPLICA_SNAPSHOT_THRESHOLD 1024u
 #define REPLICA_SNAPSHOT_TRAILING 1024u
+/* The ledger commits deferred (engine.h, "Deferred commit"): entries are applied into an open
+ * LMDB transaction, and it is committed (one flush) once it is this old or holds this many
+ * postings, and before a snapshot, a ledger copy and a stop. The file trails what is applied
+ * (and acknowledged) by at most that: the Raft log holds those entries durably on a majority,
+ * and a restart applies them again. One flush per entry instead was the till's limit
+ * (docs/BENCHMARKS.md, "The till"). */
+#define REPLICA_COMMIT_MS 20u
+#define REPLICA_COMMIT_POSTINGS 16384u
+/* The ledger's first map size: address space, not memory or disk. The engine keeps half of the
+ * map free for the open group (engine.h): half of 1 GiB is far above what 20 ms or 16,384
+ * postings (plus one entry) can write. */
+#define REPLICA_MAP_SIZE ((size_t)1 << 30)
 /* A leader that sent a Raft snapshot waits this long for the follower's answer before it sends
  * again (libraft's default, 30 s, leaves a follower that was down when the snapshot went out
  * idle that long). Our snapshots are 40 bytes; what takes time is the catch-up the follower does
@@ -145,6 +157,7 @@ struct replica_counters {
     uint64_t postings_applied; /* postings in them, whatever their result */
     uint64_t catch_ups;        /* ledger copies fetched and swapped in */
     uint64_t clock_mismatches; /* entries applied that were stamped in the other clock mode */
+    uint64_t commits;          /* ledger commits (each one flush: many entries) */
 };
 void replica_counters(const struct replica *r, struct replica_counters *out);
 

@@ -1,6 +1,7 @@
 /* test_crash.c: a process killed at any moment leaves every batch wholly present or wholly
  * absent (engine/engine.h: "one write transaction per batch: a batch is wholly applied or wholly
- * absent, whatever happens to the process"). A fault test.
+ * absent, whatever happens to the process"), with commits per batch and deferred (every third
+ * round: batches committed several at a time). A fault test.
  *
  * A child process applies batches of a recognisable shape in a loop, resuming after the applied
  * index it finds; the parent SIGKILLs it after a random delay, several times, and after each kill
@@ -74,14 +75,18 @@ static uint32_t batch_make(uint64_t k, struct tally_posting *p)
 
 /* The child: apply batches after the stored applied index until killed. Never returns. With
  * `sync` every commit is flushed, as in production; without, commits are many times faster, so
- * more kills land inside one (the page cache survives a killed process either way). */
-static void child_run(const char *dir, bool sync)
+ * more kills land inside one (the page cache survives a killed process either way). With
+ * `defer` (tallyd's mode, engine.h "Deferred commit") batches wait in the group and are
+ * committed a varying number at a time, so kills land with batches applied but uncommitted,
+ * and inside commits of many batches. */
+static void child_run(const char *dir, bool sync, bool defer)
 {
     static struct tally_posting p[MEMBERS + 1];
     static struct tally_result r[MEMBERS + 1];
     struct engine_options o;
     engine_options_default(&o);
     o.sync = sync;
+    o.defer_commit = defer;
     struct engine *e;
     if (engine_open(&e, dir, &o) != 0)
         _exit(2);
@@ -91,6 +96,8 @@ static void child_run(const char *dir, bool sync)
         uint32_t n = batch_make(k, p);
         if (engine_apply(e, k, t0 + k * 1000, p, n, r) != 0)
             _exit(3);
+        if (defer && k % (k % 5 + 3) == 0 && engine_commit(e) != 0)
+            _exit(4);
     }
     engine_close(e);
     _exit(0);
@@ -181,7 +188,7 @@ static void test_killed_process_leaves_whole_batches_only(void **state)
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0)
-            child_run(crash_dir, round % 2 == 1);
+            child_run(crash_dir, round % 2 == 1, round % 3 == 2);
         /* The first round gives the child time to open and commit; later ones are anywhere. */
         useconds_t delay = (useconds_t)(round == 0 ? 40000 : 0) + (useconds_t)(rand() % 60000);
         if (round >= ROUNDS)
