@@ -182,13 +182,16 @@ $(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENG
 test: all
 	@$(MAKE) --no-print-directory unit-test script-test sim-test fuzz-test
 
-# Cluster tests run once per network backend (io_uring, and the epoll fallback).
+# Cluster tests run once per network backend (io_uring, and the epoll fallback); the epoll pass
+# also commits the ledger at every entry (tallyd --commit-ms 0), the io_uring pass deferred (the
+# default), so both commit paths run every cluster test.
 unit-test:
 	@fail=0; for t in $(TESTS); do \
 	  case $$t in */tests/cluster/*) ios="uring epoll";; *) ios="auto";; esac; \
 	  for io in $$ios; do \
-	  printf '%-50s ' "$$t$$( [ $$io = auto ] || echo " ($$io)")"; \
-	  if out=$$(TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io $$t 2>&1); then echo ok; \
+	  printf '%-50s ' "$$t$$( [ $$io = auto ] || echo " ($$io$$( [ $$io = epoll ] && echo ', commit-ms 0'))")"; \
+	  if out=$$(env TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io \
+	            $$( [ $$io = epoll ] && echo TALLY_TEST_COMMIT_MS=0) $$t 2>&1); then echo ok; \
 	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
 	  done; \
 	done; exit $$fail

@@ -35,6 +35,7 @@ struct config {
     enum net_backend io;
     unsigned election_ms, heartbeat_ms, tick_ms;
     unsigned snapshot_threshold, snapshot_trailing;
+    long commit_ms; /* -1: the default */
     int clock; /* enum replica_clock, -1: not a mode */
 };
 
@@ -45,7 +46,7 @@ static void usage(FILE *out)
             "              [--listen ADDR --raft ADDR] [--raft-bind ADDR] [--io uring|epoll|auto]\n"
             "              [--election-timeout MS] [--heartbeat MS] [--tick MS]\n"
             "              [--snapshot-threshold N] [--snapshot-trailing N] [--metrics ADDR]\n"
-            "              [--clock wall|client]\n"
+            "              [--clock wall|client] [--commit-ms MS]\n"
             "       tallyd --config FILE\n\n"
             "One replica of a tally cluster. Give every voter with --peer (this one included),\n"
             "the same list on every replica; without --peer the replica is a cluster of one\n"
@@ -60,6 +61,9 @@ static void usage(FILE *out)
             "--clock wall (default) stamps entries with the leader's wall clock; --clock client\n"
             "lets clients drive ledger time with POST_AT (replays, drills): give every replica\n"
             "of a cluster the same --clock.\n"
+            "--commit-ms MS (default 20, at most 1000) commits the ledger file once its oldest\n"
+            "uncommitted entry is MS old (the Raft log holds those entries durably meanwhile);\n"
+            "0 commits at every entry, one disk flush each.\n"
             "Exit codes: 0 stopped cleanly, 2 usage, 3 cannot start (address, directory), 4 error.\n");
 }
 
@@ -125,13 +129,15 @@ static int set_option(struct config *c, const char *name, const char *value)
         c->snapshot_threshold = (unsigned)strtoul(value, &end, 10);
     else if (strcmp(name, "snapshot-trailing") == 0)
         c->snapshot_trailing = (unsigned)strtoul(value, &end, 10);
+    else if (strcmp(name, "commit-ms") == 0)
+        c->commit_ms = strtol(value, &end, 10);
     else if (strcmp(name, "clock") == 0)
         c->clock = strcmp(value, "wall") == 0     ? REPLICA_CLOCK_WALL
                    : strcmp(value, "client") == 0 ? REPLICA_CLOCK_CLIENT
                                                   : -1;
     else
         return -1;
-    if (c->io > NET_EPOLL || c->clock < 0)
+    if (c->io > NET_EPOLL || c->clock < 0 || c->commit_ms < -1 || c->commit_ms > 1000)
         return -1;
     return end != NULL && *end != '\0' ? -1 : 0;
 }
@@ -246,7 +252,7 @@ static const struct replica_peer *self_of(const struct config *c)
 
 int main(int argc, char **argv)
 {
-    struct config c = {.io = NET_AUTO};
+    struct config c = {.io = NET_AUTO, .commit_ms = -1};
     if (parse(&c, argc, argv) != 0 || self_of(&c) == NULL) {
         usage(stderr);
         return 2;
@@ -264,6 +270,9 @@ int main(int argc, char **argv)
                                  .snapshot_threshold = c.snapshot_threshold,
                                  .snapshot_trailing = c.snapshot_trailing,
                                  .clock = (enum replica_clock)c.clock,
+                                 .commit_ms = c.commit_ms < 0 ? REPLICA_COMMIT_MS
+                                              : c.commit_ms == 0 ? REPLICA_COMMIT_EACH
+                                                                 : (unsigned)c.commit_ms,
                                  .done = front_posted};
     if (rc == 0)
         rc = replica_start(&d.replica, d.loop, &ro);

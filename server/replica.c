@@ -152,7 +152,7 @@ static int ledger_open(struct replica *r, const char *path)
 {
     struct engine_options o;
     engine_options_default(&o);
-    o.defer_commit = true;
+    o.defer_commit = r->opts.commit_ms != REPLICA_COMMIT_EACH;
     o.map_size = REPLICA_MAP_SIZE;
     return engine_open(&r->engine, path, &o);
 }
@@ -562,7 +562,7 @@ static void poll_cb(uv_timer_t *t)
     raft_guard_flush(&r->io); /* sends refused since the last poll: reported as lost */
     struct engine_status st;
     engine_status(r->engine, &st);
-    if (st.uncommitted > 0 && uv_now(r->loop) - r->group_since_ms >= REPLICA_COMMIT_MS)
+    if (st.uncommitted > 0 && uv_now(r->loop) - r->group_since_ms >= r->opts.commit_ms)
         ledger_commit(r);
     /* libraft 0.15 turns a replica whose Raft log write failed (disk full, I/O error) into
      * RAFT_UNAVAILABLE and leaves it there: the process would live on, taking no part. Stop
@@ -697,6 +697,8 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
         r->opts.snapshot_threshold = REPLICA_SNAPSHOT_THRESHOLD;
     if (r->opts.snapshot_trailing == 0)
         r->opts.snapshot_trailing = REPLICA_SNAPSHOT_TRAILING;
+    if (r->opts.commit_ms == 0)
+        r->opts.commit_ms = REPLICA_COMMIT_MS;
     char ledger[512], raft_dir[512];
     snprintf(ledger, sizeof(ledger), "%s/ledger", opts->dir);
     snprintf(raft_dir, sizeof(raft_dir), "%s/raft", opts->dir);

@@ -68,6 +68,7 @@
  * (docs/BENCHMARKS.md, "The till"). */
 #define REPLICA_COMMIT_MS 20u
 #define REPLICA_COMMIT_POSTINGS 16384u
+#define REPLICA_COMMIT_EACH 0xffffffffu /* tallyd --commit-ms 0: a commit per entry */
 /* The ledger's first map size: address space, not memory or disk. The engine keeps half of the
  * map free for the open group (engine.h): half of 1 GiB is far above what 20 ms or 16,384
  * postings (plus one entry) can write. */
@@ -126,6 +127,8 @@ struct replica_options {
     unsigned snapshot_threshold;  /* 0: REPLICA_SNAPSHOT_THRESHOLD */
     unsigned snapshot_trailing;   /* 0: REPLICA_SNAPSHOT_TRAILING */
     enum replica_clock clock;     /* REPLICA_CLOCK_WALL (0) unless tallyd --clock client */
+    unsigned commit_ms;           /* ledger group age that commits; 0: REPLICA_COMMIT_MS;
+                                     REPLICA_COMMIT_EACH: every entry commits (not deferred) */
     replica_done_cb done;
 };
 
