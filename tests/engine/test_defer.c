@@ -69,15 +69,21 @@ static void assert_members_hold(struct fx *f, int64_t want)
     }
 }
 
+/* A deferred ledger with the program and its members, committed. */
+static void deferred_ledger(struct fx *f)
+{
+    struct engine_options o;
+    defer_options(&o);
+    fx_init(f, &o);
+    fx_program(f, t("2026-01-01"), 1, NULL, MEMBERS);
+    assert_int_equal(engine_commit(f->e), 0);
+}
+
 static void test_batches_are_seen_before_commit_and_committed_by_engine_commit(void **state)
 {
     (void)state;
-    struct engine_options o;
-    defer_options(&o);
     static struct fx f;
-    fx_init(&f, &o);
-    fx_program(&f, t("2026-01-01"), 1, NULL, MEMBERS);
-    assert_int_equal(engine_commit(f.e), 0);
+    deferred_ledger(&f);
     struct engine_status st;
     engine_status(f.e, &st);
     uint64_t first = st.applied_index;
@@ -213,11 +219,8 @@ static off_t file_size(const char *dir)
 static void test_a_failed_commit_fails_the_engine_until_reopened(void **state)
 {
     (void)state;
-    struct engine_options o;
-    defer_options(&o);
     static struct fx f;
-    fx_init(&f, &o);
-    fx_program(&f, t("2026-01-01"), 1, NULL, MEMBERS);
+    deferred_ledger(&f);
     apply_batches(&f, 0, 2);
     assert_int_equal(engine_commit(f.e), 0);
     struct engine_status before;
