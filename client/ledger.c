@@ -18,9 +18,12 @@
 /* Waiting for a copy being made: 20 ms, doubling to one second (a large ledger takes seconds). */
 #define LEDGER_BUSY_FIRST_MS 20u
 #define LEDGER_BUSY_MAX_MS 1000u
-/* One exchange (a chunk of 512 KiB) that takes longer than this means the replica is stuck or cut
- * off: the next one is tried, rather than the whole deadline spent on it. */
-#define LEDGER_EXCHANGE_MS 30000u
+/* One exchange (a chunk of 512 KiB: 100 KiB/s at the least) that takes longer than this means the
+ * replica is stuck or cut off: the next one is tried, rather than the whole deadline spent on it.
+ * Keep it short: a replica catching up waits inside Raft's restore and takes no part meanwhile
+ * (server/replica.c). At 30 s, a leader paused while a follower copied from it left the cluster
+ * without a majority for 30 s (test_faults, the leader-pause test, on a clean clone). */
+#define LEDGER_EXCHANGE_MS 5000u
 
 static uint64_t exchange_deadline(uint64_t deadline_ns)
 {
