@@ -129,15 +129,18 @@ static int set_option(struct config *c, const char *name, const char *value)
         c->snapshot_threshold = (unsigned)strtoul(value, &end, 10);
     else if (strcmp(name, "snapshot-trailing") == 0)
         c->snapshot_trailing = (unsigned)strtoul(value, &end, 10);
-    else if (strcmp(name, "commit-ms") == 0)
+    else if (strcmp(name, "commit-ms") == 0) {
         c->commit_ms = strtol(value, &end, 10);
+        if (c->commit_ms < 0) /* -1 is the unset default, never a value */
+            return -1;
+    }
     else if (strcmp(name, "clock") == 0)
         c->clock = strcmp(value, "wall") == 0     ? REPLICA_CLOCK_WALL
                    : strcmp(value, "client") == 0 ? REPLICA_CLOCK_CLIENT
                                                   : -1;
     else
         return -1;
-    if (c->io > NET_EPOLL || c->clock < 0 || c->commit_ms < -1 || c->commit_ms > 1000)
+    if (c->io > NET_EPOLL || c->clock < 0 || c->commit_ms > 1000)
         return -1;
     return end != NULL && *end != '\0' ? -1 : 0;
 }

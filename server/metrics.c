@@ -114,10 +114,11 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
            s->es.members_dirty);
     METRIC("tally_map_size_bytes", "gauge", "LMDB map size.", s->es.map_size);
     METRIC("tally_ledger_committed_index", "gauge",
-           "Highest Raft index in the ledger file (commits are deferred: at most 20 ms behind).",
+           "Highest Raft index in the ledger file (at most --commit-ms behind the applied one).",
            s->es.committed_index);
     METRIC("tally_ledger_commits_total", "counter",
-           "Durable ledger commits (each covers every entry applied since the last).",
+           "Deferred ledger commits, each of every entry applied since the last (0 under "
+           "--commit-ms 0, where each entry commits itself).",
            s->rc.commits);
     METRIC("tally_net_connections", "gauge", "Client connections open.", s->ns.open);
     METRIC("tally_net_accepted_total", "counter", "Client connections accepted.", s->ns.accepted);
