@@ -99,21 +99,28 @@ static int add_peer(struct config *c, const char *spec)
     return 0;
 }
 
+/* A string option given twice keeps the last value. */
+static void set_string(const char **field, const char *value)
+{
+    free((char *)*field);
+    *field = strdup(value);
+}
+
 static int set_option(struct config *c, const char *name, const char *value)
 {
     char *end = NULL;
     if (strcmp(name, "id") == 0)
         c->id = strtoull(value, &end, 10);
     else if (strcmp(name, "dir") == 0)
-        c->dir = strdup(value);
+        set_string(&c->dir, value);
     else if (strcmp(name, "listen") == 0)
-        c->listen = strdup(value);
+        set_string(&c->listen, value);
     else if (strcmp(name, "raft") == 0)
-        c->raft = strdup(value);
+        set_string(&c->raft, value);
     else if (strcmp(name, "raft-bind") == 0)
-        c->raft_bind = strdup(value);
+        set_string(&c->raft_bind, value);
     else if (strcmp(name, "metrics") == 0)
-        c->metrics = strdup(value);
+        set_string(&c->metrics, value);
     else if (strcmp(name, "peer") == 0)
         return add_peer(c, value);
     else if (strcmp(name, "io") == 0)
@@ -258,6 +265,7 @@ int main(int argc, char **argv)
     struct config c = {.io = NET_AUTO, .commit_ms = -1};
     if (parse(&c, argc, argv) != 0 || self_of(&c) == NULL) {
         usage(stderr);
+        config_release(&c);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
