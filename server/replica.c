@@ -7,6 +7,8 @@
  *   a raft_malloc'd payload, which libraft frees) and the next free slot opens. The FSM finds the
  *   slot of an entry by the index libraft assigned it (req.index) and writes the results into
  *   that slot; on followers, or for entries this replica did not propose, into scratch arrays.
+ *   With REPLICA_INFLIGHT_MAX entries in flight the open slot gathers, and is proposed the moment
+ *   one completes (applied_cb), not at the next poll.
  * - Leadership is polled (libraft 0.15 has no state callback): on becoming leader the replica
  *   proposes a barrier and is ready once it applies; on losing it, queued requests fail with
  *   TALLY_ENOT_LEADER (in-flight ones fail through their raft_apply callback).
@@ -388,6 +390,8 @@ static void proposal_fail(struct replica *r, struct proposal *p, int status)
     p->npostings = 0;
 }
 
+static int propose(struct replica *r, bool tick);
+
 static void applied_cb(struct raft_apply *req, int status, void *result)
 {
     struct proposal *p = req->data;
@@ -408,6 +412,11 @@ static void applied_cb(struct raft_apply *req, int status, void *result)
     p->busy = false;
     p->nrequests = p->npostings = 0;
     r->inflight--;
+    /* Group commit: what gathered while the pipeline was full goes now, not at the next poll
+     * (libraft calls this after applying the entry and uses nothing of it afterwards, so
+     * appending the next one from here is safe). */
+    if (status == 0 && r->ready && !r->stopping && r->open != NULL && r->open->nrequests > 0)
+        propose(r, false);
 }
 
 static bool clock_client(const struct replica *r)
