@@ -120,6 +120,10 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
            "Deferred ledger commits, each of every entry applied since the last (0 under "
            "--commit-ms 0, where each entry commits itself).",
            s->rc.commits);
+    METRIC("tally_raft_snapshot_threshold", "gauge",
+           "Entries applied between Raft snapshots, as now set (follows the entries' size "
+           "unless --snapshot-threshold is given).",
+           s->rc.snapshot_threshold);
     METRIC("tally_net_connections", "gauge", "Client connections open.", s->ns.open);
     METRIC("tally_net_accepted_total", "counter", "Client connections accepted.", s->ns.accepted);
     METRIC("tally_net_refused_total", "counter", "Connections refused (over the limit).",

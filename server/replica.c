@@ -75,6 +75,8 @@ struct replica {
     struct engine *engine;
     struct copies *copies;       /* ledger copies served to catching-up peers */
     struct replica_counters counters;
+    bool threshold_adapts;   /* no snapshot threshold given: it follows entry_bytes_avg */
+    uint64_t entry_bytes_avg; /* moving average of applied entries' sizes, in bytes x 16 */
     struct proposal slots[REPLICA_INFLIGHT_MAX + 1];
     struct proposal *open;       /* gathering requests (never busy) */
     uint32_t inflight;
@@ -189,6 +191,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (rc == 0) /* applied now, not skipped at a restart */
         clock_check(r, index, &b);
     r->counters.entries_applied++;
+    /* x16 fixed point, each entry weighs 1/16 */
+    r->entry_bytes_avg += buf->len - r->entry_bytes_avg / 16;
     r->counters.postings_applied += b.h.npostings;
     struct engine_status st;
     engine_status(r->engine, &st);
@@ -563,12 +567,34 @@ static void lost_leadership(struct replica *r)
         proposal_fail(r, r->open, TALLY_ENOT_LEADER);
 }
 
+/* The snapshot threshold for entries of mean size avg16 / 16 bytes (replica.h). */
+static uint32_t snapshot_threshold_for(uint64_t avg16)
+{
+    uint64_t avg = avg16 / 16 > 0 ? avg16 / 16 : 1;
+    uint64_t n = REPLICA_SNAPSHOT_LOG_BYTES / avg;
+    return n < REPLICA_SNAPSHOT_THRESHOLD       ? REPLICA_SNAPSHOT_THRESHOLD
+           : n > REPLICA_SNAPSHOT_THRESHOLD_MAX ? REPLICA_SNAPSHOT_THRESHOLD_MAX
+                                                : (uint32_t)n;
+}
+
+static void snapshot_threshold_follow(struct replica *r)
+{
+    if (!r->threshold_adapts || r->entry_bytes_avg == 0)
+        return;
+    uint32_t n = snapshot_threshold_for(r->entry_bytes_avg);
+    if (n != r->counters.snapshot_threshold) {
+        raft_set_snapshot_threshold(&r->raft, n);
+        r->counters.snapshot_threshold = n;
+    }
+}
+
 static void poll_cb(uv_timer_t *t)
 {
     struct replica *r = t->data;
     if (r->stopping)
         return;
     raft_guard_flush(&r->io); /* sends refused since the last poll: reported as lost */
+    snapshot_threshold_follow(r);
     struct engine_status st;
     engine_status(r->engine, &st);
     if (st.uncommitted > 0 && uv_now(r->loop) - r->group_since_ms >= r->opts.commit_ms)
@@ -702,8 +728,10 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
         r->opts.heartbeat_ms = 100;
     if (r->opts.tick_ms == 0)
         r->opts.tick_ms = 1000;
+    r->threshold_adapts = r->opts.snapshot_threshold == 0;
     if (r->opts.snapshot_threshold == 0)
         r->opts.snapshot_threshold = REPLICA_SNAPSHOT_THRESHOLD;
+    r->counters.snapshot_threshold = r->opts.snapshot_threshold;
     if (r->opts.snapshot_trailing == 0)
         r->opts.snapshot_trailing = REPLICA_SNAPSHOT_TRAILING;
     if (r->opts.commit_ms == 0)

@@ -60,6 +60,16 @@
  * per 1,000 full entries on its way to 9 GiB. */
 #define REPLICA_SNAPSHOT_THRESHOLD 1024u
 #define REPLICA_SNAPSHOT_TRAILING 1024u
+/* Unless a threshold is given, it follows the size of the entries: REPLICA_SNAPSHOT_LOG_BYTES
+ * over the mean entry size (a moving average over the entries applied, recomputed at each poll),
+ * within [REPLICA_SNAPSHOT_THRESHOLD, REPLICA_SNAPSHOT_THRESHOLD_MAX]. Full entries keep 1,024;
+ * the till's entries of a few dozen postings (~2 KiB) reach the maximum, a snapshot (a ledger
+ * flush and libraft's log truncation) every ~12 s instead of every ~0.8 s at ~1,300 entries/s
+ * (docs/BENCHMARKS.md: ~8% of the till). The log's memory stays about LOG_BYTES beyond the
+ * trailing entries: sizes that jump are seen at the next poll, and libraft snapshots at the next
+ * apply once the log is past the lowered threshold. */
+#define REPLICA_SNAPSHOT_LOG_BYTES ((uint64_t)1 << 30)
+#define REPLICA_SNAPSHOT_THRESHOLD_MAX 16384u
 /* The ledger commits deferred (engine.h, "Deferred commit"): entries are applied into an open
  * LMDB transaction, and it is committed (one flush) once it is this old or holds this many
  * postings, and before a snapshot, a ledger copy and a stop. The file trails what is applied
@@ -124,7 +134,7 @@ struct replica_options {
     unsigned election_timeout_ms; /* 0: 1000 */
     unsigned heartbeat_ms;        /* 0: 100 */
     unsigned tick_ms;             /* idle leader tick; 0: 1000 */
-    unsigned snapshot_threshold;  /* 0: REPLICA_SNAPSHOT_THRESHOLD */
+    unsigned snapshot_threshold;  /* 0: follows the entries' size (REPLICA_SNAPSHOT_LOG_BYTES) */
     unsigned snapshot_trailing;   /* 0: REPLICA_SNAPSHOT_TRAILING */
     enum replica_clock clock;     /* REPLICA_CLOCK_WALL (0) unless tallyd --clock client */
     unsigned commit_ms;           /* ledger group age that commits; 0: REPLICA_COMMIT_MS;
@@ -161,6 +171,7 @@ struct replica_counters {
     uint64_t catch_ups;        /* ledger copies fetched and swapped in */
     uint64_t clock_mismatches; /* entries applied that were stamped in the other clock mode */
     uint64_t commits;          /* ledger commits (each one flush: many entries) */
+    uint64_t snapshot_threshold; /* entries between Raft snapshots, as now set */
 };
 void replica_counters(const struct replica *r, struct replica_counters *out);
 

@@ -77,10 +77,13 @@ void replica_start_env(unsigned i, char *const *env)
         snprintf(bind, sizeof(bind), "127.0.0.1:%u", cl.base + 13 + i);
         char *argv[32] = {tallyd, "--id", id, "--dir", dir, "--io", (char *)io,
                           "--election-timeout", "300", "--heartbeat", "50", "--tick", "200",
-                          "--snapshot-threshold", "64", "--snapshot-trailing", "32",
-                          "--metrics", metrics, "--peer", peers[0], "--peer", peers[1],
-                          "--peer", peers[2]};
-        size_t n = 25;
+                          "--snapshot-trailing", "32", "--metrics", metrics,
+                          "--peer", peers[0], "--peer", peers[1], "--peer", peers[2]};
+        size_t n = 23;
+        if (!cl.snapshot_default) {
+            argv[n++] = "--snapshot-threshold";
+            argv[n++] = "64";
+        }
         if (cl.raft_proxied) {
             argv[n++] = "--raft-bind";
             argv[n++] = bind;

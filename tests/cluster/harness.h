@@ -2,7 +2,8 @@
  * test_faults.c): start, stop and kill replicas, talk to them through libtally, raw sockets and
  * HTTP, and check what they left behind.
  *
- * Every replica runs with small snapshot settings (threshold 64, trailing 32: the log is compacted
+ * Every replica runs with small snapshot settings (threshold 64 unless cl.snapshot_default,
+ * trailing 32: the log is compacted
  * all the time, so catch-up from a copy happens in the tests), election timeout 300 ms, heartbeat
  * 50 ms, tick 200 ms, the network backend TALLY_TEST_IO names, and its metrics endpoint (and
  * --clock cl.clock when a test sets it). Ports
@@ -36,6 +37,8 @@ struct cluster {
                                 test's proxy listens (proxy.h) */
     const char *clock;       /* tallyd --clock for replicas started from now on (NULL: none
                                 given, the default wall clock) */
+    bool snapshot_default;   /* replicas started from now on get no --snapshot-threshold: it
+                                follows the entries' size (replica.h) */
 };
 
 extern struct cluster cl;

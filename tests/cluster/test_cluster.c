@@ -528,6 +528,54 @@ static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **s
     wait_converged(admin, 20000);
 }
 
+static uint64_t snapshot_threshold_of(unsigned i)
+{
+    static char body[65536];
+    assert_int_equal(http(i, "GET", "/metrics", body, sizeof(body)), 200);
+    return metric(body, "tally_raft_snapshot_threshold");
+}
+
+/* Without --snapshot-threshold a replica snapshots by the bytes of its log, not a fixed count of
+ * entries: small entries (single postings) raise the threshold to its maximum, full ones
+ * (8,190 postings, ~1 MiB) bring it down towards 1,024 (replica.h, REPLICA_SNAPSHOT_LOG_BYTES). */
+static void test_snapshot_threshold_follows_the_entries_size(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    cluster_down();
+    cl.snapshot_default = true;
+    for (unsigned i = 1; i <= N; i++)
+        replica_start(i);
+    (void)leader_address(admin);
+    for (unsigned k = 0; k < 48; k++) { /* one posting a request: one small entry each */
+        struct tally_posting p = accrue(1 + k % 3, 1);
+        post_ok(admin, &p, 1);
+    }
+    wait_converged(admin, 20000);
+    usleep(METRICS_WAIT_MS * 1000);
+    for (unsigned i = 1; i <= N; i++)
+        assert_int_equal(snapshot_threshold_of(i), 16384);
+    /* Full entries: accruals to a member that does not exist (ACCOUNT_NOT_FOUND, a business
+     * outcome: applied, recorded, and the entry is as large as any). */
+    static struct tally_posting big[TALLY_BATCH_MAX];
+    static struct tally_result res[TALLY_BATCH_MAX];
+    for (unsigned b = 0; b < 32; b++) {
+        for (uint32_t k = 0; k < TALLY_BATCH_MAX; k++)
+            big[k] = accrue(900000000u + k, 1);
+        assert_int_equal(tally_client_post(admin, big, TALLY_BATCH_MAX, res, 30000), 0);
+        assert_int_equal(res[0].code, TALLY_ACCOUNT_NOT_FOUND);
+    }
+    wait_converged(admin, 30000);
+    usleep(METRICS_WAIT_MS * 1000);
+    for (unsigned i = 1; i <= N; i++) {
+        uint64_t t = snapshot_threshold_of(i);
+        /* 32 entries of ~1 MiB: the average is ~0.87 MiB, a threshold of ~1,170; each idle
+         * tick since (every 200 ms here) weighs 1/16, so a few of them raise it a little. */
+        assert_true(t >= 1024 && t <= 8192);
+    }
+    cl.snapshot_default = false;
+}
+
 int main(void)
 {
     if (!harness_ready("test_cluster"))
@@ -545,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_ledger_copy_over_the_network_opens_and_verifies),
         cmocka_unit_test(test_metrics_and_health_endpoints),
         cmocka_unit_test(test_whole_cluster_restart_keeps_every_acknowledged_posting),
+        cmocka_unit_test(test_snapshot_threshold_follows_the_entries_size),
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);
 }
