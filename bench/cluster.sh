@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/cluster.sh: `make bench-cluster`. Starts three durable tallyd replicas on
 # loopback (ports 7611-7613 for clients, 7621-7623 for Raft, data in a fresh directory under
-# /tmp), runs tally-bench against them, stops them with SIGTERM and removes the data.
+# ${TMPDIR:-/tmp}), runs tally-bench against them, stops them with SIGTERM and removes the data.
 #
 # Usage: bash bench/cluster.sh BUILD_DIR                      the standard runs (below)
 #        bash bench/cluster.sh BUILD_DIR [tally-bench options]  one run with those options
@@ -31,7 +31,7 @@ for b in tallyd tally-bench tally; do
     fi
 done
 
-dir=$(mktemp -d /tmp/tally-bench-cluster.XXXXXX)
+dir=$(mktemp -d "${TMPDIR:-/tmp}/tally-bench-cluster.XXXXXX")
 clients=127.0.0.1:7611,127.0.0.1:7612,127.0.0.1:7613
 peers=(--peer 1,127.0.0.1:7621,127.0.0.1:7611 --peer 2,127.0.0.1:7622,127.0.0.1:7612
        --peer 3,127.0.0.1:7623,127.0.0.1:7613)
@@ -62,7 +62,7 @@ done
 
 # Wait (at most 30 s) for a leader.
 for _ in $(seq 300); do
-    if "$build/tally" --cluster "$clients" status 2>/dev/null | grep -qi leader; then
+    if "$build/tally" --cluster "$clients" --json status 2>/dev/null | grep -q '"role":"leader"'; then
         break
     fi
     sleep 0.1

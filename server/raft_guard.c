@@ -16,7 +16,10 @@ struct guard {
     int (*start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
     int (*send)(struct raft_io *, struct raft_io_send *, const struct raft_message *,
                 raft_io_send_cb);
+    void (*close)(struct raft_io *, raft_io_close_cb);
     raft_io_recv_cb recv;
+    raft_io_close_cb closed; /* libraft's close callback */
+    bool closed_once;        /* it ran: later calls are raft_uv's repeats (defect 4) */
     struct failed_send failed[RAFT_GUARD_FAILED_SENDS];
     unsigned nfailed;
     struct raft_guard_stats stats;
@@ -99,6 +102,26 @@ static int guard_send(struct raft_io *io, struct raft_io_send *req, const struct
     return 0;
 }
 
+/* Defect 4: raft_uv may run its close callback more than once. */
+static void guard_closed(struct raft_io *io)
+{
+    struct guard *g = guard_of(io);
+    if (g->closed_once) {
+        g->stats.closes_swallowed++;
+        return;
+    }
+    g->closed_once = true;
+    g->closed(io);
+}
+
+static void guard_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct guard *g = guard_of(io);
+    g->closed = cb;
+    g->closed_once = false; /* a raft_io closed, started again and closed (the simulation) */
+    g->close(io, guard_closed);
+}
+
 void raft_guard_flush(struct raft_io *io)
 {
     struct guard *g = guard_of(io);
@@ -126,8 +149,10 @@ int raft_guard_install(struct raft_io *io)
     g->io = io;
     g->start = io->start;
     g->send = io->send;
+    g->close = io->close;
     io->start = guard_start;
     io->send = guard_send;
+    io->close = guard_close;
     return 0;
 }
 
@@ -138,6 +163,7 @@ void raft_guard_remove(struct raft_io *io)
         return;
     io->start = g->start;
     io->send = g->send;
+    io->close = g->close;
     memset(g, 0, sizeof(*g));
 }
 

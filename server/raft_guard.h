@@ -1,7 +1,8 @@
-/* raft_guard.h: defences against three defects of libraft 0.15 that sit between its I/O interface
+/* raft_guard.h: defences against four defects of libraft 0.15 that sit between its I/O interface
  * and its core, installed by wrapping a struct raft_io's methods (the raft_uv one in tallyd, the
- * raft_fixture stub in the simulation). All three were found by the deterministic simulation
- * (tests/sim/sim.c) and are reproduced there with the guard off (`sim --raw`).
+ * raft_fixture stub in the simulation). The first three were found by the deterministic
+ * simulation (tests/sim/sim.c) and are reproduced there with the guard off (`sim --raw`); the
+ * fourth by stopping tallyd under load.
  *
  * 1. AppendEntries from index 1 to a follower that has compacted its log. A follower whose log
  *    starts after a snapshot (offset > 0) and receives entries with prev_log_index 0 skips the
@@ -31,6 +32,18 @@
  *    such an answer's last_log_index to the follower's own snapshot index (committed, so the
  *    same on every replica): the leader sees progress and goes back to probing.
  *
+ * 4. raft_uv runs its close callback more than once. uvMaybeFireCloseCb (uv.c) runs the callback
+ *    whenever the close paths it tracks are all done, and it is also called from close paths it
+ *    does not track (an open segment's writer, a peer connection's stream): one of those that
+ *    finishes after the callback ran runs it again. libraft's callback (ioCloseCb) then frees
+ *    the raft's address and log a second time and calls raft_close's callback again; and an
+ *    owner that released raft_uv in that callback (raft_uv_close, as raft/uv.h suggests) has
+ *    libraft read the freed memory and call through it (seen: tallyd SIGSEGV after logging
+ *    `stopped`, 3 of 15 stops of one replica under load). The guard passes the first close
+ *    callback on and swallows the others; the owner must keep raft_uv, the transport and the
+ *    guard until its loop has run dry (uv_run returned: no handle, no callback is left), and
+ *    release them only then.
+ *
  * Install after the raft_io is initialized and before raft_init; one guard per raft_io, at most
  * RAFT_GUARD_MAX in a process. Single-threaded, like libraft.
  */
@@ -48,11 +61,13 @@ struct raft_guard_stats {
     uint64_t appends_rewritten; /* defect 1 met and defused */
     uint64_t sends_deferred;    /* defect 2 avoided */
     uint64_t snapshot_answers_raised; /* defect 3 */
+    uint64_t closes_swallowed;  /* defect 4: close callbacks after the first */
 };
 
-/* Wrap io's start and send. Returns 0, or RAFT_TOOMANY when RAFT_GUARD_MAX guards exist. */
+/* Wrap io's start, send and close. Returns 0, or RAFT_TOOMANY when RAFT_GUARD_MAX guards exist. */
 int raft_guard_install(struct raft_io *io);
-/* Forget io's guard (after raft_close completed). */
+/* Forget io's guard and give io its methods back: after raft_close completed and the loop ran
+ * dry (defect 4), just before raft_uv_close. */
 void raft_guard_remove(struct raft_io *io);
 /* Run the callbacks of the sends refused since the last call. */
 void raft_guard_flush(struct raft_io *io);

@@ -847,12 +847,11 @@ uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_
     return copies_serve(r->copies, r->engine, q, body, size);
 }
 
+/* libraft has closed. raft_uv, its transport and the guard stay until replica_free: raft_uv may
+ * still run close callbacks of its own after this one (raft_guard.h, defect 4). */
 static void raft_closed(struct raft *raft)
 {
     struct replica *r = raft->data;
-    raft_guard_remove(&r->io);
-    raft_uv_close(&r->io);
-    raft_uv_tcp_close(&r->transport);
     copies_wait(r->copies); /* a copy being made reads the engine */
     copies_close(r->copies);
     r->copies = NULL;
@@ -898,6 +897,14 @@ void replica_free(struct replica *r)
 {
     if (r == NULL)
         return;
+    struct raft_guard_stats gs;
+    raft_guard_stats(&r->io, &gs);
+    if (gs.closes_swallowed > 0) /* libraft 0.15's repeated close callback, defused */
+        LOG_INFO("raft_close_repeated", "replica=%" PRIu64 " callbacks=%" PRIu64, r->opts.id,
+                 gs.closes_swallowed);
+    raft_guard_remove(&r->io);
+    raft_uv_close(&r->io);
+    raft_uv_tcp_close(&r->transport);
     for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
         struct proposal *p = &r->slots[i];
         free(p->requests);

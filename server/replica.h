@@ -183,7 +183,8 @@ uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_
 /* Stop: hand leadership to another voter if this one leads, then close Raft and the engine;
  * `done` runs when everything is closed. */
 void replica_stop(struct replica *r, void (*done)(void *arg), void *arg);
-/* Release a stopped replica's memory (after replica_stop's `done`). */
+/* Release a stopped replica's memory: after replica_stop's `done`, once the loop has run dry
+ * (uv_run returned), since raft_uv may still run callbacks after `done` (raft_guard.h). */
 void replica_free(struct replica *r);
 
 #endif

@@ -33,6 +33,22 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     return send_answer;
 }
 
+static raft_io_close_cb close_given; /* what the guard gave the io's close */
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    (void)io;
+    close_given = cb;
+}
+
+static unsigned closes_seen; /* how often libraft's close callback ran */
+
+static void raft_closed(struct raft_io *io)
+{
+    (void)io;
+    closes_seen++;
+}
+
 static void raft_recv(struct raft_io *io, struct raft_message *m)
 {
     (void)io;
@@ -57,7 +73,10 @@ static int setup(void **state)
     memset(&r, 0, sizeof(r));
     io.start = io_start;
     io.send = io_send;
+    io.close = io_close;
     io.data = &r;
+    close_given = NULL;
+    closes_seen = 0;
     r.log.offset = 10;
     r.log.snapshot.last_index = 15;
     r.log.snapshot.last_term = 3;
@@ -76,6 +95,7 @@ static int teardown(void **state)
     raft_guard_remove(&io);
     assert_ptr_equal(io.start, io_start); /* the io is as it was */
     assert_ptr_equal(io.send, io_send);
+    assert_ptr_equal(io.close, io_close);
     return 0;
 }
 
@@ -208,6 +228,29 @@ static void test_an_answer_below_our_snapshot_is_raised_to_it(void **state)
     assert_int_equal(sent.append_entries_result.last_log_index, 17);
 }
 
+/* raft_uv runs its close callback again when a close path it does not track finishes late
+ * (defect 4): libraft must see it once. */
+static void test_the_close_callback_reaches_libraft_once(void **state)
+{
+    (void)state;
+    io.close(&io, raft_closed);
+    assert_non_null(close_given);
+    assert_int_equal(closes_seen, 0); /* closing is the io's to finish */
+    close_given(&io);
+    assert_int_equal(closes_seen, 1);
+    close_given(&io); /* a segment writer's close finished after it */
+    close_given(&io);
+    assert_int_equal(closes_seen, 1);
+    struct raft_guard_stats st;
+    raft_guard_stats(&io, &st);
+    assert_int_equal(st.closes_swallowed, 2);
+    /* Started again and closed again (the simulation restarts replicas): once more. */
+    io.close(&io, raft_closed);
+    close_given(&io);
+    close_given(&io);
+    assert_int_equal(closes_seen, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +262,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_refused_send_is_reported_through_its_callback,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_answer_below_our_snapshot_is_raised_to_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_the_close_callback_reaches_libraft_once, setup,
                                         teardown),
     };
     return cmocka_run_group_tests_name("raft_guard", tests, NULL, NULL);
