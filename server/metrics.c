@@ -120,6 +120,10 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
            "Deferred ledger commits, each of every entry applied since the last (0 under "
            "--commit-ms 0, where each entry commits itself).",
            s->rc.commits);
+    METRIC("tally_posts_busy_total", "counter",
+           "POST requests the leader answered BUSY because every slot gathering requests for "
+           "the next entries was taken (the client retries after a backoff).",
+           s->rc.posts_busy);
     METRIC("tally_raft_snapshot_threshold", "gauge",
            "Entries applied between Raft snapshots, as now set (follows the entries' size "
            "unless --snapshot-threshold is given).",

@@ -2,13 +2,18 @@
  *
  * Design notes
  * ------------
- * - Proposals come from a pool of REPLICA_INFLIGHT_MAX + 1 slots allocated at start: one "open"
- *   slot gathers requests (their postings copied into it); flushing proposes it (raft_apply with
- *   a raft_malloc'd payload, which libraft frees) and the next free slot opens. The FSM finds the
- *   slot of an entry by the index libraft assigned it (req.index) and writes the results into
- *   that slot; on followers, or for entries this replica did not propose, into scratch arrays.
- *   With REPLICA_INFLIGHT_MAX entries in flight the open slot gathers, and is proposed the moment
- *   one completes (applied_cb), not at the next poll.
+ * - Proposals come from a pool of REPLICA_SLOTS slots allocated at start. Behind the entries in
+ *   flight, up to REPLICA_GATHER_MAX slots gather requests, in arrival order (gather[0] is the
+ *   next to be proposed; requests join the last one, and open a new one when it cannot take
+ *   them); their postings are copied in. Proposing takes gather[0] (raft_apply with a
+ *   raft_malloc'd payload, which libraft frees). The FSM finds the slot of an entry by the index
+ *   libraft assigned it (req.index) and writes the results into that slot; on followers, or for
+ *   entries this replica did not propose, into scratch arrays. With REPLICA_INFLIGHT_MAX entries
+ *   in flight the slots gather, and gather[0] is proposed the moment one completes (applied_cb),
+ *   not at the next poll. Only when every gathering slot is taken is a request answered BUSY
+ *   (until 2026-12-07 there was one gathering slot, and the fourth client of a peak of full
+ *   batches was answered BUSY over and over: docs/BENCHMARKS.md). Under the client clock one
+ *   slot gathers (each entry's stamp follows the one proposed before it: see next_timestamp).
  * - Leadership is polled (libraft 0.15 has no state callback): on becoming leader the replica
  *   proposes a barrier and is ready once it applies; on losing it, queued requests fail with
  *   TALLY_ENOT_LEADER (in-flight ones fail through their raft_apply callback).
@@ -77,8 +82,9 @@ struct replica {
     struct replica_counters counters;
     bool threshold_adapts;   /* no snapshot threshold given: it follows entry_bytes_avg */
     uint64_t entry_bytes_avg; /* moving average of applied entries' sizes, in bytes x 16 */
-    struct proposal slots[REPLICA_INFLIGHT_MAX + 1];
-    struct proposal *open;       /* gathering requests (never busy) */
+    struct proposal slots[REPLICA_SLOTS];
+    struct proposal *gather[REPLICA_GATHER_MAX]; /* gathering requests, oldest first (not busy) */
+    uint32_t ngather;                            /* 1 at least once slots_alloc ran */
     uint32_t inflight;
     bool ready;                  /* leader with its barrier applied */
     bool barrier_pending;
@@ -110,7 +116,7 @@ static uint64_t wall_ms(void)
 
 static struct proposal *proposal_of(struct replica *r, uint64_t index)
 {
-    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+    for (uint32_t i = 0; i < REPLICA_SLOTS; i++) {
         struct proposal *p = &r->slots[i];
         if (p->busy && p->req.index == index)
             return p;
@@ -376,15 +382,28 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---- proposals ------------------------------------------------------------------------------ */
 
+static bool slot_gathering(const struct replica *r, const struct proposal *p)
+{
+    for (uint32_t i = 0; i < r->ngather; i++)
+        if (r->gather[i] == p)
+            return true;
+    return false;
+}
+
+/* A slot neither in flight nor gathering. There always is one while fewer than
+ * REPLICA_GATHER_MAX slots gather: at most REPLICA_INFLIGHT_MAX are in flight. */
 static struct proposal *slot_free(struct replica *r)
 {
-    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+    for (uint32_t i = 0; i < REPLICA_SLOTS; i++) {
         struct proposal *p = &r->slots[i];
-        if (!p->busy && p != r->open)
+        if (!p->busy && !slot_gathering(r, p))
             return p;
     }
     return NULL;
 }
+
+/* How many slots may gather: one under the client clock (see the design notes). */
+static uint32_t gather_max(const struct replica *r);
 
 static void proposal_fail(struct replica *r, struct proposal *p, int status)
 {
@@ -395,6 +414,7 @@ static void proposal_fail(struct replica *r, struct proposal *p, int status)
 }
 
 static int propose(struct replica *r, bool tick);
+static void propose_gathered(struct replica *r);
 
 static void applied_cb(struct raft_apply *req, int status, void *result)
 {
@@ -419,8 +439,8 @@ static void applied_cb(struct raft_apply *req, int status, void *result)
     /* Group commit: what gathered while the pipeline was full goes now, not at the next poll
      * (libraft calls this after applying the entry and uses nothing of it afterwards, so
      * appending the next one from here is safe). */
-    if (status == 0 && r->ready && !r->stopping && r->open != NULL && r->open->nrequests > 0)
-        propose(r, false);
+    if (status == 0 && r->ready && !r->stopping)
+        propose_gathered(r);
 }
 
 static bool clock_client(const struct replica *r)
@@ -453,10 +473,27 @@ static uint64_t request_timestamp(const struct replica *r, uint64_t at_ms)
     return at_ms > r->last_proposed_ts ? at_ms : r->last_proposed_ts;
 }
 
-/* Propose the open slot (or a tick when `tick` and it is empty). */
+static uint32_t gather_max(const struct replica *r)
+{
+    return clock_client(r) ? 1u : REPLICA_GATHER_MAX;
+}
+
+/* gather[0] was proposed: the others move up, and a free slot gathers if none is left. */
+static void gather_advance(struct replica *r)
+{
+    memmove(&r->gather[0], &r->gather[1], (r->ngather - 1) * sizeof(r->gather[0]));
+    r->ngather--;
+    if (r->ngather == 0) {
+        r->gather[0] = slot_free(r);
+        assert(r->gather[0] != NULL); /* REPLICA_SLOTS > REPLICA_INFLIGHT_MAX */
+        r->ngather = 1;
+    }
+}
+
+/* Propose gather[0] (or a tick when `tick` and it is empty). */
 static int propose(struct replica *r, bool tick)
 {
-    struct proposal *p = r->open;
+    struct proposal *p = r->gather[0];
     if (p->nrequests == 0 && !tick)
         return 0;
     size_t size = batch_size(p->nrequests, p->npostings);
@@ -483,9 +520,17 @@ static int propose(struct replica *r, bool tick)
     }
     p->busy = true;
     r->inflight++;
-    r->open = slot_free(r);
+    gather_advance(r);
     r->last_proposal_ms = uv_now(r->loop);
     return 0;
+}
+
+/* Propose what gathered, oldest first, while the pipeline has room. */
+static void propose_gathered(struct replica *r)
+{
+    while (r->inflight < REPLICA_INFLIGHT_MAX && r->gather[0]->nrequests > 0)
+        if (propose(r, false) != 0)
+            return; /* its requests were failed: the next poll goes on */
 }
 
 enum replica_clock replica_clock(const struct replica *r)
@@ -509,16 +554,20 @@ int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t requ
         return TALLY_ETOO_LARGE;
     if (at_ms != 0 && !clock_client(r))
         return TALLY_ECONFIG;
-    struct proposal *p = r->open;
+    struct proposal *p = r->gather[r->ngather - 1];
     uint64_t ts = request_timestamp(r, at_ms);
-    if (p == NULL || slot_closed_to(p, count, ts)) {
-        if (p == NULL || r->inflight >= REPLICA_INFLIGHT_MAX)
+    if (slot_closed_to(p, count, ts)) {
+        if (r->ngather == 1 && r->inflight < REPLICA_INFLIGHT_MAX) {
+            propose(r, false); /* the pipeline has room: the full slot goes */
+            ts = request_timestamp(r, at_ms); /* the slot proposed moved last_proposed_ts */
+        } else if (r->ngather < gather_max(r)) {
+            r->gather[r->ngather++] = slot_free(r); /* there is one: see slot_free */
+        } else {
+            r->counters.posts_busy++;
             return TALLY_EBUSY;
-        propose(r, false);
-        p = r->open;
-        if (p == NULL)
-            return TALLY_EBUSY;
-        ts = request_timestamp(r, at_ms); /* the slot proposed moved last_proposed_ts */
+        }
+        p = r->gather[r->ngather - 1];
+        assert(p != NULL && p->nrequests == 0);
     }
     if (p->nrequests == 0)
         p->timestamp = ts;
@@ -530,10 +579,9 @@ int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t requ
     p->ctx[p->nrequests++] = ctx;
     memcpy(&p->postings[p->npostings], postings, (size_t)count * sizeof(*postings));
     p->npostings += count;
-    /* Group commit: propose now if the pipeline has room; otherwise the open slot fills until
-     * an entry completes (poll_cb proposes it then). */
-    if (r->inflight < REPLICA_INFLIGHT_MAX)
-        propose(r, false);
+    /* Group commit: propose now if the pipeline has room; otherwise the slots gather until an
+     * entry completes (applied_cb proposes gather[0] then). */
+    propose_gathered(r);
     return 0;
 }
 
@@ -563,8 +611,9 @@ static void lost_leadership(struct replica *r)
     if (r->ready)
         LOG_INFO("leader_lost", "replica=%" PRIu64, r->opts.id);
     r->ready = false;
-    if (r->open != NULL)
-        proposal_fail(r, r->open, TALLY_ENOT_LEADER);
+    for (uint32_t i = 0; i < r->ngather; i++)
+        proposal_fail(r, r->gather[i], TALLY_ENOT_LEADER);
+    r->ngather = r->ngather > 0 ? 1 : 0; /* gather[0] gathers again, the others are free */
 }
 
 /* The snapshot threshold for entries of mean size avg16 / 16 bytes (replica.h). */
@@ -616,10 +665,10 @@ static void poll_cb(uv_timer_t *t)
             r->barrier_pending = true;
         return;
     }
-    if (!r->ready || r->open == NULL || r->inflight >= REPLICA_INFLIGHT_MAX)
+    if (!r->ready || r->inflight >= REPLICA_INFLIGHT_MAX)
         return;
-    if (r->open->nrequests > 0)
-        propose(r, false);
+    if (r->gather[0]->nrequests > 0)
+        propose_gathered(r);
     else if (!clock_client(r) && r->inflight == 0 &&
              uv_now(r->loop) - r->last_proposal_ms >= r->opts.tick_ms)
         propose(r, true); /* under the client clock, time moves only with POST_AT */
@@ -636,7 +685,7 @@ static int make_dir(const char *path)
 
 static int slots_alloc(struct replica *r)
 {
-    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+    for (uint32_t i = 0; i < REPLICA_SLOTS; i++) {
         struct proposal *p = &r->slots[i];
         p->r = r;
         p->requests = calloc(BATCH_REQUESTS_MAX, sizeof(*p->requests));
@@ -650,7 +699,8 @@ static int slots_alloc(struct replica *r)
     r->ereq = calloc(BATCH_REQUESTS_MAX, sizeof(*r->ereq));
     r->scratch_results = calloc(TALLY_BATCH_MAX, sizeof(*r->scratch_results));
     r->scratch_status = calloc(BATCH_REQUESTS_MAX, 1);
-    r->open = &r->slots[0];
+    r->gather[0] = &r->slots[0];
+    r->ngather = 1;
     return r->ereq && r->scratch_results && r->scratch_status ? 0 : -ENOMEM;
 }
 
@@ -905,7 +955,7 @@ void replica_free(struct replica *r)
     raft_guard_remove(&r->io);
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
-    for (uint32_t i = 0; i <= REPLICA_INFLIGHT_MAX; i++) {
+    for (uint32_t i = 0; i < REPLICA_SLOTS; i++) {
         struct proposal *p = &r->slots[i];
         free(p->requests);
         free(p->ctx);

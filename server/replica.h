@@ -6,8 +6,9 @@
  * A request submitted on the leader is answered (done callback) only once the entry carrying it
  * is committed by a majority and applied: acknowledged means replicated and durable (law 5).
  * Requests of many clients are packed into one entry (group commit): the replica proposes at
- * once when nothing is in flight, and otherwise gathers what arrives until an entry completes
- * or is full (TALLY_BATCH_MAX postings), at most REPLICA_INFLIGHT_MAX entries in flight. An idle
+ * once when fewer than REPLICA_INFLIGHT_MAX entries are in flight, and otherwise gathers what
+ * arrives (in up to REPLICA_GATHER_MAX slots of TALLY_BATCH_MAX postings each, beyond which a
+ * request is answered BUSY) until an entry completes. An idle
  * leader proposes a tick entry every tick_ms, so time-driven work (expiry, hold timeouts,
  * activation, tiers) happens without traffic. Every entry carries the leader's clock, never
  * behind the previous entry's; under REPLICA_CLOCK_CLIENT the clients' instead (enum
@@ -47,10 +48,17 @@
 
 #define REPLICA_PEERS_MAX 7u
 #define REPLICA_INFLIGHT_MAX 2u
-/* Sizing of the front's table of pending POSTs (front.c, FRONT_PENDING_MAX): four full entries
- * beyond those in flight. The replica itself queues only the open entry (one entry's worth of
- * postings) and answers BUSY beyond it. */
-#define REPLICA_QUEUE_MAX (4u * TALLY_BATCH_MAX)
+/* Slots gathering requests behind the entries in flight (each one entry's worth, up to
+ * TALLY_BATCH_MAX postings): beyond them a request is answered BUSY. Four: a peak of clients
+ * sending full batches (8,190 postings, one entry each) keeps two in flight and up to four
+ * waiting, so six such clients are served without a BUSY, each waiting its turn; with one
+ * gathering slot, as until 2026-12-07, every client past the third was answered BUSY again and
+ * again, resending its megabyte after each backoff (docs/BENCHMARKS.md, "Gathering slots"). */
+#define REPLICA_GATHER_MAX 4u
+#define REPLICA_SLOTS (REPLICA_INFLIGHT_MAX + REPLICA_GATHER_MAX)
+/* Postings the replica holds that are not in flight: the front sizes its table of pending POSTs
+ * from it (front.c, FRONT_PENDING_MAX). */
+#define REPLICA_QUEUE_MAX (REPLICA_GATHER_MAX * TALLY_BATCH_MAX)
 /* Defaults of replica_options.snapshot_threshold / snapshot_trailing: a snapshot every 1,024
  * entries, keeping 1,024 entries of log behind it, so a replica that was away for less than
  * that catches up from the log, not from a copy. libraft holds its whole log in memory, so the
@@ -147,9 +155,10 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
 /* Queue a client request (on the leader). The postings are copied. at_ms is the ledger time a
  * POST_AT asks for (REPLICA_CLOCK_CLIENT only; 0 for a POST): its entry is stamped
  * max(the ledger's time, at_ms). Requests of different stamps never share an entry: one whose
- * stamp differs from the open entry's closes that entry (proposes it), or, with the pipeline
- * full, is answered TALLY_EBUSY. Returns 0 (done follows), TALLY_ENOT_LEADER, TALLY_EBUSY (too
- * much queued: retry later), TALLY_ETOO_LARGE, TALLY_ECONFIG (at_ms nonzero under
+ * stamp differs from the gathering entry's closes that entry (proposes it), or, with the
+ * pipeline full, is answered TALLY_EBUSY (under the client clock one entry gathers). Returns 0
+ * (done follows), TALLY_ENOT_LEADER, TALLY_EBUSY (every gathering slot is taken: retry later),
+ * TALLY_ETOO_LARGE, TALLY_ECONFIG (at_ms nonzero under
  * REPLICA_CLOCK_WALL: the caller checks replica_clock first). */
 int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t request, uint64_t at_ms,
                    const struct tally_posting *postings, uint32_t count, void *ctx);
@@ -172,6 +181,7 @@ struct replica_counters {
     uint64_t clock_mismatches; /* entries applied that were stamped in the other clock mode */
     uint64_t commits;          /* ledger commits (each one flush: many entries) */
     uint64_t snapshot_threshold; /* entries between Raft snapshots, as now set */
+    uint64_t posts_busy;       /* requests answered BUSY: every gathering slot taken */
 };
 void replica_counters(const struct replica *r, struct replica_counters *out);
 

@@ -29,6 +29,7 @@
 #include <linux/fs.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,6 +581,64 @@ static void test_snapshot_threshold_follows_the_entries_size(void **state)
     cl.snapshot_default = false;
 }
 
+/* Clients sending full batches (one entry each) wait their turn instead of being answered BUSY:
+ * two entries in flight and REPLICA_GATHER_MAX gathering hold six such clients (replica.h).
+ * With one gathering slot, as before, the fourth was answered BUSY and resent its megabyte
+ * after each backoff; libtally hides that, the leader's tally_posts_busy_total does not. */
+struct full_batch_client {
+    pthread_t thread;
+    struct tally_posting *batches; /* 3 x TALLY_BATCH_MAX, made before the thread starts */
+    int rc;
+};
+
+static void *full_batch_client_main(void *arg)
+{
+    struct full_batch_client *t = arg;
+    struct tally_client *c = client_of(cl.clients);
+    static _Thread_local struct tally_result res[TALLY_BATCH_MAX];
+    for (unsigned b = 0; b < 3 && t->rc == 0; b++) {
+        t->rc = tally_client_post(c, t->batches + b * TALLY_BATCH_MAX, TALLY_BATCH_MAX, res, 60000);
+        if (t->rc == 0 && res[0].code != TALLY_ACCOUNT_NOT_FOUND)
+            t->rc = -1000 - (int)res[0].code;
+    }
+    tally_client_close(c);
+    return NULL;
+}
+
+static void test_six_clients_of_full_batches_wait_without_busy(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    const char *leader = leader_address(admin);
+    unsigned li = 0;
+    for (unsigned i = 1; i <= N; i++)
+        if (strcmp(leader, cl.client_addr[i]) == 0)
+            li = i;
+    assert_true(li > 0);
+    static char body[65536];
+    assert_int_equal(http(li, "GET", "/metrics", body, sizeof(body)), 200);
+    uint64_t busy_before = metric(body, "tally_posts_busy_total");
+    struct full_batch_client t[6];
+    for (unsigned k = 0; k < 6; k++) { /* accrue() numbers ids from one counter: not in threads */
+        t[k] = (struct full_batch_client){.batches = calloc(3 * TALLY_BATCH_MAX, sizeof(struct tally_posting))};
+        assert_non_null(t[k].batches);
+        for (uint32_t j = 0; j < 3 * TALLY_BATCH_MAX; j++) /* to members that do not exist */
+            t[k].batches[j] = accrue(800000000u + k * 3 * TALLY_BATCH_MAX + j, 1);
+    }
+    for (unsigned k = 0; k < 6; k++)
+        assert_int_equal(pthread_create(&t[k].thread, NULL, full_batch_client_main, &t[k]), 0);
+    for (unsigned k = 0; k < 6; k++) {
+        pthread_join(t[k].thread, NULL);
+        free(t[k].batches);
+        assert_int_equal(t[k].rc, 0);
+    }
+    usleep(METRICS_WAIT_MS * 1000);
+    assert_int_equal(http(li, "GET", "/metrics", body, sizeof(body)), 200);
+    assert_string_equal(leader, leader_address(admin)); /* the same leader throughout */
+    assert_int_equal(metric(body, "tally_posts_busy_total") - busy_before, 0);
+    wait_converged(admin, 30000);
+}
+
 /* raft_uv's open segments, as tallyd allocates them (server/raft_alloc.h): written zeros, so
  * that its RWF_NOWAIT writes are accepted on the loop instead of going to the thread pool. A
  * file system without FIEMAP (tmpfs) cannot show extents: nothing to check there. */
@@ -643,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_whole_cluster_restart_keeps_every_acknowledged_posting),
         cmocka_unit_test(test_snapshot_threshold_follows_the_entries_size),
         cmocka_unit_test(test_raft_log_segments_have_no_unwritten_extents),
+        cmocka_unit_test(test_six_clients_of_full_batches_wait_without_busy),
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup, group_teardown);
 }
