@@ -19,7 +19,9 @@
  *     mode (wall or client: POST_AT is refused or served) are set by the input.
  *     replica_submit mirrors the real one's refusals (NOT_LEADER when not ready, TOO_LARGE,
  *     BUSY beyond one entry of TALLY_BATCH_MAX postings, or BUSY / NOT_LEADER when the input
- *     says so) and queues the request; the input decides when the queue "commits" (one entry
+ *     says so; the real one gathers up to REPLICA_GATHER_MAX entries before BUSY, a threshold
+ *     the front does not see: what is fuzzed is how the front answers a BUSY) and queues the
+ *     request; the input decides when the queue "commits" (one entry
  *     applied to the real engine, each request answered through front_posted as replica.c's
  *     applied_cb does) or "fails" (leadership lost: TALLY_ENOT_LEADER; storage: -EIO).
  *   - net_send: captures the reply instead of queueing it on a socket, and checks it.
