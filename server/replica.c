@@ -8,9 +8,10 @@
  *   them); their postings are copied in. Proposing takes gather[0] (raft_apply with a
  *   raft_malloc'd payload, which libraft frees). The FSM finds the slot of an entry by the index
  *   libraft assigned it (req.index) and writes the results into that slot; on followers, or for
- *   entries this replica did not propose, into scratch arrays. With REPLICA_INFLIGHT_MAX entries
- *   in flight the slots gather, and gather[0] is proposed the moment one completes (applied_cb),
- *   not at the next poll. Only when every gathering slot is taken is a request answered BUSY
+ *   entries this replica did not propose, into scratch arrays. gather[0] is proposed at once
+ *   when nothing is in flight, and beside one entry in flight only when it is closed (full, or a
+ *   request went on to the next slot: gather_ready); otherwise the slots gather, and gather[0]
+ *   is proposed the moment an entry completes (applied_cb), not at the next poll. Only when every gathering slot is taken is a request answered BUSY
  *   (until 2026-12-07 there was one gathering slot, and the fourth client of a peak of full
  *   batches was answered BUSY over and over: docs/BENCHMARKS.md). Under the client clock one
  *   slot gathers (each entry's stamp follows the one proposed before it: see next_timestamp).
@@ -526,9 +527,28 @@ static int propose(struct replica *r, bool tick)
 }
 
 /* Propose what gathered, oldest first, while the pipeline has room. */
+/* Whether gather[0] can take no more: full, or a request already went on to the next slot. */
+static bool gather_head_closed(const struct replica *r)
+{
+    return r->ngather > 1 || r->gather[0]->npostings == TALLY_BATCH_MAX;
+}
+
+/* Whether gather[0] goes now. With nothing in flight, whatever gathered goes. With an entry in
+ * flight, a second goes only once gather[0] is closed: waiting could not make it larger. An
+ * entry's cost is mostly fixed (a synchronous log write and Raft messages on every replica, an
+ * LMDB transaction), so small requests from many clients (the till) make fewer, larger entries
+ * this way, and full batches (the peak) still keep two in flight, replicating one while the
+ * other applies (docs/BENCHMARKS.md, "One entry in flight unless the next is full"). */
+static bool gather_ready(const struct replica *r)
+{
+    if (r->gather[0]->nrequests == 0 || r->inflight >= REPLICA_INFLIGHT_MAX)
+        return false;
+    return r->inflight == 0 || gather_head_closed(r);
+}
+
 static void propose_gathered(struct replica *r)
 {
-    while (r->inflight < REPLICA_INFLIGHT_MAX && r->gather[0]->nrequests > 0)
+    while (gather_ready(r))
         if (propose(r, false) != 0)
             return; /* its requests were failed: the next poll goes on */
 }

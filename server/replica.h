@@ -6,9 +6,9 @@
  * A request submitted on the leader is answered (done callback) only once the entry carrying it
  * is committed by a majority and applied: acknowledged means replicated and durable (law 5).
  * Requests of many clients are packed into one entry (group commit): the replica proposes at
- * once when fewer than REPLICA_INFLIGHT_MAX entries are in flight, and otherwise gathers what
- * arrives (in up to REPLICA_GATHER_MAX slots of TALLY_BATCH_MAX postings each, beyond which a
- * request is answered BUSY) until an entry completes. An idle
+ * once when nothing is in flight, a second entry beside it only when that one is full, and
+ * otherwise gathers what arrives (in up to REPLICA_GATHER_MAX slots of TALLY_BATCH_MAX postings
+ * each, beyond which a request is answered BUSY) until an entry completes. An idle
  * leader proposes a tick entry every tick_ms, so time-driven work (expiry, hold timeouts,
  * activation, tiers) happens without traffic. Every entry carries the leader's clock, never
  * behind the previous entry's; under REPLICA_CLOCK_CLIENT the clients' instead (enum
@@ -47,6 +47,10 @@
 #include "tally_wire.h"
 
 #define REPLICA_PEERS_MAX 7u
+/* Entries in flight (proposed, not yet applied) at most. The second goes only when the
+ * gathering entry is full (replica.c, gather_ready): small requests wait for the one in flight
+ * and ride the next, larger entry; full batches keep two in flight, one replicating while the
+ * other applies. Three and four were tried (docs/BENCHMARKS.md): more, smaller entries. */
 #define REPLICA_INFLIGHT_MAX 2u
 /* Slots gathering requests behind the entries in flight (each one entry's worth, up to
  * TALLY_BATCH_MAX postings): beyond them a request is answered BUSY. Four: a peak of clients
