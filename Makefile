@@ -182,6 +182,11 @@ $(BUILD)/tests/%: $(call obj,tests/%.c tests/support.c tools/audit_fold.c) $(ENG
 test: all
 	@$(MAKE) --no-print-directory unit-test script-test sim-test fuzz-test
 
+# A failed test's output, shortened: cmocka's RUN and OK lines left out, then the first 50
+# lines (the first failure and what it printed) and the last 12 (the summary).
+SHOW_FAILURE = grep -v -E '^\[ +(RUN|OK) +\]' | awk 'NR <= 50 { print } { t[NR % 12] = $$0 } \
+  END { if (NR > 50) { print "[...]"; for (i = (NR > 61 ? NR - 11 : 51); i <= NR; i++) print t[i % 12] } }'
+
 # Cluster tests run once per network backend (io_uring, and the epoll fallback); the epoll pass
 # also commits the ledger at every entry (tallyd --commit-ms 0), the io_uring pass deferred (the
 # default), so both commit paths run every cluster test.
@@ -192,7 +197,7 @@ unit-test:
 	  printf '%-50s ' "$$t$$( [ $$io = auto ] || echo " ($$io$$( [ $$io = epoll ] && echo ', commit-ms 0'))")"; \
 	  if out=$$(env TALLY_BUILD=$(BUILD) TALLY_TEST_IO=$$io \
 	            $$( [ $$io = epoll ] && echo TALLY_TEST_COMMIT_MS=0) $$t 2>&1); then echo ok; \
-	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
+	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | $(SHOW_FAILURE); fail=1; fi; fi; \
 	  done; \
 	done; exit $$fail
 
@@ -200,7 +205,7 @@ script-test:
 	@fail=0; for t in $(SCRIPT_TESTS); do \
 	  printf '%-50s ' "$$t"; \
 	  if out=$$(TALLY_BUILD=$(BUILD) bash $$t 2>&1); then echo ok; \
-	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | tail -40; fail=1; fi; fi; \
+	  else rc=$$?; if [ $$rc = 77 ]; then echo skipped; else echo FAIL; echo "$$out" | $(SHOW_FAILURE); fail=1; fi; fi; \
 	done; exit $$fail
 
 # The simulation: a fixed set of seeds (the first 3 run twice: the same fingerprint) in make

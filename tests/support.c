@@ -14,7 +14,10 @@
 
 void tmpdir_make(char out[64])
 {
-    snprintf(out, 64, "/tmp/tally-test-XXXXXX");
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0' || strlen(base) > 40)
+        base = "/tmp";
+    snprintf(out, 64, "%s/tally-test-XXXXXX", base);
     if (mkdtemp(out) == NULL)
         fail_msg("mkdtemp: %s", strerror(errno));
 }
@@ -36,7 +39,7 @@ void tmpdir_remove(const char *dir)
         return;
     }
     /* Only ever our own directories: a bug here must not remove anything else. */
-    assert_int_equal(strncmp(dir, "/tmp/tally-test-", 16), 0);
+    assert_non_null(strstr(dir, "/tally-test-"));
     nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 

@@ -49,7 +49,8 @@
  * Temporary directories.
  * ------------------------------------------------------------------------------------------- */
 
-/* Create a fresh directory /tmp/tally-test-XXXXXX; out gets its path. Fails the test on error. */
+/* Create a fresh directory $TMPDIR/tally-test-XXXXXX ($TMPDIR: /tmp when unset, empty or longer
+ * than 40 bytes); out gets its path. Fails the test on error. */
 void tmpdir_make(char out[64]);
 
 /* Remove a directory and everything in it (unless TALLY_TEST_KEEP is set). */

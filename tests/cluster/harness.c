@@ -110,9 +110,11 @@ void replica_stop(unsigned i, int sig)
     kill(cl.pid[i], sig);
     int status;
     waitpid(cl.pid[i], &status, 0);
-    if (sig == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        fail_msg("replica %u did not stop cleanly on SIGTERM (status %d)", i, status);
     cl.pid[i] = 0;
+    if (sig == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        replica_report(i);
+        fail_msg("replica %u did not stop cleanly on SIGTERM (status %d)", i, status);
+    }
 }
 
 struct tally_client *client_of(const char *addresses)
@@ -126,6 +128,49 @@ struct tally_client *client_of(const char *addresses)
     if (rc != 0)
         fail_msg("tally_client_open(%s): %d %s", addresses, rc, tally_strerror(rc));
     return c;
+}
+
+/* For a failure's message: whether replica i still runs (or how it ended: it is then reaped),
+ * the last warnings and errors its log holds since the current test's mark, and the start of a
+ * sanitizer's report (a leak at exit makes a sanitized tallyd's exit status nonzero). */
+void replica_report(unsigned i)
+{
+    int status = 0;
+    if (cl.pid[i] <= 0)
+        fprintf(stderr, "replica %u: not running\n", i);
+    else if (waitpid(cl.pid[i], &status, WNOHANG) == cl.pid[i]) {
+        fprintf(stderr, "replica %u: ended (%s %d)\n", i, WIFSIGNALED(status) ? "signal" : "exit",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        cl.pid[i] = 0;
+    } else
+        fprintf(stderr, "replica %u: running, pid %d\n", i, (int)cl.pid[i]);
+    char path[160], line[600];
+    snprintf(path, sizeof(path), "%s/r%u.log", cl.dir, i);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    enum { KEEP = 8, REPORT = 16 };
+    static char last[KEEP][600];
+    unsigned nlast = 0, nreport = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "---- test ", 10) == 0) {
+            nlast = 0;
+        } else if (nreport > 0 || strstr(line, "Sanitizer") != NULL) {
+            if (nreport++ < REPORT)
+                fprintf(stderr, "  r%u| %s", i, line);
+        } else if (strstr(line, "level=warn") != NULL || strstr(line, "level=error") != NULL) {
+            snprintf(last[nlast++ % KEEP], sizeof(last[0]), "%s", line);
+        }
+    }
+    fclose(f);
+    for (unsigned k = nlast > KEEP ? nlast - KEEP : 0; k < nlast; k++)
+        fprintf(stderr, "  r%u: %s", i, last[k % KEEP]);
+}
+
+void cluster_report(void)
+{
+    for (unsigned i = 1; i <= N; i++)
+        replica_report(i);
 }
 
 /* Wait until every running replica has applied the same index with the same digest. */
@@ -147,6 +192,7 @@ void wait_converged(struct tally_client *c, uint64_t timeout_ms)
             for (uint32_t i = 0; i < n; i++)
                 fprintf(stderr, "replica %s: error %d role %u applied %llu\n", st[i].address,
                         st[i].error, st[i].role, (unsigned long long)st[i].applied_index);
+            cluster_report();
             fail_msg("replicas did not converge within %llu ms", (unsigned long long)timeout_ms);
         }
         usleep(50000);

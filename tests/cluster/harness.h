@@ -52,6 +52,8 @@ void replica_start(unsigned i);
 void replica_start_env(unsigned i, char *const *env); /* with extra "NAME=VALUE"s, NULL-ended */
 void replica_stop(unsigned i, int sig);     /* and wait for it */
 void kill_replicas(void);                   /* atexit: no replica outlives its test */
+void replica_report(unsigned i);            /* for a failure: whether it runs, its log's errors */
+void cluster_report(void);                  /* replica_report of each */
 /* A test program's start: false (print why) when tallyd is not built, so the caller exits 77
  * (skipped); else registers kill_replicas to run at exit. */
 bool harness_ready(const char *program);
