@@ -62,7 +62,7 @@ static void usage(FILE *out)
             "--clock wall (default) stamps entries with the leader's wall clock; --clock client\n"
             "lets clients drive ledger time with POST_AT (replays, drills): give every replica\n"
             "of a cluster the same --clock.\n"
-            "--commit-ms MS (default 100, at most 1000) commits the ledger file once its oldest\n"
+            "--commit-ms MS (default 20, at most 1000) commits the ledger file once its oldest\n"
             "uncommitted entry is MS old (the Raft log holds those entries durably meanwhile);\n"
             "0 commits at every entry, one disk flush each.\n"
             "Exit codes: 0 stopped cleanly, 2 usage, 3 cannot start (address, directory), 4 error.\n");

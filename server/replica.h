@@ -87,16 +87,16 @@
  * postings, and before a snapshot, a ledger copy and a stop. The file trails what is applied
  * (and acknowledged) by at most that: the Raft log holds those entries durably on a majority,
  * and a restart applies them again. One flush per entry instead was the till's limit
- * (docs/BENCHMARKS.md, "The till"). 100 ms since 2026-12-07 (20 before): the till +10-13%, the
- * peak the same within the noise (docs/BENCHMARKS.md, "The group commit's age"); each commit
- * blocks the loop while it writes and flushes, so fewer, larger commits leave the loop freer,
- * and a page written by many entries is written once. The groups are small either way: 100 ms of
- * a till is ~2,000 postings, and REPLICA_COMMIT_POSTINGS bounds a peak's. */
-#define REPLICA_COMMIT_MS 100u
+ * (docs/BENCHMARKS.md, "The till"). Each commit blocks the loop while it writes and flushes:
+ * 100 ms gave a till on 100k members 10-13% more, but on the benchmark's 1M members no more
+ * than the noise and a p99 40-60% higher (a group dirties more scattered pages), so 20 ms it is
+ * (docs/BENCHMARKS.md, "The group commit's age"). REPLICA_COMMIT_POSTINGS bounds a peak's
+ * group. */
+#define REPLICA_COMMIT_MS 20u
 #define REPLICA_COMMIT_POSTINGS 16384u
 #define REPLICA_COMMIT_EACH 0xffffffffu /* tallyd --commit-ms 0: a commit per entry */
 /* The ledger's first map size: address space, not memory or disk. The engine keeps half of the
- * map free for the open group (engine.h): half of 1 GiB is far above what 100 ms or 16,384
+ * map free for the open group (engine.h): half of 1 GiB is far above what 20 ms or 16,384
  * postings (plus one entry) can write. */
 #define REPLICA_MAP_SIZE ((size_t)1 << 30)
 /* A leader that sent a Raft snapshot waits this long for the follower's answer before it sends
