@@ -44,6 +44,11 @@ uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+unsigned metrics_port(unsigned i)
+{
+    return cl.base + 16 + i;
+}
+
 void replica_start(unsigned i)
 {
     replica_start_env(i, NULL);
@@ -56,7 +61,7 @@ void replica_start_env(unsigned i, char *const *env)
     snprintf(id, sizeof(id), "%u", i);
     snprintf(dir, sizeof(dir), "%s/r%u", cl.dir, i);
     snprintf(log, sizeof(log), "%s/r%u.log", cl.dir, i);
-    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", cl.base + 20 + i);
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", metrics_port(i));
     for (unsigned k = 1; k <= N; k++)
         snprintf(peers[k - 1], sizeof(peers[0]), "%u,127.0.0.1:%u,127.0.0.1:%u", k,
                  cl.base + 10 + k, cl.base + k);
@@ -367,7 +372,7 @@ unsigned log_count(unsigned i, const char *event)
 int http(unsigned i, const char *method, const char *path, char *out, size_t size)
 {
     char addr[32], req[128];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", cl.base + 20 + i);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", metrics_port(i));
     int fd = raw_connect(addr);
     int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\n\r\n", method, path);
     raw_send(fd, req, (size_t)n);

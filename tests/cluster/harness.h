@@ -28,7 +28,9 @@
 
 struct cluster {
     char dir[64];
-    unsigned base;           /* ports base+1.. (clients) and base+11.. (raft) */
+    unsigned base;           /* ports base+1..3 (clients), base+11..13 (raft), base+14..16 (raft
+                                bind, below), base+17..19 (metrics): all inside the 20 ports
+                                from base, so that two test programs at once never share one */
     pid_t pid[N + 1];
     char clients[160];       /* "127.0.0.1:p1,..." */
     char client_addr[N + 1][32];
@@ -49,6 +51,7 @@ uint64_t mono_ms(void);
 void cluster_up(void);                      /* a fresh directory, N replicas started */
 void cluster_down(void);                    /* SIGTERM each; each must exit 0 */
 void replica_start(unsigned i);
+unsigned metrics_port(unsigned i);          /* replica i's --metrics port */
 void replica_start_env(unsigned i, char *const *env); /* with extra "NAME=VALUE"s, NULL-ended */
 void replica_stop(unsigned i, int sig);     /* and wait for it */
 void kill_replicas(void);                   /* atexit: no replica outlives its test */

@@ -515,7 +515,7 @@ static void test_whole_cluster_restart_keeps_every_acknowledged_posting(void **s
         usleep(50000);
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)(cl.base + 21))};
+                                 .sin_port = htons((uint16_t)metrics_port(1))};
         inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
         bool up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
         close(fd);

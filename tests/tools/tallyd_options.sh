@@ -2,7 +2,8 @@
 # tallyd_options.sh: tallyd refuses option values it cannot honour, with its usage and exit 2,
 # before it opens anything (nothing is created in the data directory), from the command line and
 # from a --config file alike; --help names every option. Cases: --commit-ms (0..1000; -1, 1001
-# and a word are refused), --clock, --io.
+# and a word are refused), --clock, --io. And an address that is taken: exit 3 (cannot start),
+# also under the sanitizers (what main allocated is released, so the leak check keeps 3).
 #
 # Run: TALLY_BUILD=build bash tests/tools/tallyd_options.sh   (exit 0 pass, 1 fail)
 set -u
@@ -37,6 +38,30 @@ if [ "$rc" != 2 ] || [ -e "$dir/data" ]; then
     echo "FAIL: commit-ms 5000 in a config file: exit $rc (want 2), nothing made"
     fail=1
 fi
+
+# An address another process holds: exit 3 (cannot start), the address named in the log. A
+# one-voter tallyd holds the port; a second one wants it for its clients, then a third for its
+# metrics endpoint. Ports below the ephemeral range, from this shell's pid.
+port=$((24000 + ($$ % 400) * 20))
+"$TALLYD" --id 1 --dir "$dir/holder" --peer "1,127.0.0.1:$((port + 10)),127.0.0.1:$port" \
+    2>"$dir/holder.log" &
+holder=$!
+for _ in $(seq 1 100); do grep -q 'event=listening' "$dir/holder.log" && break; sleep 0.1; done
+taken() { # taken WHAT ARGS...: exit 3 and an error naming the port
+    local what=$1 rc=0
+    shift
+    out=$(timeout 20 "$TALLYD" --id 1 --dir "$dir/second" "$@" 2>&1 >/dev/null) || rc=$?
+    if [ "$rc" != 3 ] || [[ $out != *"level=error"*"127.0.0.1:$port"*"in use"* ]]; then
+        echo "FAIL: $what: exit $rc (want 3 and the address in an error line): $out" | head -5
+        fail=1
+    fi
+    rm -rf "$dir/second"
+}
+taken "client address in use" --peer "1,127.0.0.1:$((port + 11)),127.0.0.1:$port"
+taken "metrics address in use" --peer "1,127.0.0.1:$((port + 12)),127.0.0.1:$((port + 2))" \
+    --metrics "127.0.0.1:$port"
+kill -TERM $holder
+wait $holder || { echo "FAIL: the holder did not stop cleanly"; fail=1; }
 
 help=$("$TALLYD" --help 2>&1)
 for opt in --commit-ms --clock --io --snapshot-trailing --metrics; do
