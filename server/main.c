@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "raft_aio.h"
 #include "replica.h"
 
 struct config {
@@ -327,6 +328,7 @@ int main(int argc, char **argv)
     replica_free(d.replica);
     front_free(front);
     uv_loop_close(d.loop);
+    raft_aio_drain(); /* the last segments' AIO contexts, handed to the helper thread */
     config_release(&c);
     LOG_INFO("exit", "replica=%" PRIu64, c.id);
     return 0;
