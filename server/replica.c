@@ -54,6 +54,7 @@
 #include "copies.h"
 #include "log.h"
 #include "raft_guard.h"
+#include "raft_tcp.h"
 #include "tally.h"
 
 struct proposal {
@@ -738,6 +739,8 @@ static int raft_setup(struct replica *r, const char *raft_dir)
     if (self == NULL)
         return TALLY_ECONFIG;
     int rc = raft_uv_tcp_init(&r->transport, r->loop);
+    if (rc == 0)
+        raft_tcp_nodelay_install(&r->transport); /* libraft leaves Nagle on (raft_tcp.h) */
     /* Before raft_init. raft_uv binds its listener here and still tells every peer it connects
      * to (in its handshake) the raft_address given to raft_init: the two may differ. uv.h says
      * the ports must match; libraft 0.15's source neither needs nor checks that. */
