@@ -111,9 +111,7 @@ static void transport_closed(struct raft_uv_transport *t)
     (void)t;
 }
 
-/* Connect one transport to the other; with_nodelay installs the wrapper on both first. Returns
- * the option as each end sees it: accepted end in *on_accepted, connecting end in *on_connected. */
-static void connect_pair(bool with_nodelay, int *on_accepted, int *on_connected)
+static struct pair *pair_new(void)
 {
     struct pair *p = calloc(1, sizeof(*p));
     assert_non_null(p);
@@ -121,6 +119,31 @@ static void connect_pair(bool with_nodelay, int *on_accepted, int *on_connected)
     assert_int_equal(uv_loop_init(&p->loop), 0);
     uv_timer_init(&p->loop, &p->timeout);
     p->timeout.data = p;
+    p->req.data = p;
+    return p;
+}
+
+/* Close the transports given (already closing their streams), then the loop. */
+static void pair_free(struct pair *p, struct raft_uv_transport *t[], int n)
+{
+    p->closing += n;
+    for (int i = 0; i < n; i++)
+        t[i]->close(t[i], transport_closed);
+    run_until(p, all_closed);
+    for (int i = 0; i < n; i++)
+        raft_uv_tcp_close(t[i]);
+    uv_close((uv_handle_t *)&p->timeout, NULL);
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&p->loop), 0);
+    free(p);
+    the_pair = NULL;
+}
+
+/* Connect one transport to the other; with_nodelay installs the wrapper on both first. Returns
+ * the option as each end sees it: accepted end in *on_accepted, connecting end in *on_connected. */
+static void connect_pair(bool with_nodelay, int *on_accepted, int *on_connected)
+{
+    struct pair *p = pair_new();
     assert_int_equal(raft_uv_tcp_init(&p->listener, &p->loop), 0);
     assert_int_equal(raft_uv_tcp_init(&p->connector, &p->loop), 0);
     if (with_nodelay) {
@@ -134,7 +157,6 @@ static void connect_pair(bool with_nodelay, int *on_accepted, int *on_connected)
     assert_int_equal(p->listener.init(&p->listener, 1, a1), 0);
     assert_int_equal(p->connector.init(&p->connector, 2, a2), 0);
     assert_int_equal(p->listener.listen(&p->listener, accept_cb), 0);
-    p->req.data = p;
     assert_int_equal(p->connector.connect(&p->connector, &p->req, 1, a1, connect_cb), 0);
     run_until(p, both_ends);
     assert_int_equal(p->connect_status, 0);
@@ -144,70 +166,45 @@ static void connect_pair(bool with_nodelay, int *on_accepted, int *on_connected)
     *on_connected = nodelay_of(p->connected);
 
     p->accepted->data = p->connected->data = p;
-    p->closing = 4;
+    p->closing = 2;
     uv_close((uv_handle_t *)p->accepted, handle_closed);
     uv_close((uv_handle_t *)p->connected, handle_closed);
-    p->listener.close(&p->listener, transport_closed);
-    p->connector.close(&p->connector, transport_closed);
-    run_until(p, all_closed);
-    raft_uv_tcp_close(&p->listener);
-    raft_uv_tcp_close(&p->connector);
-    uv_close((uv_handle_t *)&p->timeout, NULL);
-    uv_run(&p->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&p->loop), 0);
-    free(p);
-    the_pair = NULL;
+    pair_free(p, (struct raft_uv_transport *[]){&p->listener, &p->connector}, 2);
 }
 
 static void test_libraft_leaves_nagle_on(void **state)
 {
     (void)state;
-    int accepted, connected;
-    connect_pair(false, &accepted, &connected);
-    assert_int_equal(accepted, 0);
-    assert_int_equal(connected, 0);
+    int on[2];
+    connect_pair(false, &on[0], &on[1]);
+    assert_true(on[0] == 0 && on[1] == 0);
 }
 
 static void test_the_wrapper_turns_it_off_on_both_ends(void **state)
 {
     (void)state;
-    int accepted, connected;
-    connect_pair(true, &accepted, &connected);
-    assert_int_not_equal(accepted, 0);
-    assert_int_not_equal(connected, 0);
+    int on[2];
+    connect_pair(true, &on[0], &on[1]);
+    assert_true(on[0] != 0 && on[1] != 0);
 }
 
 static void test_a_failed_connect_is_passed_on(void **state)
 {
     (void)state;
-    struct pair *p = calloc(1, sizeof(*p));
-    assert_non_null(p);
-    the_pair = p;
-    assert_int_equal(uv_loop_init(&p->loop), 0);
-    uv_timer_init(&p->loop, &p->timeout);
-    p->timeout.data = p;
+    struct pair *p = pair_new();
     assert_int_equal(raft_uv_tcp_init(&p->connector, &p->loop), 0);
     raft_tcp_nodelay_install(&p->connector);
     char self[32], nobody[32];
     snprintf(self, sizeof(self), "127.0.0.1:%u", free_port());
     snprintf(nobody, sizeof(nobody), "127.0.0.1:%u", free_port()); /* nothing listens */
     assert_int_equal(p->connector.init(&p->connector, 2, self), 0);
-    p->req.data = p;
     int rc = p->connector.connect(&p->connector, &p->req, 1, nobody, connect_cb);
     if (rc == 0) {
         p->accepted = (struct uv_stream_s *)1; /* both_ends then waits for the connect alone */
         run_until(p, both_ends);
         assert_int_not_equal(p->connect_status, 0);
     }
-    p->closing = 1;
-    p->connector.close(&p->connector, transport_closed);
-    run_until(p, all_closed);
-    raft_uv_tcp_close(&p->connector);
-    uv_close((uv_handle_t *)&p->timeout, NULL);
-    uv_run(&p->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&p->loop), 0);
-    free(p);
-    the_pair = NULL;
+    pair_free(p, (struct raft_uv_transport *[]){&p->connector}, 1);
 }
 
 int main(void)
