@@ -177,6 +177,10 @@ echo "$members members everywhere, durable commits everywhere; tally runs of $se
     "PostgreSQL $pg_runs x $pg_seconds s"
 echo "started: $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$runs/started"
+# The memory state at the start: on a VM whose memory is fresh (never touched, or handed back to
+# the host), every new page of the page cache is slow to come by, and every row runs slower
+# (docs/BENCHMARKS.md, "A freshly booted VM"). The table prints it.
+grep -E '^(MemFree|Cached):' /proc/meminfo >"$runs/meminfo" || true
 
 # ---------------------------------------------------------------------------------------------
 # 1. Engine apply, in process.

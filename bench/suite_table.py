@@ -172,7 +172,14 @@ def build(d):
             engine_options = [x for x in f.read().split("\n") if x]
     except OSError:
         engine_options = []
+    memory = {}
+    for line in (stamp("meminfo") or "").split("\n"):
+        parts = line.replace(":", " ").split()
+        if len(parts) >= 2 and parts[0] in ("MemFree", "Cached"):
+            memory[parts[0]] = round(int(parts[1]) / 1048576.0, 1)  # kB -> GiB
     return {"suite": "tally side-by-side (bench/suite.sh)", "machine": machine(),
+            "memory_at_start_gib": {"free": memory.get("MemFree"),
+                                    "page_cache": memory.get("Cached")},
             "started": stamp("started"), "finished": stamp("finished"),
             "till_clients": 64, "engine_options": engine_options,
             "rows": rows, "ratios": ratios, "failed_runs": failed,
@@ -234,6 +241,11 @@ def notes(doc):
     out.append("machine: %s cores (%s), %s GiB, kernel %s; commit %s; %s to %s" % (
         m["cores"], m["cpu"], m["memory_gib"], m["kernel"], m["commit"], doc["started"],
         doc["finished"]))
+    mem = doc.get("memory_at_start_gib") or {}
+    if mem.get("free") is not None:
+        out.append("memory at the start: %s GiB free, %s GiB page cache (a mostly free, never "
+                   "filled memory runs every row slower on this VM: docs/BENCHMARKS.md, \"A "
+                   "freshly booted VM\")" % (mem["free"], mem.get("page_cache")))
     for row in doc["rows"]:
         tried = ", ".join("%s %s" % (x["config"], fmt_rate(x["postings_per_s"])
                                      if x["status"] == 0 and x["postings_per_s"] is not None

@@ -94,6 +94,10 @@ def run(name):
 rows = {r["system"]: r for r in doc["rows"]}
 need([r["system"] for r in doc["rows"]] == ["engine", "tally1", "tally3", "pg"], "four rows")
 need(doc["complete"] and doc["failed_runs"] == [], "complete, no failed run")
+mem = doc["memory_at_start_gib"]
+need(isinstance(mem["free"], float) and isinstance(mem["page_cache"], float) and
+     0 < mem["free"] <= doc["machine"]["memory_gib"] + 1, "the memory state at the start")
+need("memory at the start: %s GiB free" % mem["free"] in md, "the memory state in the Markdown")
 for s, r in rows.items():
     cols = ["peak"] + ([] if s == "engine" else ["till"])
     for c in cols:
