@@ -2,7 +2,6 @@
 #include "raft_aio.h"
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <linux/aio_abi.h>
 #include <pthread.h>
 #include <signal.h>

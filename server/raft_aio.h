@@ -5,10 +5,10 @@
  * raft_uv writes each open segment of its log through a Linux AIO context of its own
  * (uv_writer.c: io_setup when the segment opens, io_destroy when it is finalized). io_destroy(2)
  * does not return until the kernel has torn the context down, which waits for an RCU grace
- * period: 30-47 ms on this machine (`perf trace --duration 4` of a replica), on the loop thread,
+ * period: 25-47 ms on this machine (`perf trace --duration 3` of a replica), on the loop thread,
  * which meanwhile neither takes part in Raft nor answers clients. A segment is 8 MiB, so at the
  * peak (~13 MB/s of log) each replica stopped for that long 1.6 times a second, and in the till
- * every ~4 s (the till's p99.9 of 42-50 ms was these stops). libraft calls io_destroy through
+ * every ~4 s (docs/BENCHMARKS.md, "The loop's 40 ms stops"). libraft calls io_destroy through
  * glibc's syscall(2), and nothing it does after the call depends on the context being gone
  * (it has finished or cancelled every write of that context first, and ignores the result). So
  * tallyd defines `syscall` itself (the executable's definition comes first in the dynamic symbol

@@ -8,7 +8,7 @@
  * postings, a heartbeat, an answer) written while the previous one is still unacknowledged is
  * held by Nagle's algorithm until the peer's delayed ACK comes, up to ~40 ms later. In the till
  * (64 single-posting clients, 3 replicas) that was the seconds with a p99 of 40-46 ms and the
- * p99.9 of 41-43 ms (docs/BENCHMARKS.md, "Raft connections without Nagle"). raft_uv hands each
+ * p99.9 of 41-43 ms (docs/BENCHMARKS.md, "The loop's 40 ms stops"). raft_uv hands each
  * stream it gets from the transport to its own code and sets nothing on it, so the install
  * wraps the transport's `connect` and `listen`: every stream they deliver has TCP_NODELAY set
  * before raft_uv sees it.

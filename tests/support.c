@@ -1,5 +1,6 @@
 /* support.c: the engine tests' shared helpers (see support.h). */
 #include "support.h"
+#include <dlfcn.h>
 
 #include <errno.h>
 #include <ftw.h>
@@ -542,4 +543,13 @@ void assert_same_engines(struct engine *a, struct engine *b)
     engine_status(a, &sa);
     engine_status(b, &sb);
     assert_same_status(&sa, &sb);
+}
+
+void assert_interposed(const char *name, void *ours)
+{
+    void *found = dlsym(RTLD_DEFAULT, name);
+    assert_ptr_equal(found, ours);
+    void *next = dlsym(RTLD_NEXT, name);
+    assert_non_null(next);
+    assert_ptr_not_equal(next, found);
 }

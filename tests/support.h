@@ -56,6 +56,11 @@ void tmpdir_make(char out[64]);
 /* Remove a directory and everything in it (unless TALLY_TEST_KEEP is set). */
 void tmpdir_remove(const char *dir);
 
+/* That the definition a shared library gets when it asks for `name` is `ours` (this executable
+ * interposes it, as tallyd does for libraft: server/raft_alloc.h, server/raft_aio.h), and that
+ * the next one (libc's) is another. */
+void assert_interposed(const char *name, void *ours);
+
 /* ---------------------------------------------------------------------------------------------
  * Time.
  * ------------------------------------------------------------------------------------------- */
