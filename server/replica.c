@@ -485,6 +485,7 @@ static void gather_advance(struct replica *r)
 {
     memmove(&r->gather[0], &r->gather[1], (r->ngather - 1) * sizeof(r->gather[0]));
     r->ngather--;
+    r->gather[r->ngather] = NULL; /* past ngather, nothing: no stale slot to be mistaken */
     if (r->ngather == 0) {
         r->gather[0] = slot_free(r);
         assert(r->gather[0] != NULL); /* REPLICA_SLOTS > REPLICA_INFLIGHT_MAX */
@@ -582,7 +583,11 @@ int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t requ
             propose(r, false); /* the pipeline has room: the full slot goes */
             ts = request_timestamp(r, at_ms); /* the slot proposed moved last_proposed_ts */
         } else if (r->ngather < gather_max(r)) {
-            r->gather[r->ngather++] = slot_free(r); /* there is one: see slot_free */
+            /* Found before ngather grows: slot_free reads gather[0..ngather). (In one
+             * expression the increment and the call are unsequenced, and gcc did the increment
+             * first, so a stale gather[ngather] hid the one free slot.) */
+            struct proposal *fresh = slot_free(r); /* there is one: see slot_free */
+            r->gather[r->ngather++] = fresh;
         } else {
             r->counters.posts_busy++;
             return TALLY_EBUSY;
@@ -635,6 +640,8 @@ static void lost_leadership(struct replica *r)
     for (uint32_t i = 0; i < r->ngather; i++)
         proposal_fail(r, r->gather[i], TALLY_ENOT_LEADER);
     r->ngather = r->ngather > 0 ? 1 : 0; /* gather[0] gathers again, the others are free */
+    for (uint32_t i = r->ngather; i < REPLICA_GATHER_MAX; i++)
+        r->gather[i] = NULL;
 }
 
 /* The snapshot threshold for entries of mean size avg16 / 16 bytes (replica.h). */

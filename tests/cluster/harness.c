@@ -137,7 +137,8 @@ struct tally_client *client_of(const char *addresses)
 
 /* For a failure's message: whether replica i still runs (or how it ended: it is then reaped),
  * the last warnings and errors its log holds since the current test's mark, and the start of a
- * sanitizer's report (a leak at exit makes a sanitized tallyd's exit status nonzero). */
+ * sanitizer's report (a leak at exit makes a sanitized tallyd's exit status nonzero) or of a
+ * failed assertion's message (an abort: status 6, or 134 with a core). */
 void replica_report(unsigned i)
 {
     int status = 0;
@@ -160,7 +161,8 @@ void replica_report(unsigned i)
     while (fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, "---- test ", 10) == 0) {
             nlast = 0;
-        } else if (nreport > 0 || strstr(line, "Sanitizer") != NULL) {
+        } else if (nreport > 0 || strstr(line, "Sanitizer") != NULL ||
+                   strstr(line, "Assertion `") != NULL) {
             if (nreport++ < REPORT)
                 fprintf(stderr, "  r%u| %s", i, line);
         } else if (strstr(line, "level=warn") != NULL || strstr(line, "level=error") != NULL) {
