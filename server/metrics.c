@@ -120,6 +120,11 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
            "Deferred ledger commits, each of every entry applied since the last (0 under "
            "--commit-ms 0, where each entry commits itself).",
            s->rc.commits);
+    OUT("# HELP tally_ledger_commit_seconds_total Time the event loop spent in those commits "
+        "(writing the group and flushing it): nothing else runs on the loop meanwhile.\n"
+        "# TYPE tally_ledger_commit_seconds_total counter\n"
+        "tally_ledger_commit_seconds_total %" PRIu64 ".%06" PRIu64 "\n",
+        s->rc.commit_us / 1000000, s->rc.commit_us % 1000000);
     METRIC("tally_posts_busy_total", "counter",
            "POST requests the leader answered BUSY because every slot gathering requests for "
            "the next entries was taken (the client retries after a backoff).",

@@ -107,6 +107,13 @@ struct replica {
     uint8_t *scratch_status;
 };
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -176,10 +183,12 @@ static void ledger_commit(struct replica *r)
     engine_status(r->engine, &st);
     if (st.uncommitted == 0)
         return;
+    uint64_t start = mono_us();
     int rc = engine_commit(r->engine);
     if (rc != 0)
         fail_stop(r, st.applied_index, rc, "the ledger could not commit applied entries");
     r->counters.commits++;
+    r->counters.commit_us += mono_us() - start;
 }
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)

@@ -188,6 +188,7 @@ struct replica_counters {
     uint64_t catch_ups;        /* ledger copies fetched and swapped in */
     uint64_t clock_mismatches; /* entries applied that were stamped in the other clock mode */
     uint64_t commits;          /* ledger commits (each one flush: many entries) */
+    uint64_t commit_us;        /* time the loop spent in them, microseconds */
     uint64_t snapshot_threshold; /* entries between Raft snapshots, as now set */
     uint64_t posts_busy;       /* requests answered BUSY: every gathering slot taken */
 };

@@ -410,6 +410,16 @@ uint64_t metric(const char *body, const char *name)
     return strtoull(p + strlen(want), NULL, 10);
 }
 
+double metric_real(const char *body, const char *name)
+{
+    char want[96];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *p = strstr(body, want);
+    if (p == NULL)
+        fail_msg("metric %s missing", name);
+    return strtod(p + strlen(want), NULL);
+}
+
 
 void cluster_verify_and_remove(void)
 {

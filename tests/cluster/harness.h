@@ -85,5 +85,7 @@ void mark_logs(const char *test);
 unsigned log_count(unsigned i, const char *event);
 int http(unsigned i, const char *method, const char *path, char *out, size_t size);
 uint64_t metric(const char *body, const char *name);
+/* The same, for a metric with a fractional value (seconds). */
+double metric_real(const char *body, const char *name);
 
 #endif
