@@ -174,7 +174,10 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
         goto err_after_alloc;
     mdb_env_set_maxdbs(e->env, STORE_DB_COUNT + 2);
     mdb_env_set_mapsize(e->env, e->opts.map_size);
+    /* Deferred commit with sync: the data is flushed at every commit, the meta page that makes
+     * it current is written without a flush of its own (engine.h, "Deferred commit"). */
     unsigned flags = MDB_NORDAHEAD | (e->opts.sync ? 0 : MDB_NOSYNC) |
+                     (e->opts.sync && e->opts.defer_commit ? MDB_NOMETASYNC : 0) |
                      (e->opts.read_only ? MDB_RDONLY : 0);
     if ((rc = store_translate(mdb_env_open(e->env, dir, flags, 0644))) != 0)
         goto err_after_env;
@@ -208,8 +211,9 @@ void engine_close(struct engine *e)
     if (e == NULL)
         return;
     if (e->env != NULL) {
-        if (!e->opts.read_only && e->failed == 0)
-            (void)store_checkpoint(e); /* on failure fold_from stays: nothing is lost */
+        if (!e->opts.read_only && e->failed == 0 && store_checkpoint(e) == 0 && e->opts.sync)
+            (void)mdb_env_sync(e->env, 1); /* the last meta page too (MDB_NOMETASYNC) */
+        /* (a failed checkpoint leaves fold_from where it was: nothing is lost) */
         if (e->group != NULL) /* the checkpoint failed before it could commit the group */
             mdb_txn_abort(e->group);
         e->group = NULL;

@@ -49,6 +49,12 @@
  * dwarfs what a group writes. If engine_commit fails, the engine's memory is ahead of its file
  * and cannot be put back: the error is returned, and from then on by every call that reads or
  * writes (engine_status excepted) until engine_close; reopening recovers the committed state.
+ * With defer_commit and sync, a commit flushes the group's pages and then writes the meta page
+ * that makes them current without flushing it (MDB_NOMETASYNC): the next commit's flush,
+ * engine_sync or engine_close makes it durable. The file stays whole (LMDB never writes a meta
+ * page before the pages it points to are flushed), but a power loss may take the last commit
+ * back as well as the open group, which the caller applies again the same way (tallyd: one
+ * flush fewer per commit; docs/BENCHMARKS.md, "The loop's time in ledger commits").
  *
  * Errors: functions return 0 or a negative code from tally_errors.h (a negated errno, or
  * TALLY_E*). After an error from engine_apply nothing of the batch is applied; -ENOSPC and -EIO
@@ -163,8 +169,8 @@ int engine_session(struct engine *e, const uint8_t client_id[16], uint64_t *last
 /* Sessions kept now. */
 uint32_t engine_sessions(struct engine *e);
 
-/* Flush everything committed so far to disk (needed only with sync = false); with
- * defer_commit, commit the group first. */
+/* Flush everything committed so far to disk (needed with sync = false, and with defer_commit for
+ * the last commit's meta page); with defer_commit, commit the group first. */
 int engine_sync(struct engine *e);
 
 /* defer_commit: write the batches applied since the last commit to the file, in one durable

@@ -1,0 +1,147 @@
+/* test_flushes.c: how many disk flushes each kind of commit costs, counted as LMDB makes them.
+ *
+ * Shown here: with tallyd's settings (sync, defer_commit) applying batches flushes nothing, and
+ * engine_commit flushes the ledger's data file once and writes its meta page without a flush of
+ * its own (engine.h, "Deferred commit": MDB_NOMETASYNC); engine_sync and engine_close then
+ * flush that meta page, and what was committed is there after a reopen. Without defer_commit
+ * every batch still pays both flushes, the data's and the meta page's (an O_DSYNC write), as
+ * LMDB's durable default does. Only the settings are a choice here: whether a flush reaches the
+ * platter cannot be seen from a test, so what is counted is the calls LMDB makes.
+ *
+ * How: this executable defines fdatasync, fsync and pwrite (it comes first in the symbol
+ * lookup, so liblmdb's calls land here, as test_raft_alloc does for libraft), counts those on
+ * the ledger's data.mdb, and passes every call on to glibc.
+ */
+#include "../support.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static unsigned data_flushes; /* fdatasync or fsync of data.mdb */
+static unsigned dsync_writes; /* pwrite to data.mdb through a descriptor opened O_DSYNC */
+
+static bool is_ledger_file(int fd)
+{
+    char link[64], path[512];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n <= 0)
+        return false;
+    path[n] = '\0';
+    size_t len = (size_t)n;
+    return len >= 9 && strcmp(path + len - 9, "/data.mdb") == 0;
+}
+
+int fdatasync(int fd)
+{
+    static int (*next)(int);
+    if (next == NULL)
+        next = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    if (is_ledger_file(fd))
+        data_flushes++;
+    return next(fd);
+}
+
+int fsync(int fd)
+{
+    static int (*next)(int);
+    if (next == NULL)
+        next = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    if (is_ledger_file(fd))
+        data_flushes++;
+    return next(fd);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+    static ssize_t (*next)(int, const void *, size_t, off_t);
+    if (next == NULL)
+        next = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_DSYNC) == O_DSYNC && is_ledger_file(fd))
+        dsync_writes++;
+    return next(fd, buf, count, offset);
+}
+
+static void count_reset(void)
+{
+    data_flushes = 0;
+    dsync_writes = 0;
+}
+
+#define MEMBERS 20u
+
+static void durable_ledger(struct fx *f, bool defer)
+{
+    struct engine_options o;
+    engine_options_default(&o); /* sync on */
+    o.defer_commit = defer;
+    fx_init(f, &o);
+    fx_program(f, t("2026-01-01"), 1, NULL, MEMBERS);
+    assert_int_equal(engine_commit(f->e), 0);
+}
+
+static void accrue_each(struct fx *f, uint64_t points)
+{
+    for (uint64_t m = 1; m <= MEMBERS; m++)
+        fx_ok(f, t("2026-01-02"), post_accrue(fx_id(f), 1, m, points, 0));
+}
+
+static void test_lmdb_calls_are_ours(void **state)
+{
+    (void)state;
+    assert_interposed("fdatasync", (void *)fdatasync);
+    assert_interposed("fsync", (void *)fsync);
+    assert_interposed("pwrite", (void *)pwrite);
+}
+
+static void test_a_deferred_commit_flushes_once_and_the_meta_page_later(void **state)
+{
+    (void)state;
+    static struct fx f;
+    durable_ledger(&f, true);
+    count_reset();
+    accrue_each(&f, 5);
+    assert_int_equal(data_flushes, 0); /* applied into the group: nothing written yet */
+    assert_int_equal(dsync_writes, 0);
+    assert_int_equal(engine_commit(f.e), 0);
+    assert_int_equal(data_flushes, 1); /* the group's pages */
+    assert_int_equal(dsync_writes, 0); /* the meta page: written, not flushed */
+    count_reset();
+    assert_int_equal(engine_sync(f.e), 0);
+    assert_int_equal(data_flushes, 1); /* now the meta page is durable too */
+    accrue_each(&f, 7);
+    assert_int_equal(engine_commit(f.e), 0);
+    count_reset();
+    fx_reopen(&f); /* a clean close flushes the last meta page */
+    assert_true(data_flushes >= 1);
+    assert_int_equal(dsync_writes, 0);
+    for (uint64_t m = 1; m <= MEMBERS; m++)
+        assert_int_equal(fx_account(&f, 1, m).available, 12);
+    fx_deinit(&f);
+}
+
+static void test_without_deferral_every_batch_pays_both_flushes(void **state)
+{
+    (void)state;
+    static struct fx f;
+    durable_ledger(&f, false);
+    count_reset();
+    fx_ok(&f, t("2026-01-02"), post_accrue(fx_id(&f), 1, 1, 5, 0));
+    assert_int_equal(data_flushes, 1); /* the batch's pages */
+    assert_int_equal(dsync_writes, 1); /* its meta page, written through LMDB's O_DSYNC handle */
+    fx_deinit(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lmdb_calls_are_ours),
+        FX_OWN_TEST(test_a_deferred_commit_flushes_once_and_the_meta_page_later),
+        FX_OWN_TEST(test_without_deferral_every_batch_pays_both_flushes),
+    };
+    return cmocka_run_group_tests_name("flushes", tests, NULL, NULL);
+}
