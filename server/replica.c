@@ -841,15 +841,14 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
         rc = copies_init(&r->copies, loop, opts->dir);
     /* Opening a ledger a crash left folds the entries its member images had not yet written
      * back (up to two write-back turns: tens of seconds for a large ledger): say so first. */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = mono_us();
     if (rc == 0)
         LOG_INFO("opening", "replica=%" PRIu64 " ledger=%s", opts->id, ledger);
     if (rc == 0)
         rc = ledger_open(r, ledger);
     if (rc == 0)
         rc = raft_setup(r, raft_dir);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t open_ms = (int64_t)((mono_us() - t0) / 1000);
     if (rc != 0) {
         LOG_ERROR("start", "replica=%" PRIu64 " dir=%s error=\"%s\"", opts->id, opts->dir,
                   tally_strerror(rc));
@@ -860,7 +859,6 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
     uv_timer_start(&r->poll, poll_cb, 5, 5);
     struct engine_status st;
     engine_status(r->engine, &st);
-    int64_t open_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     LOG_INFO("started",
              "replica=%" PRIu64 " dir=%s applied=%" PRIu64 " entries=%" PRIu64
              " clock=%s open_ms=%" PRId64,

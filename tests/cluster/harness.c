@@ -399,27 +399,26 @@ int http(unsigned i, const char *method, const char *path, char *out, size_t siz
     return code;
 }
 
-/* The value of an unlabelled metric in a /metrics body. */
-uint64_t metric(const char *body, const char *name)
+/* Where the value of metric `name` starts in a /metrics body (fails the test if it is absent). */
+static const char *metric_value(const char *body, const char *name)
 {
     char want[96];
     snprintf(want, sizeof(want), "\n%s ", name);
     const char *p = strstr(body, want);
     if (p == NULL)
         fail_msg("metric %s missing", name);
-    return strtoull(p + strlen(want), NULL, 10);
+    return p + strlen(want);
+}
+
+uint64_t metric(const char *body, const char *name)
+{
+    return strtoull(metric_value(body, name), NULL, 10);
 }
 
 double metric_real(const char *body, const char *name)
 {
-    char want[96];
-    snprintf(want, sizeof(want), "\n%s ", name);
-    const char *p = strstr(body, want);
-    if (p == NULL)
-        fail_msg("metric %s missing", name);
-    return strtod(p + strlen(want), NULL);
+    return strtod(metric_value(body, name), NULL);
 }
-
 
 void cluster_verify_and_remove(void)
 {

@@ -84,6 +84,7 @@ uint16_t raw_call(int fd, uint16_t op, const uint8_t id[16], uint64_t request, c
 void mark_logs(const char *test);
 unsigned log_count(unsigned i, const char *event);
 int http(unsigned i, const char *method, const char *path, char *out, size_t size);
+/* The value of an unlabelled metric in a /metrics body (the test fails if it is absent). */
 uint64_t metric(const char *body, const char *name);
 /* The same, for a metric with a fractional value (seconds). */
 double metric_real(const char *body, const char *name);

@@ -3,7 +3,8 @@
  * Shown here: with tallyd's settings (sync, defer_commit) applying batches flushes nothing, and
  * engine_commit flushes the ledger's data file once and writes its meta page without a flush of
  * its own (engine.h, "Deferred commit": MDB_NOMETASYNC); engine_sync and engine_close then
- * flush that meta page, and what was committed is there after a reopen. Without defer_commit
+ * flush that meta page (no meta page is left written and unflushed after either), and what was
+ * committed is there after a reopen. Without defer_commit
  * every batch still pays both flushes, the data's and the meta page's (an O_DSYNC write), as
  * LMDB's durable default does. Only the settings are a choice here: whether a flush reaches the
  * platter cannot be seen from a test, so what is counted is the calls LMDB makes.
@@ -22,6 +23,7 @@
 
 static unsigned data_flushes; /* fdatasync or fsync of data.mdb */
 static unsigned dsync_writes; /* pwrite to data.mdb through a descriptor opened O_DSYNC */
+static bool meta_unflushed;   /* a meta page (the file's first two pages) written, not flushed */
 
 static bool is_ledger_file(int fd)
 {
@@ -35,13 +37,20 @@ static bool is_ledger_file(int fd)
     return len >= 9 && strcmp(path + len - 9, "/data.mdb") == 0;
 }
 
+static void count_flush(int fd)
+{
+    if (is_ledger_file(fd)) {
+        data_flushes++;
+        meta_unflushed = false;
+    }
+}
+
 int fdatasync(int fd)
 {
     static int (*next)(int);
     if (next == NULL)
         next = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    if (is_ledger_file(fd))
-        data_flushes++;
+    count_flush(fd);
     return next(fd);
 }
 
@@ -50,8 +59,7 @@ int fsync(int fd)
     static int (*next)(int);
     if (next == NULL)
         next = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    if (is_ledger_file(fd))
-        data_flushes++;
+    count_flush(fd);
     return next(fd);
 }
 
@@ -60,9 +68,13 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
     static ssize_t (*next)(int, const void *, size_t, off_t);
     if (next == NULL)
         next = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && (fl & O_DSYNC) == O_DSYNC && is_ledger_file(fd))
-        dsync_writes++;
+    if (is_ledger_file(fd)) {
+        int fl = fcntl(fd, F_GETFL);
+        bool dsync = fl >= 0 && (fl & O_DSYNC) == O_DSYNC;
+        dsync_writes += dsync;
+        if (offset < 2 * sysconf(_SC_PAGESIZE)) /* LMDB's two meta pages lead the file */
+            meta_unflushed = !dsync;
+    }
     return next(fd, buf, count, offset);
 }
 
@@ -70,6 +82,7 @@ static void count_reset(void)
 {
     data_flushes = 0;
     dsync_writes = 0;
+    meta_unflushed = false;
 }
 
 #define MEMBERS 20u
@@ -109,16 +122,19 @@ static void test_a_deferred_commit_flushes_once_and_the_meta_page_later(void **s
     assert_int_equal(dsync_writes, 0);
     assert_int_equal(engine_commit(f.e), 0);
     assert_int_equal(data_flushes, 1); /* the group's pages */
-    assert_int_equal(dsync_writes, 0); /* the meta page: written, not flushed */
+    assert_int_equal(dsync_writes, 0);
+    assert_true(meta_unflushed); /* the meta page: written, not flushed */
     count_reset();
     assert_int_equal(engine_sync(f.e), 0);
     assert_int_equal(data_flushes, 1); /* now the meta page is durable too */
+    assert_false(meta_unflushed);
     accrue_each(&f, 7);
     assert_int_equal(engine_commit(f.e), 0);
+    assert_true(meta_unflushed);
     count_reset();
     fx_reopen(&f); /* a clean close flushes the last meta page */
-    assert_true(data_flushes >= 1);
     assert_int_equal(dsync_writes, 0);
+    assert_false(meta_unflushed);
     for (uint64_t m = 1; m <= MEMBERS; m++)
         assert_int_equal(fx_account(&f, 1, m).available, 12);
     fx_deinit(&f);
@@ -133,6 +149,7 @@ static void test_without_deferral_every_batch_pays_both_flushes(void **state)
     fx_ok(&f, t("2026-01-02"), post_accrue(fx_id(&f), 1, 1, 5, 0));
     assert_int_equal(data_flushes, 1); /* the batch's pages */
     assert_int_equal(dsync_writes, 1); /* its meta page, written through LMDB's O_DSYNC handle */
+    assert_false(meta_unflushed);
     fx_deinit(&f);
 }
 
