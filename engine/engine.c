@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "hash.h"
 
@@ -96,6 +97,10 @@ static int open_dbs(struct engine *e)
         rc = TALLY_ECORRUPT; /* read-only open of a directory that is not a ledger */
     if (rc != 0)
         goto err_after_txn;
+    MDB_stat sst;
+    if ((rc = store_translate(mdb_stat(txn, e->dbi[STORE_DB_SESSIONS], &sst))) != 0)
+        goto err_after_txn;
+    e->sessions = (uint32_t)sst.ms_entries;
     MDB_val k = {.mv_size = sizeof(meta_key) - 1, .mv_data = (void *)meta_key}, v;
     rc = store_translate(mdb_get(txn, e->dbi[STORE_DB_META], &k, &v));
     if (rc == TALLY_ENOT_FOUND && !ro) {
@@ -141,6 +146,147 @@ static int recover(struct engine *e)
     if (rc == ENGINE_ECACHE_FULL)
         return TALLY_ECONFIG; /* more members changed since fold_from than the cache holds */
     return rc;
+}
+
+/* ---- the committer (engine.h, "The committer") ------------------------------------------- */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void *committer_main(void *arg)
+{
+    struct engine *e = arg;
+    struct committer *c = &e->committer;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (c->job == COMMITTER_IDLE)
+            pthread_cond_wait(&c->wake, &c->lock);
+        enum committer_job job = c->job;
+        if (job == COMMITTER_STOP)
+            break;
+        MDB_txn *txn = c->txn;
+        pthread_mutex_unlock(&c->lock);
+        int rc = 0;
+        uint64_t start = mono_us(), took = 0;
+        if (job == COMMITTER_BEGIN) {
+            rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &txn));
+        } else if (job == COMMITTER_COMMIT) {
+            rc = store_translate(mdb_txn_commit(txn));
+            took = mono_us() - start;
+            txn = NULL;
+        } else {
+            mdb_txn_abort(txn);
+            txn = NULL;
+        }
+        pthread_mutex_lock(&c->lock);
+        c->txn = rc == 0 ? txn : NULL;
+        c->rc = rc;
+        if (job == COMMITTER_COMMIT)
+            c->outcome = true; /* until the engine takes it (committer_take) */
+        c->commit_us += took;
+        c->job = COMMITTER_IDLE;
+        pthread_cond_broadcast(&c->done);
+        if (job == COMMITTER_COMMIT && e->opts.committed != NULL) {
+            pthread_mutex_unlock(&c->lock);
+            e->opts.committed(e->opts.committed_arg);
+            pthread_mutex_lock(&c->lock);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static int committer_start(struct engine *e)
+{
+    struct committer *c = &e->committer;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->done, NULL);
+    int rc = pthread_create(&c->thread, NULL, committer_main, e);
+    if (rc != 0) {
+        pthread_cond_destroy(&c->done);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        return -rc;
+    }
+    c->running = true;
+    return 0;
+}
+
+/* Under the lock, with the committer idle: take a commit's outcome into the engine. */
+static void committer_take(struct engine *e)
+{
+    struct committer *c = &e->committer;
+    if (!c->outcome)
+        return;
+    c->outcome = false;
+    if (c->rc != 0) {
+        if (e->failed == 0)
+            e->failed = c->rc == ENGINE_EMAP_FULL ? TALLY_EMAP_LIMIT : c->rc;
+        return;
+    }
+    e->committed_index = e->committing_index;
+    e->commits++;
+}
+
+int engine_group_wait(struct engine *e)
+{
+    struct committer *c = &e->committer;
+    if (!c->running)
+        return e->failed;
+    pthread_mutex_lock(&c->lock);
+    if (c->job != COMMITTER_IDLE) {
+        uint64_t start = mono_us();
+        while (c->job != COMMITTER_IDLE)
+            pthread_cond_wait(&c->done, &c->lock);
+        e->commit_wait_us += mono_us() - start;
+    }
+    committer_take(e);
+    pthread_mutex_unlock(&c->lock);
+    return e->failed;
+}
+
+/* Give the committer a job. A BEGIN or an ABORT is waited for (their result is needed now, or
+ * nothing else may run meanwhile); a COMMIT is not. The committer must be idle. */
+static int committer_run(struct engine *e, enum committer_job job, MDB_txn **txn)
+{
+    struct committer *c = &e->committer;
+    pthread_mutex_lock(&c->lock);
+    c->job = job;
+    c->txn = *txn;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    if (job == COMMITTER_COMMIT)
+        return 0;
+    int rc = engine_group_wait(e);
+    pthread_mutex_lock(&c->lock);
+    *txn = c->txn;
+    c->txn = NULL;
+    if (rc == 0)
+        rc = c->rc;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+static void committer_stop(struct engine *e)
+{
+    struct committer *c = &e->committer;
+    if (!c->running)
+        return;
+    (void)engine_group_wait(e);
+    pthread_mutex_lock(&c->lock);
+    c->job = COMMITTER_STOP;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    c->running = false;
+    pthread_cond_destroy(&c->done);
+    pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->lock);
 }
 
 int engine_open(struct engine **out, const char *dir, const struct engine_options *opts)
@@ -196,6 +342,8 @@ int engine_open(struct engine **out, const char *dir, const struct engine_option
     if (!e->opts.read_only && (rc = store_checkpoint(e)) != 0 && rc != TALLY_EMAP_LIMIT &&
         rc != -ENOSPC)
         goto err_after_env;
+    if (e->opts.defer_commit && !e->opts.read_only && (rc = committer_start(e)) != 0)
+        goto err_after_env;
     *out = e;
     return 0;
 err_after_env:
@@ -211,12 +359,14 @@ void engine_close(struct engine *e)
     if (e == NULL)
         return;
     if (e->env != NULL) {
-        if (!e->opts.read_only && e->failed == 0 && store_checkpoint(e) == 0 && e->opts.sync)
+        if (!e->opts.read_only && engine_group_wait(e) == 0 && store_checkpoint(e) == 0 &&
+            e->opts.sync)
             (void)mdb_env_sync(e->env, 1); /* the last meta page too (MDB_NOMETASYNC) */
         /* (a failed checkpoint leaves fold_from where it was: nothing is lost) */
         if (e->group != NULL) /* the checkpoint failed before it could commit the group */
-            mdb_txn_abort(e->group);
+            (void)committer_run(e, COMMITTER_ABORT, &e->group);
         e->group = NULL;
+        committer_stop(e);
         pthread_mutex_lock(&e->map_lock); /* a copy still running finishes first */
         mdb_env_close(e->env);
         pthread_mutex_unlock(&e->map_lock);
@@ -232,23 +382,23 @@ void engine_close(struct engine *e)
     free(e);
 }
 
-int engine_commit(struct engine *e)
+int engine_commit_start(struct engine *e)
 {
-    if (e->failed != 0)
-        return e->failed;
-    if (e->group == NULL)
-        return 0;
+    int rc = engine_group_wait(e);
+    if (rc != 0 || e->group == NULL)
+        return rc;
     MDB_txn *group = e->group;
     e->group = NULL;
-    int rc = store_translate(mdb_txn_commit(group)); /* LMDB frees the group either way */
-    if (rc != 0) {
-        e->failed = rc == ENGINE_EMAP_FULL ? TALLY_EMAP_LIMIT : rc;
-        return e->failed;
-    }
-    e->committed_index = e->meta.applied_index;
+    e->committing_index = e->meta.applied_index;
     e->group_batches = 0;
     e->group_postings = 0;
-    return 0;
+    return committer_run(e, COMMITTER_COMMIT, &group); /* LMDB frees the group either way */
+}
+
+int engine_commit(struct engine *e)
+{
+    int rc = engine_commit_start(e);
+    return rc != 0 ? rc : engine_group_wait(e);
 }
 
 int engine_sync(struct engine *e)
@@ -268,6 +418,18 @@ int engine_copy(struct engine *e, int fd)
 void engine_status(struct engine *e, struct engine_status *out)
 {
     memset(out, 0, sizeof(*out));
+    struct committer *cm = &e->committer;
+    if (cm->running) {
+        pthread_mutex_lock(&cm->lock);
+        if (cm->job == COMMITTER_IDLE)
+            committer_take(e); /* a commit that ended: committed_index moves now */
+        out->committing = cm->job == COMMITTER_COMMIT;
+        out->commit_us = cm->commit_us;
+        pthread_mutex_unlock(&cm->lock);
+    }
+    out->commits = e->commits;
+    out->commit_wait_us = e->commit_wait_us;
+    out->failed = e->failed;
     out->applied_index = e->meta.applied_index;
     out->last_timestamp = e->meta.last_timestamp;
     out->entries = e->meta.next_seq - 1;
@@ -488,7 +650,7 @@ static int batch_txn_begin(struct engine *e, MDB_txn **txn)
             if (rc != 0)
                 return rc;
         }
-        int rc = store_translate(mdb_txn_begin(e->env, NULL, 0, &e->group));
+        int rc = committer_run(e, COMMITTER_BEGIN, &e->group); /* (the commit has ended) */
         if (rc != 0) {
             e->group = NULL;
             return rc;
@@ -526,6 +688,9 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now, const struc
     MDB_val v = {.mv_size = sizeof(e->work), .mv_data = &e->work};
     if ((rc = store_translate(mdb_put(txn, e->dbi[STORE_DB_META], &k, &v, 0))) != 0)
         goto err_after_txn;
+    MDB_stat sst; /* the batch's count of sessions: engine_sessions answers without LMDB */
+    if ((rc = store_translate(mdb_stat(txn, e->dbi[STORE_DB_SESSIONS], &sst))) != 0)
+        goto err_after_txn;
     e->txn = NULL;
     e->in_apply = false;
     if ((rc = store_translate(mdb_txn_commit(txn))) != 0) {
@@ -536,6 +701,7 @@ static int apply_txn(struct engine *e, uint64_t index, uint64_t now, const struc
         return rc;
     }
     e->meta = e->work;
+    e->sessions = (uint32_t)sst.ms_entries;
     if (e->group != NULL) {
         e->group_batches++;
         e->group_postings += b->count;
@@ -582,8 +748,9 @@ static int apply_batch(struct engine *e, uint64_t index, uint64_t timestamp, con
 {
     if (e->opts.read_only)
         return -EROFS;
-    if (e->failed != 0)
-        return e->failed;
+    int rc = engine_group_wait(e);
+    if (rc != 0)
+        return rc;
     if (b->count > TALLY_BATCH_MAX)
         return TALLY_ETOO_LARGE;
     if (index <= e->meta.applied_index)
@@ -591,7 +758,7 @@ static int apply_batch(struct engine *e, uint64_t index, uint64_t timestamp, con
     uint64_t now = timestamp > e->meta.last_timestamp ? timestamp : e->meta.last_timestamp;
     bool evicted = false;
     for (;;) {
-        int rc = apply_txn(e, index, now, b);
+        rc = apply_txn(e, index, now, b);
         if (rc == 0)
             return 0;
         if (rc == ENGINE_EMAP_FULL) {

@@ -22,8 +22,9 @@
  * It does not replicate, order or timestamp batches: the caller (Raft in tallyd, the wall clock
  * in the embedded CLI) does. It does not defend against tampering: the XXH3 chain catches
  * corruption and divergence, not an attacker who can rewrite the file. One engine per data
- * directory and per process; it is not thread-safe (queries may run beside apply only from the
- * same thread).
+ * directory and per process; it is not thread-safe: every call comes from one thread (queries
+ * beside apply too), engine_copy excepted. With defer_commit the engine runs one thread of its
+ * own, the committer (below); it changes nothing of the above.
  *
  * Durability: by default every apply ends with a durable LMDB commit (fsync). With
  * engine_options.sync = false the commit is not flushed (MDB_NOSYNC); the caller must then call
@@ -56,6 +57,21 @@
  * back as well as the open group, which the caller applies again the same way (tallyd: one
  * flush fewer per commit; docs/BENCHMARKS.md, "The loop's time in ledger commits").
  *
+ * The committer (defer_commit). A group commit writes the group's pages and waits for the disk's
+ * flush: tens of milliseconds at a peak, during which the caller (tallyd's event loop, which
+ * also runs Raft and the network) would do nothing else. So each group is begun and committed
+ * on a thread of the engine's own (LMDB ties a write transaction to the thread that began it:
+ * its write lock is that thread's), and the caller's thread applies batches into it in between
+ * (nested transactions carry no lock). engine_commit_start hands the group over and returns at
+ * once; every later call that needs the ledger (apply, queries, sync, commit, close) first
+ * waits for the commit to end, so they see what they saw before, and the first of them
+ * returns its error if it failed (the engine is then failed, as above). Only one of the two
+ * threads touches LMDB's write side at a time, handing over under a mutex. engine_commit is
+ * engine_commit_start followed by that wait. engine_status and engine_sessions do not wait:
+ * status reports a commit in flight as not yet in the file (committed_index), counts the time
+ * spent, and reports a commit that failed (failed); options.committed tells the caller's
+ * thread when a commit has ended (tallyd applies what waited for it then).
+ *
  * Errors: functions return 0 or a negative code from tally_errors.h (a negated errno, or
  * TALLY_E*). After an error from engine_apply nothing of the batch is applied; -ENOSPC and -EIO
  * leave the engine usable for reads, and a retry of the same batch is safe.
@@ -81,6 +97,11 @@ struct engine_options {
     uint32_t member_cache;       /* member records kept in memory; 0: the default */
     uint64_t turn_entries;       /* entries per write-back turn; 0: ENGINE_TURN_ENTRIES */
     bool defer_commit;           /* batches wait in a group for engine_commit (above) */
+    /* defer_commit: called on the committer thread each time a commit handed over by
+     * engine_commit_start has ended (the engine is ready for the next call without waiting);
+     * it must only signal the caller's thread (tallyd: uv_async_send). May be NULL. */
+    void (*committed)(void *arg);
+    void *committed_arg;
 };
 
 /* Member records in memory: two million slots of 56 bytes, touched only as used (calloc), so a
@@ -166,7 +187,7 @@ int engine_apply_requests(struct engine *e, uint64_t index, uint64_t timestamp,
 /* A session's last applied request number (0 and TALLY_ENOT_FOUND if none). */
 int engine_session(struct engine *e, const uint8_t client_id[16], uint64_t *last_request);
 
-/* Sessions kept now. */
+/* Sessions kept now (as of the last applied batch). Never waits (as engine_status). */
 uint32_t engine_sessions(struct engine *e);
 
 /* Flush everything committed so far to disk (needed with sync = false, and with defer_commit for
@@ -178,6 +199,11 @@ int engine_sync(struct engine *e);
  * defer_commit. Errors: -ENOSPC, -EIO, TALLY_EMAP_LIMIT (the map could not hold the group's
  * free-page list); after any error the engine is failed (see deferred commit, above). */
 int engine_commit(struct engine *e);
+
+/* defer_commit: hand the open group to the committer and return without waiting (above); 0 if
+ * there was nothing to hand over, and always without defer_commit. The commit's outcome comes
+ * back through the next call that needs the ledger. Errors: only a failure already known. */
+int engine_commit_start(struct engine *e);
 
 /* Write a consistent, compacted copy of the ledger's LMDB file (a whole data.mdb) to `fd`, an
  * empty regular file open for writing, from its current position on.
@@ -205,11 +231,17 @@ struct engine_status {
     uint32_t members_cached;
     uint32_t members_dirty; /* not yet written back */
     uint64_t committed_index;   /* applied index as of the last commit to the file */
-    uint32_t uncommitted;       /* batches applied since (defer_commit; else 0) */
+    uint32_t uncommitted;       /* batches in the open group (defer_commit; else 0) */
     uint32_t uncommitted_postings;
+    bool committing;            /* a group is with the committer (engine_commit_start) */
+    uint64_t commits;           /* group commits done (defer_commit), and their time: */
+    uint64_t commit_us;         /* the committer's, writing and flushing, microseconds */
+    uint64_t commit_wait_us;    /* the caller's, waiting for a commit to end */
+    int32_t failed;             /* the error a failed deferred commit left the engine in, or 0 */
 };
 
-/* Status as of the last applied batch. Cannot fail. */
+/* Status as of the last applied batch. Cannot fail, never waits. The times are measurements
+ * (a monotonic clock), never part of the state. */
 void engine_status(struct engine *e, struct engine_status *out);
 
 /* ---------------------------------------------------------------------------------------------

@@ -38,8 +38,33 @@ struct sweep {
     uint64_t turn_seq;  /* the first entry of the turn in progress after this batch */
 };
 
+/* The committer thread (engine.h, "The committer"). The engine's thread sets `job` and waits
+ * for it to go back to COMMITTER_IDLE (`done`) before it touches LMDB again; the committer
+ * waits for a job (`wake`), does it without the lock, and hands back under it. */
+enum committer_job {
+    COMMITTER_IDLE = 0,
+    COMMITTER_BEGIN,  /* begin a group: `txn` is the result */
+    COMMITTER_COMMIT, /* commit `txn` (the group; LMDB frees it either way) */
+    COMMITTER_ABORT,  /* abort `txn` (close after a failed checkpoint) */
+    COMMITTER_STOP,
+};
+
+struct committer {
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t done;
+    enum committer_job job; /* under lock */
+    MDB_txn *txn;           /* under lock */
+    int rc;                 /* the last job's outcome (an MDB code translated), under lock */
+    bool outcome;           /* a COMMIT's outcome not yet taken by the engine, under lock */
+    uint64_t commit_us;     /* under lock */
+};
+
 struct engine {
     MDB_env *env;
+    struct committer committer; /* defer_commit only */
     pthread_mutex_t map_lock; /* held by engine_copy, and to remap (growth) or close the map */
     MDB_dbi dbi[STORE_DB_COUNT];
     struct engine_options opts;
@@ -51,6 +76,10 @@ struct engine {
     uint32_t group_batches; /* batches committed into the group */
     uint32_t group_postings;
     uint64_t committed_index; /* applied index as of the last commit to the file */
+    uint64_t committing_index; /* applied index of the group with the committer */
+    uint64_t commits;         /* group commits taken back from the committer */
+    uint64_t commit_wait_us;  /* time spent waiting for the committer */
+    uint32_t sessions;        /* sessions kept, as of the last applied batch */
     int failed;             /* a deferred commit failed: memory is ahead of the file */
     struct members cache;   /* member records: see members.h */
     bool in_apply;          /* a write transaction is running: the program cache is valid */
@@ -142,6 +171,9 @@ void store_sweep_done(struct engine *e, const struct sweep *s);
 int store_checkpoint(struct engine *e);
 /* Double the map (up to the maximum): TALLY_EMAP_LIMIT at the maximum. No transaction open. */
 int engine_grow_map(struct engine *e);
+/* Wait for a commit in flight (defer_commit), take its outcome; then e->failed. Every call that
+ * reads or writes the ledger starts with it. */
+int engine_group_wait(struct engine *e);
 
 /* ---- lots.c ----------------------------------------------------------------------------- */
 /* A plan of lots to draw from: indexes into the member's lots (e->plan_idx) and how much to take

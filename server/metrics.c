@@ -76,6 +76,9 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
 #define METRIC(name, type, help, value)                                                           \
     OUT("# HELP " name " " help "\n# TYPE " name " " type "\n" name " %" PRIu64 "\n",              \
         (uint64_t)(value))
+#define SECONDS(name, help, us)                                                                   \
+    OUT("# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 ".%06" PRIu64 "\n", \
+        (uint64_t)(us) / 1000000, (uint64_t)(us) % 1000000)
     OUT("# HELP tally_role The replica's Raft role (1 for the current one).\n"
         "# TYPE tally_role gauge\n");
     for (uint32_t r = 0; r < 4; r++)
@@ -98,6 +101,10 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
     METRIC("tally_voters", "gauge", "Voters in the configuration.", s->st.voters);
     METRIC("tally_raft_entries_applied_total", "counter",
            "Raft entries this process applied to the ledger.", s->rc.entries_applied);
+    METRIC("tally_raft_entries_queued_total", "counter",
+           "Raft entries that waited in the apply queue for a ledger commit to end (the loop "
+           "went on with Raft and the network meanwhile).",
+           s->rc.entries_queued);
     METRIC("tally_postings_applied_total", "counter",
            "Postings this process applied (any result).", s->rc.postings_applied);
     METRIC("tally_catch_ups_total", "counter",
@@ -119,12 +126,15 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
     METRIC("tally_ledger_commits_total", "counter",
            "Deferred ledger commits, each of every entry applied since the last (0 under "
            "--commit-ms 0, where each entry commits itself).",
-           s->rc.commits);
-    OUT("# HELP tally_ledger_commit_seconds_total Time the event loop spent in those commits "
-        "(writing the group and flushing it): nothing else runs on the loop meanwhile.\n"
-        "# TYPE tally_ledger_commit_seconds_total counter\n"
-        "tally_ledger_commit_seconds_total %" PRIu64 ".%06" PRIu64 "\n",
-        s->rc.commit_us / 1000000, s->rc.commit_us % 1000000);
+           s->es.commits);
+    SECONDS("tally_ledger_commit_seconds_total",
+            "Time the ledger's committer thread spent in those commits (writing the group and "
+            "flushing it); the event loop goes on meanwhile.",
+            s->es.commit_us);
+    SECONDS("tally_ledger_commit_wait_seconds_total",
+            "Time the event loop waited for the committer (a commit to end, a group to begin) "
+            "before it could apply an entry or read the ledger.",
+            s->es.commit_wait_us);
     METRIC("tally_posts_busy_total", "counter",
            "POST requests the leader answered BUSY because every slot gathering requests for "
            "the next entries was taken (the client retries after a backoff).",
@@ -151,6 +161,7 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
     METRIC("tally_net_paused_total", "counter", "Times a connection was paused (backpressure).",
            s->ns.paused);
 #undef METRIC
+#undef SECONDS
 #undef OUT
     return n < size ? n : size - 1;
 }

@@ -27,10 +27,21 @@
  *   stamp differs closes the open slot (one clear rule: an entry has one stamp); nothing else
  *   moves time, and no tick entries are proposed.
  * - The ledger commits deferred (engine.h "Deferred commit", replica.h REPLICA_COMMIT_MS):
- *   fsm_apply applies each entry into the engine's open group; ledger_commit writes the group
- *   (one durable LMDB commit) when it is REPLICA_COMMIT_MS old (poll_cb) or holds
- *   REPLICA_COMMIT_POSTINGS postings (fsm_apply), before a snapshot (engine_sync), before a
- *   ledger copy and at close. An acknowledged entry is durable in the Raft log of a majority
+ *   fsm_apply applies each entry into the engine's open group; ledger_commit hands the group
+ *   (one durable LMDB commit) to the engine's committer thread (engine.h, "The committer") when
+ *   it is REPLICA_COMMIT_MS old (poll_cb) or holds REPLICA_COMMIT_POSTINGS postings
+ *   (fsm_apply), and the loop goes on with Raft and the network.
+ * - The apply queue. While the ledger commits, nothing can be applied (LMDB has one writer);
+ *   an entry libraft hands to fsm_apply then is copied into the queue, and the queued entries
+ *   are applied in order as soon as the commit ends (committed_cb, woken by the committer
+ *   through a uv_async; poll_cb as a backstop). Its proposal is answered only once it is
+ *   applied (applied_cb defers to entry_apply), and stays in flight until then, so the
+ *   pipeline's bound holds. Where the ledger must hold every entry libraft has handed over
+ *   (a snapshot, a restore, a new leader's barrier, the stop) the queue is drained first,
+ *   waiting for the commit; past REPLICA_APPLY_QUEUE_BYTES fsm_apply waits too. Reads wait for
+ *   a commit in flight (the engine does), not for the queue: what is queued has not been
+ *   answered, so a read that misses it is still linearizable. Before a snapshot (engine_sync),
+ *   a ledger copy and at close the commit is waited for. An acknowledged entry is durable in the Raft log of a majority
  *   before it is applied; the ledger file may trail by one group, which a restart applies again
  *   from the log (a snapshot, which lets the log be truncated, commits first). A commit that
  *   fails stops the replica: the engine's memory is ahead of its file (fail_stop).
@@ -60,7 +71,9 @@
 struct proposal {
     struct raft_apply req;
     struct replica *r;
-    bool busy;          /* proposed, waiting for its callback */
+    bool busy;          /* proposed, waiting for its callback (and its apply, if queued) */
+    bool queued;        /* committed by Raft, waiting in the apply queue (see the notes) */
+    bool raft_done;     /* queued, and libraft's callback has come: answer once applied */
     uint64_t timestamp; /* --clock client: the stamp of its requests, fixed by the first one */
     uint32_t nrequests;
     uint32_t npostings;
@@ -69,6 +82,15 @@ struct proposal {
     struct tally_posting *postings; /* TALLY_BATCH_MAX */
     struct tally_result *results;   /* TALLY_BATCH_MAX */
     uint8_t *status;                /* BATCH_REQUESTS_MAX */
+};
+
+/* An entry Raft has committed and libraft has handed to fsm_apply while the ledger was
+ * committing: a copy, applied in order once the commit has ended (see the design notes). */
+struct queued_entry {
+    struct queued_entry *next;
+    uint64_t index;
+    size_t len;
+    uint8_t bytes[];
 };
 
 struct replica {
@@ -96,6 +118,10 @@ struct replica {
     uint64_t last_proposal_ms;   /* loop time of the last proposal (ticks) */
     uint64_t group_since_ms;     /* loop time of the first entry not yet committed to the file */
     bool clock_mismatch_seen;    /* the last entry applied was stamped in the other mode */
+    struct queued_entry *queue_head, *queue_tail; /* the apply queue, oldest first */
+    uint64_t queue_bytes;
+    uv_async_t committed;        /* the engine's committer ended a commit */
+    bool in_fsm;                 /* inside a libraft FSM call: propose nothing from there */
     uv_timer_t poll;
     bool stopping;
     void (*stopped)(void *arg);
@@ -167,36 +193,40 @@ static void clock_check(struct replica *r, uint64_t index, const struct batch_vi
               r->opts.id, index, clock_name(b->clock_client), clock_name(mine));
 }
 
+static void committed_signal(void *arg);
+
 static int ledger_open(struct replica *r, const char *path)
 {
     struct engine_options o;
     engine_options_default(&o);
     o.defer_commit = r->opts.commit_ms != REPLICA_COMMIT_EACH;
     o.map_size = REPLICA_MAP_SIZE;
+    o.committed = committed_signal;
+    o.committed_arg = r;
     return engine_open(&r->engine, path, &o);
 }
 
-/* Commit the entries applied since the last commit (see the design notes). */
-static void ledger_commit(struct replica *r)
+/* Commit the entries applied since the last commit (see the design notes): handed to the
+ * engine's committer thread, unless `wait` (a ledger copy holds what the file holds). */
+static void ledger_commit(struct replica *r, bool wait)
 {
     struct engine_status st;
     engine_status(r->engine, &st);
-    if (st.uncommitted == 0)
+    if (st.uncommitted == 0 && !(wait && st.committing))
         return;
-    uint64_t start = mono_us();
-    int rc = engine_commit(r->engine);
+    int rc = wait ? engine_commit(r->engine) : engine_commit_start(r->engine);
     if (rc != 0)
         fail_stop(r, st.applied_index, rc, "the ledger could not commit applied entries");
-    r->counters.commits++;
-    r->counters.commit_us += mono_us() - start;
 }
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+static void proposal_complete(struct replica *r, struct proposal *p, int status);
+
+/* Apply one committed entry to the ledger, and answer its proposal if libraft already called
+ * back for it (it was queued). */
+static void entry_apply(struct replica *r, uint64_t index, const void *base, size_t len)
 {
-    struct replica *r = fsm->data;
-    uint64_t index = r->raft.last_applied + 1;
     struct batch_view b;
-    int rc = batch_decode(buf->base, buf->len, &b);
+    int rc = batch_decode(base, len, &b);
     if (rc != 0)
         fail_stop(r, index, rc, "an entry of the Raft log does not decode");
     struct proposal *p = proposal_of(r, index);
@@ -209,15 +239,88 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         clock_check(r, index, &b);
     r->counters.entries_applied++;
     /* x16 fixed point, each entry weighs 1/16 */
-    r->entry_bytes_avg += buf->len - r->entry_bytes_avg / 16;
+    r->entry_bytes_avg += len - r->entry_bytes_avg / 16;
     r->counters.postings_applied += b.h.npostings;
     struct engine_status st;
     engine_status(r->engine, &st);
     if (st.uncommitted == 1)
         r->group_since_ms = uv_now(r->loop);
     if (st.uncommitted_postings >= REPLICA_COMMIT_POSTINGS)
-        ledger_commit(r);
+        ledger_commit(r, false);
+    if (p != NULL && p->queued) {
+        p->queued = false;
+        if (p->raft_done)
+            proposal_complete(r, p, 0);
+    }
+}
+
+static bool ledger_committing(struct replica *r)
+{
+    struct engine_status st;
+    engine_status(r->engine, &st);
+    return st.committing;
+}
+
+/* Apply queued entries: those that can go without waiting for a commit, or (wait) all. */
+static void queue_drain(struct replica *r, bool wait)
+{
+    while (r->queue_head != NULL && (wait || !ledger_committing(r))) {
+        struct queued_entry *q = r->queue_head;
+        r->queue_head = q->next;
+        if (r->queue_head == NULL)
+            r->queue_tail = NULL;
+        r->queue_bytes -= q->len;
+        entry_apply(r, q->index, q->bytes, q->len);
+        free(q);
+    }
+}
+
+static void committed_cb(uv_async_t *a)
+{
+    queue_drain(a->data, false);
+}
+
+/* The engine's committer thread: a commit ended (engine_options.committed). */
+static void committed_signal(void *arg)
+{
+    struct replica *r = arg;
+    uv_async_send(&r->committed);
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct replica *r = fsm->data;
+    uint64_t index = r->raft.last_applied + 1;
+    const void *base = buf->base;
+    size_t len = buf->len;
+    struct proposal *p = proposal_of(r, index);
     *result = p;
+    r->in_fsm = true;
+    struct queued_entry *q = NULL;
+    if (r->queue_head == NULL && !ledger_committing(r)) {
+        entry_apply(r, index, base, len);
+    } else if (r->queue_bytes + len > REPLICA_APPLY_QUEUE_BYTES ||
+               (q = malloc(sizeof(*q) + len)) == NULL) {
+        queue_drain(r, true); /* the queue is full: wait for the ledger */
+        entry_apply(r, index, base, len);
+    }
+    r->in_fsm = false;
+    if (q == NULL)
+        return 0;
+    /* The ledger is committing: the entry waits (in order) and the loop goes on. */
+    q->next = NULL;
+    q->index = index;
+    q->len = len;
+    memcpy(q->bytes, base, len);
+    if (r->queue_tail != NULL)
+        r->queue_tail->next = q;
+    else
+        r->queue_head = q;
+    r->queue_tail = q;
+    r->queue_bytes += len;
+    r->counters.entries_queued++;
+    if (p != NULL)
+        p->queued = true;
     return 0;
 }
 
@@ -231,7 +334,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         raft_free(s);
         return RAFT_NOMEM;
     }
-    /* The log before this point may be dropped: the ledger must be on disk first. */
+    /* The log before this point may be dropped: the ledger must hold every entry libraft has
+     * handed over, and be on disk, first. */
+    r->in_fsm = true;
+    queue_drain(r, true);
+    r->in_fsm = false;
     int rc = batch_snapshot_take(r->engine, s);
     if (rc != 0) {
         LOG_ERROR("snapshot", "replica=%" PRIu64 " error=\"%s\"", r->opts.id, tally_strerror(rc));
@@ -372,6 +479,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     if (buf->len != sizeof(s))
         return RAFT_CORRUPT; /* on failure the buffer stays libraft's */
     memcpy(&s, buf->base, sizeof(s));
+    r->in_fsm = true;
+    queue_drain(r, true);
+    r->in_fsm = false;
     struct engine_status st;
     engine_status(r->engine, &st);
     if (st.applied_index < s.applied_index) {
@@ -430,8 +540,18 @@ static void propose_gathered(struct replica *r);
 static void applied_cb(struct raft_apply *req, int status, void *result)
 {
     struct proposal *p = req->data;
-    struct replica *r = p->r;
     (void)result;
+    if (status == 0 && p->queued) {
+        p->raft_done = true; /* answered once applied (entry_apply) */
+        return;
+    }
+    proposal_complete(p->r, p, status);
+}
+
+/* The entry of slot p is applied (status 0) or failed: answer its requests, free the slot. */
+static void proposal_complete(struct replica *r, struct proposal *p, int status)
+{
+    struct raft_apply *req = &p->req;
     if (status != 0) {
         proposal_fail(r, p, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST
                                 ? TALLY_ENOT_LEADER
@@ -445,12 +565,14 @@ static void applied_cb(struct raft_apply *req, int status, void *result)
         }
     }
     p->busy = false;
+    p->queued = p->raft_done = false;
     p->nrequests = p->npostings = 0;
     r->inflight--;
     /* Group commit: what gathered while the pipeline was full goes now, not at the next poll
      * (libraft calls this after applying the entry and uses nothing of it afterwards, so
-     * appending the next one from here is safe). */
-    if (status == 0 && r->ready && !r->stopping)
+     * appending the next one from here is safe; not from inside an FSM call, which libraft
+     * makes in the middle of its own work: the next poll proposes then). */
+    if (status == 0 && r->ready && !r->stopping && !r->in_fsm)
         propose_gathered(r);
 }
 
@@ -626,6 +748,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct replica *r = req->data;
     r->barrier_pending = false;
+    queue_drain(r, true); /* ready means every earlier entry is in the ledger */
     if (status == 0 && raft_state(&r->raft) == RAFT_LEADER) {
         if (clock_client(r)) {
             /* Every earlier entry is applied: the ledger's time is where this leader's stamps
@@ -683,8 +806,12 @@ static void poll_cb(uv_timer_t *t)
     snapshot_threshold_follow(r);
     struct engine_status st;
     engine_status(r->engine, &st);
+    queue_drain(r, false); /* (committed_cb does it as a commit ends; this is the backstop) */
+    engine_status(r->engine, &st);
+    if (st.failed != 0) /* a commit on the committer thread failed: seen here at the latest */
+        fail_stop(r, st.committed_index, st.failed, "the ledger could not commit applied entries");
     if (st.uncommitted > 0 && uv_now(r->loop) - r->group_since_ms >= r->opts.commit_ms)
-        ledger_commit(r);
+        ledger_commit(r, false);
     /* libraft 0.15 turns a replica whose Raft log write failed (disk full, I/O error) into
      * RAFT_UNAVAILABLE and leaves it there: the process would live on, taking no part. Stop
      * instead, so the failure is seen and a supervisor's restart reloads the log (found by the
@@ -839,6 +966,8 @@ int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_op
         rc = make_dir(ledger);
     if (rc == 0)
         rc = copies_init(&r->copies, loop, opts->dir);
+    if (rc == 0 && (rc = uv_async_init(loop, &r->committed, committed_cb)) == 0)
+        r->committed.data = r;
     /* Opening a ledger a crash left folds the entries its member images had not yet written
      * back (up to two write-back turns: tens of seconds for a large ledger): say so first. */
     uint64_t t0 = mono_us();
@@ -930,7 +1059,7 @@ uint16_t replica_ledger_chunk(struct replica *r, const struct tally_wire_ledger_
     if (r->copies == NULL || r->engine == NULL)
         return TALLY_WIRE_BUSY; /* stopping */
     if (q->copy_id == 0)
-        ledger_commit(r); /* a copy holds what the file holds: every entry applied so far */
+        ledger_commit(r, true); /* a copy holds what the file holds: every entry applied */
     return copies_serve(r->copies, r->engine, q, body, size);
 }
 
@@ -942,8 +1071,10 @@ static void raft_closed(struct raft *raft)
     copies_wait(r->copies); /* a copy being made reads the engine */
     copies_close(r->copies);
     r->copies = NULL;
-    engine_close(r->engine);
+    queue_drain(r, true);
+    engine_close(r->engine); /* (its committer has stopped: nothing signals `committed` now) */
     r->engine = NULL;
+    uv_close((uv_handle_t *)&r->committed, NULL);
     LOG_INFO("stopped", "replica=%" PRIu64, r->opts.id);
     if (r->stopped != NULL)
         r->stopped(r->stopped_arg);

@@ -87,14 +87,18 @@
  * postings, and before a snapshot, a ledger copy and a stop. The file trails what is applied
  * (and acknowledged) by at most that: the Raft log holds those entries durably on a majority,
  * and a restart applies them again. One flush per entry instead was the till's limit
- * (docs/BENCHMARKS.md, "The till"). Each commit blocks the loop while it writes and flushes:
- * 100 ms gave a till on 100k members 10-13% more, but on the benchmark's 1M members no more
- * than the noise and a p99 40-60% higher (a group dirties more scattered pages), so 20 ms it is
- * (docs/BENCHMARKS.md, "The group commit's age"). REPLICA_COMMIT_POSTINGS bounds a peak's
- * group. */
+ * (docs/BENCHMARKS.md, "The till"). Until the committer thread (2026-12-07) each commit blocked
+ * the loop while it wrote and flushed: 100 ms gave a till on 100k members 10-13% more, but on
+ * the benchmark's 1M members no more than the noise and a p99 40-60% higher (a group dirties
+ * more scattered pages), so 20 ms it is (docs/BENCHMARKS.md, "The group commit's age").
+ * REPLICA_COMMIT_POSTINGS bounds a peak's group. */
 #define REPLICA_COMMIT_MS 20u
 #define REPLICA_COMMIT_POSTINGS 16384u
 #define REPLICA_COMMIT_EACH 0xffffffffu /* tallyd --commit-ms 0: a commit per entry */
+/* Committed entries waiting, copied, for a ledger commit to end before they are applied
+ * (replica.c, the apply queue): beyond this many bytes the loop waits for the ledger instead
+ * (a follower catching up through the log is handed thousands of entries at once). */
+#define REPLICA_APPLY_QUEUE_BYTES ((uint64_t)64 << 20)
 /* The ledger's first map size: address space, not memory or disk. The engine keeps half of the
  * map free for the open group (engine.h): half of 1 GiB is far above what 20 ms or 16,384
  * postings (plus one entry) can write. */
@@ -187,8 +191,7 @@ struct replica_counters {
     uint64_t postings_applied; /* postings in them, whatever their result */
     uint64_t catch_ups;        /* ledger copies fetched and swapped in */
     uint64_t clock_mismatches; /* entries applied that were stamped in the other clock mode */
-    uint64_t commits;          /* ledger commits (each one flush: many entries) */
-    uint64_t commit_us;        /* time the loop spent in them, microseconds */
+    uint64_t entries_queued;   /* entries that waited for a ledger commit to end (apply queue) */
     uint64_t snapshot_threshold; /* entries between Raft snapshots, as now set */
     uint64_t posts_busy;       /* requests answered BUSY: every gathering slot taken */
 };

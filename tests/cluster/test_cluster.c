@@ -493,16 +493,20 @@ static void test_metrics_and_health_endpoints(void **state)
         if (is_leader)
             assert_true(metric(body, "tally_net_frames_in_total") >= 1);
         /* Deferred ledger commits happened (the posting's group, 20 ms old, well within the
-         * wait) and the loop's time in them is counted; under --commit-ms 0 (make test's epoll
-         * pass) every entry commits itself and neither counts. */
+         * wait) and the committer's time in them is counted, and the loop's waiting for it;
+         * under --commit-ms 0 (make test's epoll pass) every entry commits itself and none
+         * counts. */
         uint64_t commits = metric(body, "tally_ledger_commits_total");
         double commit_s = metric_real(body, "tally_ledger_commit_seconds_total");
+        double wait_s = metric_real(body, "tally_ledger_commit_wait_seconds_total");
         if (getenv("TALLY_TEST_COMMIT_MS") != NULL && strcmp(getenv("TALLY_TEST_COMMIT_MS"), "0") == 0) {
             assert_int_equal(commits, 0);
             assert_true(commit_s == 0.0);
+            assert_true(wait_s == 0.0);
         } else {
             assert_true(commits >= 1);
             assert_true(commit_s > 0.0 && commit_s < 60.0);
+            assert_true(wait_s >= 0.0 && wait_s < 60.0);
         }
         assert_int_equal(http(i, "GET", "/health", body, sizeof(body)), 200);
         assert_non_null(strstr(body, is_leader ? "\"role\":\"leader\"" : "\"role\":\"follower\""));

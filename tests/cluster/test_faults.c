@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <unistd.h>
 
 static struct tally_client *admin;
 
@@ -194,6 +195,65 @@ static void test_disk_full_on_a_follower(void **state)
     assert_int_equal(total, sent);
 }
 
+/* A follower whose ledger flushes are slow (each 100 ms longer: the LD_PRELOAD shim, failwrite.c)
+ * goes on taking part in Raft while its ledger commits, and applies the entries committed
+ * meanwhile afterwards, in order, from its apply queue (replica.c): the cluster keeps serving,
+ * the follower converges to the same digest, every posting counts once, and it counted entries
+ * that waited. Under --commit-ms 0 (make test's epoll pass) no commit runs beside the loop and
+ * none waits. */
+static void test_a_follower_with_slow_ledger_flushes_queues_entries_and_converges(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    const char *leader = leader_address(admin);
+    unsigned f = 0;
+    for (unsigned i = 1; i <= N && f == 0; i++)
+        if (strcmp(leader, cl.client_addr[i]) != 0)
+            f = i;
+    replica_stop(f, SIGTERM);
+    static char preload[300], match[] = "TALLY_SLOWSYNC_MATCH=data.mdb",
+                              ms[] = "TALLY_SLOWSYNC_MS=100",
+                              order[] = "ASAN_OPTIONS=verify_asan_link_order=0";
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/cluster/libfailwrite.so",
+             build_dir());
+    char *env[] = {preload, match, ms, order, NULL};
+    replica_start_env(f, env);
+    wait_converged(admin, 30000);
+    /* Members of its own (the earlier tests' members hold many lots already). */
+    enum { FIRST = 50001, MEMBERS = 64, BATCHES = 100 };
+    struct tally_posting p[MEMBERS];
+    for (unsigned k = 0; k < MEMBERS; k++) {
+        p[k] = post_open(0, 1, FIRST + k);
+        assert_int_equal(tally_client_id(admin, p[k].id), 0);
+    }
+    post_ok(admin, p, MEMBERS);
+    /* About a second and a half of batches: several of the follower's slow commits. */
+    for (unsigned b = 0; b < BATCHES; b++) {
+        for (unsigned k = 0; k < MEMBERS; k++) {
+            p[k] = post_accrue(0, 1, FIRST + k, b + 1, 10);
+            assert_int_equal(tally_client_id(admin, p[k].id), 0);
+        }
+        post_ok(admin, p, MEMBERS);
+        usleep(10000);
+    }
+    wait_converged(admin, 30000);
+    for (unsigned k = 0; k < MEMBERS; k++) /* each once: 1 + 2 + ... + BATCHES */
+        assert_int_equal(available(admin, FIRST + k), BATCHES * (BATCHES + 1) / 2);
+    usleep(METRICS_WAIT_MS * 1000);
+    static char body[1 << 16];
+    assert_int_equal(http(f, "GET", "/metrics", body, sizeof(body)), 200);
+    uint64_t queued = metric(body, "tally_raft_entries_queued_total");
+    const char *cms = getenv("TALLY_TEST_COMMIT_MS");
+    if (cms != NULL && strcmp(cms, "0") == 0)
+        assert_int_equal(queued, 0);
+    else
+        assert_true(queued > 0);
+    /* The shim off again for the tests after this one. */
+    replica_stop(f, SIGTERM);
+    replica_start(f);
+    wait_converged(admin, 30000);
+}
+
 int main(void)
 {
     if (!harness_ready("test_faults"))
@@ -202,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_leader_killed_again_and_again_under_load),
         cmocka_unit_test(test_leader_paused_under_load),
         cmocka_unit_test(test_disk_full_on_a_follower),
+        cmocka_unit_test(test_a_follower_with_slow_ledger_flushes_queues_entries_and_converges),
     };
     return cmocka_run_group_tests_name("faults", tests, group_setup, group_teardown);
 }

@@ -5,7 +5,9 @@
  * uncommitted reopens at its last commit, and applying the lost batches again gives the state
  * digest of a ledger that never deferred (law 6); map growth commits the group on its way; a
  * commit that cannot be written fails the engine (apply, queries and commit all return the
- * error) until it is reopened, and the reopened ledger is the last committed one, whole.
+ * error) until it is reopened, and the reopened ledger is the last committed one, whole; a
+ * commit handed to the committer (engine_commit_start) that fails is reported by the next call
+ * that needs the ledger, and fails the engine the same way.
  * The failed commit is real: RLIMIT_FSIZE stops LMDB's writes past the file's end with EFBIG,
  * as a full disk would with ENOSPC.
  */
@@ -262,6 +264,50 @@ static void test_a_failed_commit_fails_the_engine_until_reopened(void **state)
     fx_deinit(&f);
 }
 
+static void test_a_failed_background_commit_is_reported_by_the_next_call(void **state)
+{
+    (void)state;
+    static struct fx f;
+    deferred_ledger(&f);
+    apply_batches(&f, 0, 2);
+    assert_int_equal(engine_commit(f.e), 0);
+    struct engine_status before;
+    engine_status(f.e, &before);
+
+    apply_batches(&f, 2, 42);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {.rlim_cur = (rlim_t)file_size(f.dir), .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int started = engine_commit_start(f.e); /* handed over: the failure is still to come */
+    struct tally_account a;
+    int queried = engine_account(f.e, 1, 1, &a); /* waits for the commit: its failure */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_int_equal(started, 0);
+    assert_int_equal(queried, -EFBIG);
+    struct engine_status st;
+    engine_status(f.e, &st);
+    assert_false(st.committing);
+    assert_int_equal(st.committed_index, before.applied_index);
+    assert_int_equal(st.commits, before.commits);
+
+    static struct tally_posting p[PER_BATCH];
+    static struct tally_result r[PER_BATCH];
+    fill_batch(p, 42);
+    assert_int_equal(engine_apply(f.e, 1000, t("2026-03-01"), p, PER_BATCH, r), -EFBIG);
+    assert_int_equal(engine_commit_start(f.e), -EFBIG);
+    assert_int_equal(engine_commit(f.e), -EFBIG);
+
+    fx_reopen(&f);
+    engine_status(f.e, &st);
+    assert_same_status(&st, &before);
+    assert_members_hold(&f, expected_after(2));
+    fx_verify(&f);
+    fx_deinit(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +315,7 @@ int main(void)
         FX_OWN_TEST(test_a_crash_loses_only_uncommitted_batches_and_they_apply_again),
         FX_OWN_TEST(test_map_growth_commits_the_group_and_loses_nothing),
         FX_OWN_TEST(test_a_failed_commit_fails_the_engine_until_reopened),
+        FX_OWN_TEST(test_a_failed_background_commit_is_reported_by_the_next_call),
     };
     return cmocka_run_group_tests_name("defer", tests, NULL, NULL);
 }

@@ -8,6 +8,10 @@
  * every batch still pays both flushes, the data's and the meta page's (an O_DSYNC write), as
  * LMDB's durable default does. Only the settings are a choice here: whether a flush reaches the
  * platter cannot be seen from a test, so what is counted is the calls LMDB makes.
+ * And the committer (engine.h, "The committer"): a group's flush happens on the engine's own
+ * thread, not the caller's; engine_commit_start returns while that flush is still held (a gate
+ * here keeps it from finishing), status shows the commit in flight and the file's index behind,
+ * and the next query waits for the commit and sees every batch.
  *
  * How: this executable defines fdatasync, fsync and pwrite (it comes first in the symbol
  * lookup, so liblmdb's calls land here, as test_raft_alloc does for libraft), counts those on
@@ -17,13 +21,20 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+/* Counted from whichever thread LMDB calls on: read by the test only after the engine call that
+ * caused them has returned (engine_commit waits for its commit). */
 static unsigned data_flushes; /* fdatasync or fsync of data.mdb */
 static unsigned dsync_writes; /* pwrite to data.mdb through a descriptor opened O_DSYNC */
 static bool meta_unflushed;   /* a meta page (the file's first two pages) written, not flushed */
+static pid_t flush_thread;    /* the thread of the last flush of data.mdb */
+static atomic_bool gate_closed;   /* a flush of data.mdb waits while it is set */
+static atomic_bool flush_waiting; /* a flush waits at the gate */
 
 static bool is_ledger_file(int fd)
 {
@@ -39,10 +50,17 @@ static bool is_ledger_file(int fd)
 
 static void count_flush(int fd)
 {
-    if (is_ledger_file(fd)) {
-        data_flushes++;
-        meta_unflushed = false;
+    if (!is_ledger_file(fd))
+        return;
+    data_flushes++;
+    meta_unflushed = false;
+    flush_thread = gettid();
+    /* Held at the gate, at most 10 s (a test that forgets to open it still ends). */
+    for (int i = 0; i < 10000 && atomic_load(&gate_closed); i++) {
+        atomic_store(&flush_waiting, true);
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
     }
+    atomic_store(&flush_waiting, false);
 }
 
 int fdatasync(int fd)
@@ -150,6 +168,56 @@ static void test_without_deferral_every_batch_pays_both_flushes(void **state)
     assert_int_equal(data_flushes, 1); /* the batch's pages */
     assert_int_equal(dsync_writes, 1); /* its meta page, written through LMDB's O_DSYNC handle */
     assert_false(meta_unflushed);
+    assert_int_equal(flush_thread, gettid()); /* no committer: the caller flushes */
+    fx_deinit(&f);
+}
+
+static void test_the_committer_flushes_while_the_caller_goes_on(void **state)
+{
+    (void)state;
+    static struct fx f;
+    durable_ledger(&f, true);
+    assert_int_not_equal(flush_thread, gettid()); /* durable_ledger's commit: the committer's */
+    struct engine_status before, st;
+    engine_status(f.e, &before);
+    accrue_each(&f, 5);
+    count_reset();
+    atomic_store(&gate_closed, true);
+    assert_int_equal(engine_commit_start(f.e), 0);
+    /* It returned; the committer's flush is held at the gate (bounded wait for it to get there). */
+    for (int i = 0; i < 10000 && !atomic_load(&flush_waiting); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    assert_true(atomic_load(&flush_waiting));
+    engine_status(f.e, &st);
+    assert_true(st.committing);
+    assert_int_equal(st.uncommitted, 0); /* the group is the committer's now */
+    assert_int_equal(st.committed_index, before.applied_index); /* not in the file yet */
+    assert_int_equal(st.applied_index, before.applied_index + MEMBERS);
+    assert_int_equal(st.commits, before.commits);
+    uint64_t waited = st.commit_wait_us;
+    assert_int_equal(engine_sessions(f.e), 0); /* answered without waiting for the commit */
+    engine_status(f.e, &st);
+    assert_int_equal(st.commit_wait_us, waited);
+    assert_true(st.committing);
+    atomic_store(&gate_closed, false);
+    /* A query waits for the commit, then reads every batch. */
+    for (uint64_t m = 1; m <= MEMBERS; m++)
+        assert_int_equal(fx_account(&f, 1, m).available, 5);
+    engine_status(f.e, &st);
+    assert_false(st.committing);
+    assert_int_equal(st.committed_index, st.applied_index);
+    assert_int_equal(st.commits, before.commits + 1);
+    assert_true(st.commit_wait_us > before.commit_wait_us); /* the query waited */
+    assert_int_equal(data_flushes, 1);
+    assert_int_not_equal(flush_thread, gettid());
+    /* Applying after a commit that was handed over waits for it the same way. */
+    accrue_each(&f, 7);
+    assert_int_equal(engine_commit_start(f.e), 0);
+    accrue_each(&f, 1);
+    assert_int_equal(engine_commit(f.e), 0);
+    fx_reopen(&f);
+    for (uint64_t m = 1; m <= MEMBERS; m++)
+        assert_int_equal(fx_account(&f, 1, m).available, 13);
     fx_deinit(&f);
 }
 
@@ -159,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_lmdb_calls_are_ours),
         FX_OWN_TEST(test_a_deferred_commit_flushes_once_and_the_meta_page_later),
         FX_OWN_TEST(test_without_deferral_every_batch_pays_both_flushes),
+        FX_OWN_TEST(test_the_committer_flushes_while_the_caller_goes_on),
     };
     return cmocka_run_group_tests_name("flushes", tests, NULL, NULL);
 }
