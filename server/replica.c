@@ -804,9 +804,8 @@ static void poll_cb(uv_timer_t *t)
         return;
     raft_guard_flush(&r->io); /* sends refused since the last poll: reported as lost */
     snapshot_threshold_follow(r);
-    struct engine_status st;
-    engine_status(r->engine, &st);
     queue_drain(r, false); /* (committed_cb does it as a commit ends; this is the backstop) */
+    struct engine_status st;
     engine_status(r->engine, &st);
     if (st.failed != 0) /* a commit on the committer thread failed: seen here at the latest */
         fail_stop(r, st.committed_index, st.failed, "the ledger could not commit applied entries");

@@ -136,6 +136,31 @@ static int group_teardown(void **state)
     return harness_teardown(admin);
 }
 
+/* A follower of the current leader. */
+static unsigned a_follower(void)
+{
+    const char *leader = leader_address(admin);
+    for (unsigned i = 1; i <= N; i++)
+        if (strcmp(leader, cl.client_addr[i]) != 0)
+            return i;
+    fail_msg("no follower");
+    return 0;
+}
+
+/* Restart replica f with the LD_PRELOAD shim (failwrite.c) and its two settings. */
+static void restart_with_shim(unsigned f, const char *setting1, const char *setting2)
+{
+    replica_stop(f, SIGTERM);
+    static char preload[300], s1[128], s2[128],
+        order[] = "ASAN_OPTIONS=verify_asan_link_order=0";
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/cluster/libfailwrite.so",
+             build_dir());
+    snprintf(s1, sizeof(s1), "%s", setting1);
+    snprintf(s2, sizeof(s2), "%s", setting2);
+    char *env[] = {preload, s1, s2, order, NULL};
+    replica_start_env(f, env);
+}
+
 /* Disk full on one follower: its ledger's writes fail with ENOSPC (an LD_PRELOAD shim, see
  * failwrite.c). It must stop (fail-stop: it cannot apply a committed entry), saying why, while the
  * other two go on serving; started again with room, it catches up and nothing is lost. */
@@ -143,21 +168,10 @@ static void test_disk_full_on_a_follower(void **state)
 {
     (void)state;
     mark_logs(__func__);
-    const char *leader = leader_address(admin);
-    unsigned f = 0;
-    for (unsigned i = 1; i <= N && f == 0; i++)
-        if (strcmp(leader, cl.client_addr[i]) != 0)
-            f = i;
+    unsigned f = a_follower();
     unsigned stops_before = log_count(f, "fail_stop") + log_count(f, "catch_up_failed");
-    replica_stop(f, SIGTERM);
     /* Every ledger file of the replica: its own, and a copy it fetches to catch up. */
-    static char preload[300], match[] = "TALLY_FAILWRITE_MATCH=data.mdb",
-                              after[] = "TALLY_FAILWRITE_AFTER=4000000",
-                              order[] = "ASAN_OPTIONS=verify_asan_link_order=0";
-    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/cluster/libfailwrite.so",
-             build_dir());
-    char *env[] = {preload, match, after, order, NULL};
-    replica_start_env(f, env);
+    restart_with_shim(f, "TALLY_FAILWRITE_MATCH=data.mdb", "TALLY_FAILWRITE_AFTER=4000000");
     int64_t before[LOAD_MEMBERS + 1];
     for (unsigned m = 1; m <= LOAD_MEMBERS; m++)
         before[m] = available(admin, m);
@@ -205,19 +219,8 @@ static void test_a_follower_with_slow_ledger_flushes_queues_entries_and_converge
 {
     (void)state;
     mark_logs(__func__);
-    const char *leader = leader_address(admin);
-    unsigned f = 0;
-    for (unsigned i = 1; i <= N && f == 0; i++)
-        if (strcmp(leader, cl.client_addr[i]) != 0)
-            f = i;
-    replica_stop(f, SIGTERM);
-    static char preload[300], match[] = "TALLY_SLOWSYNC_MATCH=data.mdb",
-                              ms[] = "TALLY_SLOWSYNC_MS=100",
-                              order[] = "ASAN_OPTIONS=verify_asan_link_order=0";
-    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/cluster/libfailwrite.so",
-             build_dir());
-    char *env[] = {preload, match, ms, order, NULL};
-    replica_start_env(f, env);
+    unsigned f = a_follower();
+    restart_with_shim(f, "TALLY_SLOWSYNC_MATCH=data.mdb", "TALLY_SLOWSYNC_MS=100");
     wait_converged(admin, 30000);
     /* Members of its own (the earlier tests' members hold many lots already). */
     enum { FIRST = 50001, MEMBERS = 64, BATCHES = 100 };

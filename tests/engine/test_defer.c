@@ -218,6 +218,25 @@ static off_t file_size(const char *dir)
     return s.st_size;
 }
 
+/* The ledger's file may not grow (RLIMIT_FSIZE at its size; SIGXFSZ ignored) until
+ * file_limit_lift: LMDB's writes past its end fail with EFBIG, as a full disk's with ENOSPC. */
+static struct rlimit limit_old;
+static void (*limit_old_handler)(int);
+
+static void file_limit_set(const char *dir)
+{
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &limit_old), 0);
+    limit_old_handler = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {.rlim_cur = (rlim_t)file_size(dir), .rlim_max = limit_old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+}
+
+static void file_limit_lift(void)
+{
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &limit_old), 0);
+    signal(SIGXFSZ, limit_old_handler);
+}
+
 static void test_a_failed_commit_fails_the_engine_until_reopened(void **state)
 {
     (void)state;
@@ -230,14 +249,9 @@ static void test_a_failed_commit_fails_the_engine_until_reopened(void **state)
 
     /* 40 batches of accruals need megabytes of new pages: the file must grow to hold them. */
     apply_batches(&f, 2, 42);
-    struct rlimit old;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = {.rlim_cur = (rlim_t)file_size(f.dir), .rlim_max = old.rlim_max};
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    file_limit_set(f.dir);
     int rc = engine_commit(f.e);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-    signal(SIGXFSZ, old_handler);
+    file_limit_lift();
     assert_int_equal(rc, -EFBIG);
 
     /* Failed: everything that reads or writes says so, and nothing is applied. */
@@ -275,16 +289,11 @@ static void test_a_failed_background_commit_is_reported_by_the_next_call(void **
     engine_status(f.e, &before);
 
     apply_batches(&f, 2, 42);
-    struct rlimit old;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = {.rlim_cur = (rlim_t)file_size(f.dir), .rlim_max = old.rlim_max};
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    file_limit_set(f.dir);
     int started = engine_commit_start(f.e); /* handed over: the failure is still to come */
     struct tally_account a;
     int queried = engine_account(f.e, 1, 1, &a); /* waits for the commit: its failure */
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-    signal(SIGXFSZ, old_handler);
+    file_limit_lift();
     assert_int_equal(started, 0);
     assert_int_equal(queried, -EFBIG);
     struct engine_status st;
