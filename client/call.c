@@ -96,6 +96,31 @@ static bool call_reply_matches(const struct call *k, const struct tally_wire_hea
     return h->index >= k->min_index;
 }
 
+int call_reply_header(const uint8_t *in, struct tally_wire_header *h)
+{
+    enum tally_wire_fault f =
+        tally_wire_header_decode(h, in, TALLY_WIRE_HEADER_SIZE, TALLY_WIRE_TO_CLIENT);
+    if (f == TALLY_WIRE_FAULT_BAD_VERSION)
+        return TALLY_EVERSION;
+    if (f != TALLY_WIRE_FAULT_NONE)
+        return TALLY_ECORRUPT;
+    if (tally_wire_body_size_check(h) != TALLY_WIRE_FAULT_NONE)
+        return TALLY_EPROTOCOL; /* decided before reading a body of the wrong size */
+    return 0;
+}
+
+int call_reply_body(struct call *k, const struct tally_wire_header *h, uint8_t *body)
+{
+    if (tally_wire_body_verify(h, body) != TALLY_WIRE_FAULT_NONE)
+        return TALLY_ECORRUPT;
+    if (tally_wire_reply_check(h, body) != TALLY_WIRE_FAULT_NONE ||
+        !call_reply_matches(k, h, body))
+        return TALLY_EPROTOCOL;
+    k->reply = *h;
+    k->body = body;
+    return 0;
+}
+
 int call_exchange(struct conn *cn, uint8_t *in, struct call *k, uint64_t deadline_ns)
 {
     k->sent = false;
@@ -106,29 +131,16 @@ int call_exchange(struct conn *cn, uint8_t *in, struct call *k, uint64_t deadlin
     if ((rc = conn_recv(cn, in, TALLY_WIRE_HEADER_SIZE, deadline_ns)) != 0)
         return rc;
     struct tally_wire_header h;
-    enum tally_wire_fault f =
-        tally_wire_header_decode(&h, in, TALLY_WIRE_HEADER_SIZE, TALLY_WIRE_TO_CLIENT);
-    if (f == TALLY_WIRE_FAULT_BAD_VERSION)
-        return TALLY_EVERSION;
-    if (f != TALLY_WIRE_FAULT_NONE)
-        return TALLY_ECORRUPT;
-    if (tally_wire_body_size_check(&h) != TALLY_WIRE_FAULT_NONE)
-        return TALLY_EPROTOCOL; /* decided before reading a body of the wrong size */
+    if ((rc = call_reply_header(in, &h)) != 0)
+        return rc;
     uint8_t *body = in + TALLY_WIRE_HEADER_SIZE;
     if ((rc = conn_recv(cn, body, h.body_size, deadline_ns)) != 0)
         return rc;
-    if (tally_wire_body_verify(&h, body) != TALLY_WIRE_FAULT_NONE)
-        return TALLY_ECORRUPT;
-    if (tally_wire_reply_check(&h, body) != TALLY_WIRE_FAULT_NONE ||
-        !call_reply_matches(k, &h, body))
-        return TALLY_EPROTOCOL;
-    k->reply = h;
-    k->body = body;
-    return 0;
+    return call_reply_body(k, &h, body);
 }
 
 /* Whether a status proves that the copy it answers was not executed. */
-static bool call_status_refuses(uint16_t status)
+bool call_status_refuses(uint16_t status)
 {
     return status != TALLY_WIRE_OK && status != TALLY_WIRE_NOT_LEADER &&
            status != TALLY_WIRE_INTERNAL;
@@ -139,6 +151,8 @@ int call_run(struct tally_client *c, struct call *k)
     uint32_t step_ms = 0, fails = 0, hops = 0;
     bool wait = false;
     k->reached = false;
+    if (c->async.active)
+        return TALLY_ECONFIG; /* the connection carries an asynchronous POST (tally.c) */
     for (uint32_t round = 0; round < CALL_ROUNDS_MAX; round++) {
         if (wait)
             call_backoff(c, &step_ms, k->deadline_ns);

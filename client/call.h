@@ -93,4 +93,14 @@ int call_run(struct tally_client *c, struct call *k);
  * TALLY_EVERSION. */
 int call_exchange(struct conn *cn, uint8_t *in, struct call *k, uint64_t deadline_ns);
 
+/* The two halves of an exchange's checks, for a reply read by other means (the asynchronous
+ * POST, tally.c). call_reply_header: the header's, before its body is read (*h decoded): 0,
+ * TALLY_EVERSION, TALLY_ECORRUPT or TALLY_EPROTOCOL. call_reply_body: the rest, with the body
+ * after the header: 0 (k->reply, k->body set), TALLY_ECORRUPT or TALLY_EPROTOCOL. */
+int call_reply_header(const uint8_t *in, struct tally_wire_header *h);
+int call_reply_body(struct call *k, const struct tally_wire_header *h, uint8_t *body);
+
+/* Whether a reply's status proves that the copy it answers was not executed. */
+bool call_status_refuses(uint16_t status);
+
 #endif

@@ -11,7 +11,9 @@
  * on it: a call that gives up on a reply closes the connection, so a late reply can never be
  * taken for the answer to a later request. c->post holds the frame of the last POST whose
  * outcome the caller has not learned; reads and REGISTER build their frames elsewhere, so that
- * frame survives them byte for byte.
+ * frame survives them byte for byte. While an asynchronous POST is in flight (c->async.active,
+ * from tally_client_post_start until a finish that does not return TALLY_EAGAIN) its request is
+ * the one outstanding, and every other call is refused (call_run: TALLY_ECONFIG).
  */
 #ifndef TALLY_CLIENT_INTERNAL_H
 #define TALLY_CLIENT_INTERNAL_H
@@ -40,6 +42,18 @@ struct client_pending {
     uint32_t body_size;
 };
 
+/* An asynchronous POST in flight (tally.c, "The asynchronous POST"): its frame is c->post, its
+ * reply comes into c->in as it arrives. */
+struct client_async {
+    bool active;
+    uint32_t count;               /* postings */
+    uint32_t have;                /* bytes of the reply read so far */
+    uint32_t body_size;           /* the reply's, once its header is in */
+    uint64_t deadline_ns;         /* the call's */
+    uint64_t attempt_ns;          /* this copy's: CALL_ATTEMPT_MS after it was sent */
+    struct tally_result *results; /* the caller's, filled by an OK reply */
+};
+
 struct tally_client {
     struct addr addrs[ADDR_LIST_MAX + 1]; /* the caller's list, then CLIENT_SLOT_REDIRECT */
     uint32_t addr_count;
@@ -60,6 +74,7 @@ struct tally_client {
     struct ids ids;
 
     struct client_pending pending;
+    struct client_async async;
     uint8_t *post; /* POST or POST_AT frame: header, [at prefix,] postings; FRAME_MAX bytes */
     uint8_t *in;   /* the last reply: header and body, TALLY_WIRE_FRAME_MAX bytes */
 };

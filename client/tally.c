@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "call.h"
@@ -210,13 +211,12 @@ static int client_session_lost(struct tally_client *c, uint64_t deadline_ns)
 /* POST (prefix_size 0) and POST_AT (the 16-byte prefix): one path, one set of outcomes. */
 static int client_post(struct tally_client *c, uint16_t op, const void *prefix,
                        uint32_t prefix_size, const struct tally_posting *postings, uint32_t count,
-                       struct tally_result *results, uint64_t timeout_ms)
+                       struct tally_result *results, uint64_t deadline)
 {
     if (postings == NULL || results == NULL || count == 0)
         return TALLY_ECONFIG;
     if (count > c->batch_max)
         return TALLY_ETOO_LARGE;
-    uint64_t deadline = client_deadline(c, timeout_ms);
     uint32_t body_size = prefix_size + count * (uint32_t)sizeof(struct tally_posting);
     uint64_t last;
     int rc = c->registered ? 0 : client_register(c, deadline, &last);
@@ -265,7 +265,8 @@ int tally_client_post(struct tally_client *c, const struct tally_posting *postin
 {
     if (c == NULL)
         return TALLY_ECONFIG;
-    return client_post(c, TALLY_WIRE_OP_POST, NULL, 0, postings, count, results, timeout_ms);
+    return client_post(c, TALLY_WIRE_OP_POST, NULL, 0, postings, count, results,
+                       client_deadline(c, timeout_ms));
 }
 
 int tally_client_post_at(struct tally_client *c, uint64_t at_ms,
@@ -276,7 +277,119 @@ int tally_client_post_at(struct tally_client *c, uint64_t at_ms,
         return TALLY_ECONFIG;
     struct tally_wire_post_at prefix = {.at = at_ms, .reserved = 0};
     return client_post(c, TALLY_WIRE_OP_POST_AT, &prefix, (uint32_t)sizeof(prefix), postings, count,
-                       results, timeout_ms);
+                       results, client_deadline(c, timeout_ms));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The asynchronous POST
+ *
+ * The frame is built as a POST's (client_post_frame: a new request number, or the pending
+ * frame again) and written on the open connection; its reply is read as it arrives, without
+ * blocking, into c->in, and checked as call_exchange checks one. An OK reply ends it. Anything
+ * else (no open connection, a failed write, a lost connection, a reply that fails a check, no
+ * reply within CALL_ATTEMPT_MS, a status other than OK) hands the same frame to the blocking
+ * POST (client_post), which retries it by call.c's rules and settles it before the call's
+ * deadline: the asynchronous path only ever adds a first copy of the request, never a new
+ * number, so exactly-once is the blocking POST's. The copy's fate is recorded first
+ * (maybe_executed, as call_run does: unknown unless a status proves it refused).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Hand the in-flight POST to the blocking path. maybe_executed: this copy went out and its fate
+ * is unknown. */
+static int client_async_block(struct tally_client *c, bool maybe_executed)
+{
+    struct client_async *a = &c->async;
+    conn_close(&c->conn);
+    a->active = false;
+    c->pending.maybe_executed |= maybe_executed;
+    return client_post(c, TALLY_WIRE_OP_POST, NULL, 0,
+                       (const struct tally_posting *)(c->post + TALLY_WIRE_HEADER_SIZE), a->count,
+                       a->results, a->deadline_ns);
+}
+
+int tally_client_post_start(struct tally_client *c, const struct tally_posting *postings,
+                            uint32_t count, struct tally_result *results, uint64_t timeout_ms)
+{
+    if (c == NULL || c->async.active || postings == NULL || results == NULL || count == 0)
+        return TALLY_ECONFIG;
+    if (count > c->batch_max)
+        return TALLY_ETOO_LARGE;
+    uint64_t deadline = client_deadline(c, timeout_ms);
+    uint64_t last;
+    int rc = c->registered ? 0 : client_register(c, deadline, &last);
+    if (rc != 0)
+        return rc;
+    uint32_t postings_size = count * (uint32_t)sizeof(struct tally_posting);
+    client_post_frame(c, TALLY_WIRE_OP_POST, NULL, 0, postings, postings_size);
+    struct client_async *a = &c->async;
+    *a = (struct client_async){
+        .active = true, .count = count, .deadline_ns = deadline, .results = results};
+    if (!conn_is_open(&c->conn))
+        return client_async_block(c, false);
+    a->attempt_ns = conn_deadline_ms(CALL_ATTEMPT_MS);
+    rc = conn_send(&c->conn, c->post, TALLY_WIRE_HEADER_SIZE + postings_size,
+                   a->attempt_ns < deadline ? a->attempt_ns : deadline);
+    if (rc != 0)
+        return client_async_block(c, false); /* no whole copy went out */
+    return TALLY_EAGAIN;
+}
+
+int tally_client_post_finish(struct tally_client *c)
+{
+    if (c == NULL || !c->async.active)
+        return TALLY_ECONFIG;
+    struct client_async *a = &c->async;
+    struct tally_wire_header h;
+    int rc;
+    for (;;) {
+        uint32_t want = a->have < TALLY_WIRE_HEADER_SIZE
+                            ? TALLY_WIRE_HEADER_SIZE - a->have
+                            : TALLY_WIRE_HEADER_SIZE + a->body_size - a->have;
+        if (want == 0)
+            break;
+        ssize_t n = recv(c->conn.fd, c->in + a->have, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (conn_now_ns() < a->attempt_ns && conn_now_ns() < a->deadline_ns)
+                return TALLY_EAGAIN;
+            return client_async_block(c, true); /* no reply in time: as a timed-out attempt */
+        }
+        if (n <= 0)
+            return client_async_block(c, true); /* closed or reset */
+        a->have += (uint32_t)n;
+        if (a->have != TALLY_WIRE_HEADER_SIZE)
+            continue;
+        if ((rc = call_reply_header(c->in, &h)) == TALLY_EVERSION) {
+            conn_close(&c->conn);
+            a->active = false;
+            c->pending.maybe_executed = true;
+            return rc;
+        }
+        if (rc != 0)
+            return client_async_block(c, true);
+        a->body_size = h.body_size;
+    }
+    if (call_reply_header(c->in, &h) != 0) /* checked as it came in: decoded again here */
+        return client_async_block(c, true);
+    struct call k = {.op = TALLY_WIRE_OP_POST,
+                     .request = c->pending.request,
+                     .frame = c->post,
+                     .reply_size = a->count * (uint32_t)sizeof(struct tally_result)};
+    if (call_reply_body(&k, &h, c->in + TALLY_WIRE_HEADER_SIZE) != 0)
+        return client_async_block(c, true);
+    if (h.status != TALLY_WIRE_OK)
+        return client_async_block(c, !call_status_refuses(h.status));
+    memcpy(a->results, k.body, h.body_size);
+    c->last_index = h.index;
+    c->pending.valid = false;
+    a->active = false;
+    return 0;
+}
+
+int tally_client_fd(const struct tally_client *c)
+{
+    return c != NULL ? c->conn.fd : -1;
 }
 
 /* ---------------------------------------------------------------------------------------------

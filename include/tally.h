@@ -23,7 +23,7 @@
  * could be reached before the deadline; for a POST also: the session was lost while the request
  * may have been applied), TALLY_EPROTOCOL (the cluster refused the request as malformed),
  * TALLY_EVERSION, TALLY_ETOO_LARGE, TALLY_ENOT_FOUND (queries), TALLY_ESTALE, TALLY_ECONFIG,
- * -ENOMEM. Per-posting outcomes are results (tally_results.h), not errors. A reply that fails
+ * -ENOMEM; TALLY_EAGAIN only from the asynchronous POST (in flight). Per-posting outcomes are results (tally_results.h), not errors. A reply that fails
  * its checks (checksums, request number, operation, sizes) is treated as a lost connection and
  * the request is sent again. What each return of tally_client_post() says about the postings
  * (committed, rejected, unknown until queried) is docs/PROTOCOL.md, "Client semantics".
@@ -57,6 +57,27 @@ void tally_client_close(struct tally_client *c);
 /* Apply a batch of 1..TALLY_BATCH_MAX postings; results[i] is the outcome of postings[i]. */
 int tally_client_post(struct tally_client *c, const struct tally_posting *postings,
                       uint32_t count, struct tally_result *results, uint64_t timeout_ms);
+
+/* The asynchronous POST, for a program that drives many clients from one thread (a load
+ * generator, a gateway): tally_client_post without the wait. Exactly the same request, retries
+ * and outcomes; only who waits differs.
+ *
+ * tally_client_post_start sends the batch and returns TALLY_EAGAIN: it is in flight, and
+ * results (count entries) must stay valid until it ends. Then, whenever tally_client_fd(c) is
+ * readable (poll(2), epoll), and at least every few hundred milliseconds in any case (a reply
+ * that never comes is noticed only then), call tally_client_post_finish: TALLY_EAGAIN while the
+ * reply is not all in, else the end, as tally_client_post would have returned it. Either call
+ * may instead end the POST itself (return 0 or an error, not TALLY_EAGAIN): when anything but
+ * an OK reply comes back (a redirect, BUSY, a lost connection, a bad reply, no reply within a
+ * second, no connection open yet), the POST is finished by the blocking path of
+ * tally_client_post, which may block up to the call's deadline. While a POST is in flight the
+ * client takes no other call (TALLY_ECONFIG). POST_AT has no asynchronous form. */
+int tally_client_post_start(struct tally_client *c, const struct tally_posting *postings,
+                            uint32_t count, struct tally_result *results, uint64_t timeout_ms);
+int tally_client_post_finish(struct tally_client *c);
+
+/* The socket of the client's connection (to wait on for an asynchronous POST), or -1. */
+int tally_client_fd(const struct tally_client *c);
 
 /* Apply a batch of 1..TALLY_BATCH_MAX postings at ledger time at_ms (ms since the epoch; the wire's
  * POST_AT): for replays of history and drills, on a cluster whose replicas all run with

@@ -25,7 +25,8 @@
     X(CLOSED, -30909, "connection or handle is closed")                                           \
     X(CONFIG, -30910, "invalid configuration or argument")                                        \
     X(MAP_LIMIT, -30911, "LMDB map reached its configured maximum size")                          \
-    X(STALE, -30912, "applied index is behind the requested one")
+    X(STALE, -30912, "applied index is behind the requested one")                                  \
+    X(AGAIN, -30913, "request in flight: its reply has not come yet")
 
 enum tally_error {
 #define TALLY_ERROR_ENUM_(name, value, message) TALLY_E##name = value,

@@ -25,7 +25,10 @@
  * first POST when asked to; reads carry STALE_OK and min_index, report the applied index, and a
  * read answered below its min_index is asked again; STATUS asks every replica; ids are strictly
  * increasing and time-ordered; POST_AT carries its time in a 16-byte prefix, retries and resends
- * it as the same bytes like a POST, and a wall-clock cluster's CLOCK_MODE is TALLY_ECONFIG. Everything runs on loopback, every loop and wait is bounded.
+ * it as the same bytes like a POST, and a wall-clock cluster's CLOCK_MODE is TALLY_ECONFIG; the
+ * asynchronous POST is in flight until its reply is read, holds the session meanwhile, and after
+ * a dropped connection, a corrupt reply or a NOT_LEADER is finished as the same request by the
+ * blocking path, executed once. Everything runs on loopback, every loop and wait is bounded.
  */
 #include "../support.h"
 
@@ -1306,6 +1309,147 @@ static void test_status_asks_every_replica(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The asynchronous POST: the same request and outcomes as the blocking one
+ * ------------------------------------------------------------------------------------------- */
+
+/* Finish the client's asynchronous POST as a driver would: wait for its socket, then ask; asked
+ * at least every 50 ms, for at most 5 s. */
+static int async_wait(void)
+{
+    for (uint32_t i = 0; i < 100; i++) {
+        struct pollfd p = {.fd = tally_client_fd(client), .events = POLLIN};
+        assert_true(p.fd >= 0); /* in flight: its connection is open */
+        (void)poll(&p, 1, 50);
+        int rc = tally_client_post_finish(client);
+        if (rc != TALLY_EAGAIN)
+            return rc;
+    }
+    fail_msg("the asynchronous POST did not end within 5 s");
+    return 0;
+}
+
+static void test_async_post_is_in_flight_until_its_reply_is_read(void **state)
+{
+    (void)state;
+    struct fake *a = &fakes[0];
+    struct tally_posting p[2];
+    struct tally_result r[2];
+    struct tally_account acc;
+    fake_start(a);
+    assert_int_equal(open_client(a->address, NULL, 2000), 0);
+    assert_int_equal(tally_client_post_finish(client), TALLY_ECONFIG); /* nothing in flight */
+    FAKE_SET(a, delay_ms, 200);
+    postings_make(p, 2, 300);
+    assert_int_equal(tally_client_post_start(client, p, 2, r, 0), TALLY_EAGAIN);
+    /* Sent, not answered: asking returns at once, and the session takes no other call. */
+    assert_int_equal(tally_client_post_finish(client), TALLY_EAGAIN);
+    assert_int_equal(tally_client_post_start(client, p, 2, r, 0), TALLY_ECONFIG);
+    assert_int_equal(tally_client_post(client, p, 2, r, 0), TALLY_ECONFIG);
+    assert_int_equal(tally_client_account(client, 1, 7, &acc, NULL), TALLY_ECONFIG);
+    assert_int_equal(async_wait(), 0);
+    assert_int_equal(r[0].code, TALLY_OK);
+    assert_int_equal(r[1].code, TALLY_OK);
+    assert_int_equal(tally_client_last_index(client), 1);
+    assert_posts_identical(a, 1);
+    assert_int_equal(a->posts[0].request, 1);
+    assert_int_equal(fake_get(a, &a->executions), 1);
+    /* Ended: the session is free again, and numbering goes on. */
+    FAKE_SET(a, delay_ms, 0);
+    postings_make(p, 1, 310);
+    assert_int_equal(tally_client_post(client, p, 1, r, 0), 0);
+    assert_int_equal(fake_get(a, &a->post_count), 2);
+    assert_true(a->posts[1].request > a->posts[0].request); /* (the refused read took one) */
+    assert_int_equal(fake_get(a, &a->executions), 2);
+}
+
+static void test_async_post_refuses_bad_batches_before_sending(void **state)
+{
+    (void)state;
+    struct fake *a = &fakes[0];
+    struct tally_posting p[1];
+    struct tally_result r[1];
+    fake_start(a);
+    assert_int_equal(open_client(a->address, NULL, 2000), 0);
+    postings_make(p, 1, 320);
+    assert_int_equal(tally_client_post_start(client, p, 0, r, 0), TALLY_ECONFIG);
+    assert_int_equal(tally_client_post_start(client, NULL, 1, r, 0), TALLY_ECONFIG);
+    assert_int_equal(tally_client_post_start(client, p, 1, NULL, 0), TALLY_ECONFIG);
+    assert_int_equal(tally_client_post_start(client, p, TALLY_BATCH_MAX + 1, r, 0),
+                     TALLY_ETOO_LARGE);
+    assert_int_equal(tally_client_post_finish(client), TALLY_ECONFIG);
+    assert_int_equal(fake_get(a, &a->post_count), 0);
+}
+
+static void test_async_post_dropped_connection_is_sent_again_as_the_same_frame(void **state)
+{
+    (void)state;
+    struct fake *a = &fakes[0];
+    struct tally_posting p[3];
+    struct tally_result r[3];
+    fake_start(a);
+    assert_int_equal(open_client(a->address, NULL, 2000), 0);
+    FAKE_SET(a, drop_posts, 1); /* executed, then the connection closes unanswered */
+    postings_make(p, 3, 330);
+    assert_int_equal(tally_client_post_start(client, p, 3, r, 0), TALLY_EAGAIN);
+    assert_int_equal(async_wait(), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(r[i].code, TALLY_OK); /* the cached reply, not EXISTS */
+    assert_posts_identical(a, 2);
+    assert_int_equal(fake_get(a, &a->executions), 1);
+}
+
+static void test_async_post_corrupt_reply_is_sent_again_as_the_same_frame(void **state)
+{
+    (void)state;
+    struct fake *a = &fakes[0];
+    struct tally_posting p[2];
+    struct tally_result r[2];
+    fake_start(a);
+    assert_int_equal(open_client(a->address, NULL, 2000), 0);
+    pthread_mutex_lock(&a->mu);
+    a->corrupt_replies = 1;
+    a->corruption = CORRUPT_BODY_CHECKSUM;
+    pthread_mutex_unlock(&a->mu);
+    postings_make(p, 2, 340);
+    assert_int_equal(tally_client_post_start(client, p, 2, r, 0), TALLY_EAGAIN);
+    assert_int_equal(async_wait(), 0);
+    assert_int_equal(r[0].code, TALLY_OK);
+    assert_int_equal(r[1].code, TALLY_OK);
+    assert_posts_identical(a, 2);
+    assert_int_equal(fake_get(a, &a->executions), 1);
+}
+
+/* The leader the session was opened with steps down: its NOT_LEADER ends the asynchronous
+ * path, and the blocking one follows the redirect and registers with the new leader. */
+static void test_async_post_not_leader_is_followed_to_the_new_leader(void **state)
+{
+    (void)state;
+    struct fake *old = &fakes[0], *leader = &fakes[1];
+    struct tally_posting p[1];
+    struct tally_result r[1];
+    static const uint8_t id[16] = {0x5e, 0x55, 0x10, 0x4e};
+    fake_start(old);
+    fake_start(leader);
+    /* The fakes do not replicate sessions as replicas do: the session is opened on both. */
+    assert_int_equal(open_client(leader->address, id, 2000), 0);
+    tally_client_close(client);
+    client = NULL;
+    assert_int_equal(open_client(old->address, id, 2000), 0);
+    pthread_mutex_lock(&old->mu);
+    old->follower = true;
+    memcpy(old->leader, leader->address, sizeof(old->leader));
+    pthread_mutex_unlock(&old->mu);
+    postings_make(p, 1, 350);
+    assert_int_equal(tally_client_post_start(client, p, 1, r, 0), TALLY_EAGAIN);
+    assert_int_equal(async_wait(), 0);
+    assert_int_equal(r[0].code, TALLY_OK);
+    assert_true(fake_get(old, &old->not_leaders) >= 1);
+    assert_int_equal(fake_get(old, &old->executions), 0);
+    assert_int_equal(fake_get(leader, &leader->executions), 1);
+    assert_int_equal(leader->posts[0].request, 1); /* the same request, not a new number */
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Ids
  * ------------------------------------------------------------------------------------------- */
 
@@ -1364,6 +1508,11 @@ int main(void)
         T(test_deferred_session_registers_at_first_post),
         T(test_post_outcome_finds_applied_posting),
         T(test_status_asks_every_replica),
+        T(test_async_post_is_in_flight_until_its_reply_is_read),
+        T(test_async_post_refuses_bad_batches_before_sending),
+        T(test_async_post_dropped_connection_is_sent_again_as_the_same_frame),
+        T(test_async_post_corrupt_reply_is_sent_again_as_the_same_frame),
+        T(test_async_post_not_leader_is_followed_to_the_new_leader),
         T(test_ids_are_time_ordered_and_strictly_increasing),
 #undef T
     };
