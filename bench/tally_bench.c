@@ -68,6 +68,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -122,6 +123,7 @@ struct options {
     const char *addresses;
     uint64_t members;
     uint32_t clients, batch, seconds, rate; /* rate: requests/s; 0: closed loop */
+    uint32_t threads; /* threads driving the clients: one each (= clients), or fewer */
     double read_share, stale_share, campaign_share;
     uint64_t pending_ms, hold_timeout_ms;
     uint32_t expire_at_s;
@@ -163,6 +165,8 @@ struct client {
     uint64_t rng;
     struct tally_posting *postings;
     struct tally_result *results;
+    uint32_t prog, count; /* the request being made (post_prepare) */
+    uint64_t sent;        /* driven clients: when it was started; 0: none in flight */
     struct hist hist[OP_COUNT];
     struct expect *expect[PROGRAMS]; /* [nsample + 1], slot 0 unused */
     struct defer *defer;
@@ -441,7 +445,9 @@ static void do_read(struct client *t, uint64_t due)
     tick_add(done, 0, 0, true, 0);
 }
 
-static int do_post(struct client *t, uint64_t due)
+/* The next posting request of client t: its postings in t->postings, their program in t->prog,
+ * their number in t->count. */
+static void post_prepare(struct client *t)
 {
     uint32_t p = rng_unit(&t->rng) < B.o.campaign_share ? 1 : 0;
     uint32_t count = 0;
@@ -452,10 +458,15 @@ static int do_post(struct client *t, uint64_t due)
         if (t->postings[i].kind == TALLY_KIND_ACCRUE &&
             (t->postings[i].flags & TALLY_FLAG_PENDING) != 0)
             t->postings[i].duration_ms = B.o.pending_ms;
-    int rc = tally_client_post(t->tc, t->postings, count, t->results, B.o.timeout_ms);
-    uint64_t done = now_ns();
-    if (rc != 0)
-        return rc;
+    t->prog = p;
+    t->count = count;
+}
+
+/* Account for client t's answered request (results in t->results), due at `due`, answered at
+ * `done`. */
+static void post_account(struct client *t, uint64_t due, uint64_t done)
+{
+    uint32_t p = t->prog, count = t->count;
     workload_observe(&t->w[p], t->results, count);
     uint64_t ok = 0;
     for (uint32_t i = 0; i < count; i++) {
@@ -473,6 +484,15 @@ static int do_post(struct client *t, uint64_t due)
     uint32_t op = count == 1 && t->postings[0].kind < OP_COUNT ? t->postings[0].kind : OP_BATCH;
     hist_record(&t->hist[B.o.batch == 1 ? op : OP_BATCH], done - due);
     tick_add(done, count, ok, false, done - due);
+}
+
+static int do_post(struct client *t, uint64_t due)
+{
+    post_prepare(t);
+    int rc = tally_client_post(t->tc, t->postings, t->count, t->results, B.o.timeout_ms);
+    if (rc != 0)
+        return rc;
+    post_account(t, due, now_ns());
     return 0;
 }
 
@@ -512,6 +532,90 @@ static void *client_main(void *arg)
             t->failed = rc;
             atomic_store(&B.failed, rc);
             break;
+        }
+    }
+    return NULL;
+}
+
+/* Driven clients (--threads below --clients): thread d drives clients d, d + T, d + 2T, ...
+ * through libtally's asynchronous POST, each in the closed loop of client_main (its next
+ * request sent when the last is answered, its latency from that send to the moment this thread
+ * read the answer, so time spent serving its neighbours counts), without a thread per client. */
+struct driver {
+    pthread_t thread;
+    uint32_t index;
+    struct client *t;
+};
+
+static int driven_end(struct client *t, int rc)
+{
+    uint64_t sent = t->sent;
+    t->sent = 0;
+    if (rc != 0)
+        return rc;
+    post_account(t, sent, now_ns());
+    return 0;
+}
+
+static int driven_start(struct client *t)
+{
+    post_prepare(t);
+    t->requests++;
+    t->sent = now_ns();
+    int rc = tally_client_post_start(t->tc, t->postings, t->count, t->results, B.o.timeout_ms);
+    return rc == TALLY_EAGAIN ? 0 : driven_end(t, rc);
+}
+
+/* How often a driver asks every request in flight, readable or not: libtally notices a reply
+ * that never comes only when asked (tally.h). */
+#define DRIVER_SWEEP_NS UINT64_C(100000000)
+
+static void *driver_main(void *arg)
+{
+    struct driver *d = arg;
+    struct client *mine[CLIENTS_MAX];
+    struct pollfd pfd[CLIENTS_MAX];
+    uint32_t n = 0, at[CLIENTS_MAX];
+    for (uint32_t i = d->index; i < B.o.clients; i += B.o.threads)
+        mine[n++] = &d->t[i];
+    for (int i = 0; i < 100000 && atomic_load(&B.phase) == 0; i++)
+        sleep_ns(1000000);
+    uint64_t sweep = now_ns();
+    /* Bounded by the clock: requests start only while the load runs (until B.end_ns or a
+     * failure); then those in flight end, each within its call's deadline. */
+    for (;;) {
+        bool run = atomic_load(&B.phase) == 1 && atomic_load(&B.failed) == 0 &&
+                   now_ns() < B.end_ns;
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct client *t = mine[i];
+            int rc = t->sent == 0 && run ? driven_start(t) : 0;
+            if (rc != 0) {
+                t->failed = rc;
+                atomic_store(&B.failed, rc);
+                run = false;
+            }
+            if (t->sent != 0) {
+                pfd[m] = (struct pollfd){.fd = tally_client_fd(t->tc), .events = POLLIN};
+                at[m++] = i;
+            }
+        }
+        if (m == 0)
+            break;
+        (void)poll(pfd, m, 10);
+        uint64_t now = now_ns();
+        bool all = now - sweep >= DRIVER_SWEEP_NS;
+        if (all)
+            sweep = now;
+        for (uint32_t j = 0; j < m; j++) {
+            struct client *t = mine[at[j]];
+            if (pfd[j].revents == 0 && !all)
+                continue;
+            int rc = tally_client_post_finish(t->tc);
+            if (rc != TALLY_EAGAIN && (rc = driven_end(t, rc)) != 0) {
+                t->failed = rc;
+                atomic_store(&B.failed, rc);
+            }
         }
     }
     return NULL;
@@ -800,6 +904,7 @@ static cJSON *report_json(const struct totals *r, const struct check *k,
     cJSON *cfg = cJSON_AddObjectToObject(doc, "config");
     cJSON_AddStringToObject(cfg, "mode", o->rate > 0 ? "open" : "closed");
     cJSON_AddNumberToObject(cfg, "clients", o->clients);
+    cJSON_AddNumberToObject(cfg, "threads", o->threads);
     cJSON_AddNumberToObject(cfg, "batch", o->batch);
     cJSON_AddNumberToObject(cfg, "seconds", o->seconds);
     cJSON_AddNumberToObject(cfg, "rate", o->rate);
@@ -971,6 +1076,8 @@ static void usage(FILE *f)
             "  --members N          members of the main program (default 1000000; the campaign\n"
             "                       program gets a tenth)\n"
             "  --clients N          sessions, one thread each (default 4, at most 64)\n"
+            "  --threads T          drive the sessions from T threads instead (libtally's\n"
+            "                       asynchronous POST; closed loop, --read-share 0 only)\n"
             "  --batch B            postings per request, 1..8190 (default 8190)\n"
             "  --seconds S          length of the load (default 60, at most 3600)\n"
             "  --rate R             open loop: R requests a second are due (default: closed loop)\n"
@@ -1048,7 +1155,7 @@ static int parse(int argc, char **argv, struct options *o)
         {"seed", required_argument, 0, 'S'},          {"json", no_argument, 0, 'J'},
         {"json-file", required_argument, 0, 'j'},     {"svg", required_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},               {"help", no_argument, 0, 'h'},
-        {"timeout", required_argument, 0, 't'},
+        {"timeout", required_argument, 0, 't'},       {"threads", required_argument, 0, 'D'},
         {0, 0, 0, 0},
     };
     int ch, li = 0;
@@ -1061,6 +1168,7 @@ static int parse(int argc, char **argv, struct options *o)
         case 'm': ok = cli_parse_u64(optarg, &o->members) && o->members >= 20 &&
                        o->members <= WORKLOAD_MEMBERS_MAX; break;
         case 'n': ok = parse_u32(optarg, 1, CLIENTS_MAX, &o->clients); break;
+        case 'D': ok = parse_u32(optarg, 1, CLIENTS_MAX, &o->threads); break;
         case 'b': ok = parse_u32(optarg, 1, TALLY_BATCH_MAX, &o->batch); break;
         case 's': ok = parse_u32(optarg, 1, SECONDS_MAX, &o->seconds); break;
         case 'r': ok = parse_u32(optarg, 1, 10000000, &o->rate); break;
@@ -1106,8 +1214,17 @@ static int parse(int argc, char **argv, struct options *o)
     }
     if (!expire_given)
         o->expire_at_s = o->seconds / 2;
+    if (o->threads == 0 || o->threads > o->clients)
+        o->threads = o->clients;
+    if (o->threads < o->clients && (o->rate != 0 || o->read_share != 0)) {
+        fprintf(stderr, "tally-bench: --threads below --clients drives posts in a closed loop "
+                        "only: give --read-share 0 and no --rate\n");
+        return EXIT_USAGE;
+    }
     return EXIT_OK;
 }
+
+static struct driver *drivers; /* --threads below --clients */
 
 static struct client *clients_start(void)
 {
@@ -1136,8 +1253,19 @@ static struct client *clients_start(void)
             abort();
         if (open_client(&t[i].tc, label) != 0)
             exit(EXIT_CLUSTER);
-        if (pthread_create(&t[i].thread, NULL, client_main, &t[i]) != 0)
+        if (o->threads == o->clients &&
+            pthread_create(&t[i].thread, NULL, client_main, &t[i]) != 0)
             abort();
+    }
+    if (o->threads < o->clients) {
+        drivers = calloc(o->threads, sizeof(*drivers));
+        if (drivers == NULL)
+            abort();
+        for (uint32_t d = 0; d < o->threads; d++) {
+            drivers[d] = (struct driver){.index = d, .t = t};
+            if (pthread_create(&drivers[d].thread, NULL, driver_main, &drivers[d]) != 0)
+                abort();
+        }
     }
     return t;
 }
@@ -1179,8 +1307,12 @@ static void run_load(struct client *t, struct totals *r)
     sigaction(SIGTERM, &old_term, NULL);
     if (stop_load)
         fprintf(stderr, "tally-bench: load stopped by a signal after %u s\n", ran);
-    for (uint32_t i = 0; i < o->clients; i++)
+    for (uint32_t i = 0; o->threads == o->clients && i < o->clients; i++)
         pthread_join(t[i].thread, NULL);
+    for (uint32_t d = 0; o->threads < o->clients && d < o->threads; d++)
+        pthread_join(drivers[d].thread, NULL);
+    free(drivers);
+    drivers = NULL;
     uint64_t wall = now_ns() - B.start_ns;
     for (uint32_t i = 0; i < o->npids; i++)
         r->cpu_ticks[i] = bench_process_cpu_ticks((int)o->pids[i]) - cpu0[i];

@@ -16,6 +16,8 @@
 #    a few seconds.
 # 6. SIGINT during the load ends it early (bench/scale.sh stops its run so): the run still
 #    converges, checks itself and reports, with a timeline as long as the load really ran.
+# 7. Driven clients (--threads below --clients: libtally's asynchronous POST): 8 sessions from
+#    2 threads pass the same self-check and audit; --threads with balance reads is refused.
 #
 # Ports from this shell's pid in 17000-19990 (tally-drill's test uses 14000-16990, the cluster
 # harness 20000-32000). Every process started here is killed on exit.
@@ -144,7 +146,31 @@ if not (1 <= n < 30 and r["check"]["ok"] is True and r["load"]["postings"] > 0):
     sys.exit("early stop report: %d seconds, check %r" % (n, r["check"]["ok"]))
 ' "$DIR/stop.json" || fail "early-stop report"
 
+# 7. Driven clients: 8 sessions from 2 threads (libtally's asynchronous POST), single postings;
+#    every answered posting counted, the self-check passed, every replica audited.
+"$BUILD/tally-bench" --cluster "$CLUSTER" --members 2000 --clients 8 --threads 2 --batch 1 \
+    --seconds 3 --read-share 0 --pending-ms 500 --hold-timeout-ms 500 --expire-at 1 \
+    --check-members 100 --data-dirs "$DIRS" --json --quiet >"$DIR/driven.json" \
+    2>"$DIR/driven.err"
+rc=$?
+[ $rc = 0 ] || fail "driven clients exit $rc: $(tail -3 "$DIR/driven.err")"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+load, check = r["load"], r["check"]
+if r["config"]["threads"] != 2 or r["config"]["clients"] != 8:
+    sys.exit("driven config: %r" % r["config"])
+if not (load["postings"] > 100 and load["postings"] == load["requests"]):
+    sys.exit("driven load: %r" % load)
+if sum(s["postings"] for s in r["timeline"]) > load["postings"]:
+    sys.exit("driven timeline adds up to more than the load")
+if check["ok"] is not True:
+    sys.exit("driven check: %r" % check)
+' "$DIR/driven.json" || fail "driven-clients report"
+
 # 5. Bad input.
+"$BUILD/tally-bench" --cluster "$CLUSTER" --threads 2 --clients 4 2>"$DIR/e5"
+[ $? = 2 ] && grep -q "closed loop only" "$DIR/e5" || fail "--threads with reads"
 "$BUILD/tally-bench" --cluster "$CLUSTER" --bogus 2>"$DIR/e1"
 [ $? = 2 ] && grep -q "unknown option '--bogus'" "$DIR/e1" || fail "unknown option"
 "$BUILD/tally-bench" --cluster "$CLUSTER" --batch 9000 2>"$DIR/e2"
