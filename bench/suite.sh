@@ -15,14 +15,17 @@
 #   3. tally-3  three tallyd on loopback;
 #               for each: peak = closed loop, each configuration of SUITE_TALLY_PEAKS
 #               (CLIENTSxBATCH) in turn, the best one counts; till = closed loop, 64 clients,
-#               one posting a request, each waiting for its answer; every run is a tally-bench
+#               one posting a request, each waiting for its answer (driven from
+#               SUITE_TILL_THREADS threads); every run is a tally-bench
 #               of SUITE_SECONDS on fresh programs (its own setup of SUITE_MEMBERS members, not
 #               measured), single program (--campaign-share 0) and no balance reads
 #               (--read-share 0), as the PostgreSQL peer's load; the last run of each cluster
 #               also audits every replica's ledger (--data-dirs);
 #   4. pg       a throw-away PostgreSQL 15 (bench/peers/pg/pg.sh): the setup of SUITE_MEMBERS
 #               members, then each configuration of SUITE_PG_PEAKS, then the till (--till:
-#               64 clients x 1 posting), each SUITE_PG_RUNS runs of SUITE_PG_SECONDS (median).
+#               64 clients x 1 posting) twice, a thread per client and driven from
+#               SUITE_TILL_THREADS threads (the better counts), each SUITE_PG_RUNS runs of
+#               SUITE_PG_SECONDS (median).
 #   5. the table (bench/suite_table.py): rows engine / tally-1 / tally-3 / PostgreSQL, the
 #      peak and till columns, and the ratios tally-3 / PostgreSQL.
 #
@@ -31,6 +34,7 @@
 #   says why one)
 #   SUITE_ENGINE_RUNS (3)     SUITE_ENGINE_POSTINGS (2000000)
 #   SUITE_PG_PEAKS ("16x100 4x100")   SUITE_PG_RUNS (3)   SUITE_PG_SECONDS (10)
+#   SUITE_TILL_THREADS (16): threads driving the till's 64 clients
 #   SUITE_PORT_BASE (7700): tally-1 on BASE+1 (Raft BASE+11), tally-3 on BASE+2..4 (BASE+12..14)
 #   (bench/cluster.sh uses 7611-7623, tools/cluster.sh 7401-7503)
 #   SUITE_TALLYD_OPTS: extra tallyd options (the script test shortens the election timeout)
@@ -66,6 +70,11 @@ runs=$out/bench-suite
 # The till: single postings from this many clients, each waiting for its answer (tally-bench-pg
 # --till is the same: 64 clients, batches of 1).
 TILL_CLIENTS=64
+# ... driven from this many threads (tally-bench and tally-bench-pg --threads), so that 64 client
+# threads do not crowd the servers off this machine's cores (docs/BENCHMARKS.md, "Driving the
+# till's 64 clients from fewer threads"); PostgreSQL also runs its till with a thread per client,
+# and the better of its two counts.
+till_threads=${SUITE_TILL_THREADS:-16}
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 # One line per run in runs.tsv: name, system, clients, batch, exit status, load before, after.
@@ -103,6 +112,7 @@ if [ "${1:-}" = "--pg-inside" ]; then
         pg_run "pg-peak-$cfg" "${cfg%x*}" "${cfg#*x}"
     done
     pg_run pg-till "$TILL_CLIENTS" 1 --till
+    pg_run pg-till-driven "$TILL_CLIENTS" 1 --till --threads "$till_threads"
     exit 0
 fi
 
@@ -273,7 +283,7 @@ tally_cluster() { # tally_cluster NAME REPLICAS
     for cfg in $tally_peaks; do
         tally_run "$1" "peak-$cfg" "${cfg%x*}" "${cfg#*x}"
     done
-    tally_run "$1" till "$TILL_CLIENTS" 1 --data-dirs "$dirs"
+    tally_run "$1" till "$TILL_CLIENTS" 1 --threads "$till_threads" --data-dirs "$dirs"
     stop_cluster
 }
 tally_cluster tally1 1
@@ -287,7 +297,7 @@ pg_version=$(/usr/lib/postgresql/15/bin/postgres --version 2>/dev/null || echo '
 echo "== PostgreSQL 15 peer (bench/peers/pg): $pg_version =="
 st=0
 SUITE_MEMBERS=$members SUITE_PG_PEAKS=$pg_peaks SUITE_PG_RUNS=$pg_runs \
-    SUITE_PG_SECONDS=$pg_seconds SUITE_OUT=$out \
+    SUITE_PG_SECONDS=$pg_seconds SUITE_TILL_THREADS=$till_threads SUITE_OUT=$out \
     setsid bash "$here/peers/pg/pg.sh" bash "$0" "$build" --pg-inside &
 pg_pid=$!
 wait "$pg_pid" || st=$?

@@ -4,9 +4,10 @@
  * What it measures
  * ----------------
  * A PostgreSQL server that is already running with the peer's schema (bench/peers/pg/pg.sh
- * starts one) is driven by `clients` threads. Each thread owns one libpq connection and one
- * workload generator (its own instance number and seed, as tally-bench's clients), and
- * sends batches of `batch` postings as fast as the server answers: one call of
+ * starts one) is driven by `clients` clients, one thread each (or --threads T threads driving
+ * them all through libpq's asynchronous calls, as tally-bench --threads). Each client owns one
+ * libpq connection and one workload generator (its own instance number and seed, as
+ * tally-bench's clients), and sends batches of `batch` postings as fast as the server answers: one call of
  * ledger_apply(...) per batch, one transaction, committed durably before the answer comes
  * back (synchronous_commit = on). The results are fed back to the generator (workload_observe).
  *
@@ -29,6 +30,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -65,6 +67,7 @@ struct options {
     const char *conninfo;
     uint64_t members;
     uint32_t clients;
+    uint32_t threads; /* threads driving the clients: one each (= clients), or fewer */
     uint32_t batch;
     uint32_t runs;
     uint32_t seconds;
@@ -214,12 +217,10 @@ static void call_deinit(struct call *c)
         free(c->buf[k]);
 }
 
-/* One ledger_apply call: results[0..n) on success. Returns 0, or -1 (message printed). */
-static int call_apply(PGconn *conn, struct call *c, const struct tally_posting *p, uint32_t n,
-                      uint64_t ts, struct tally_result *results)
+/* The results of one ledger_apply call, results[0..n), from its result r (cleared here).
+ * Returns 0, or -1 (message printed). */
+static int call_results(PGconn *conn, PGresult *r, uint32_t n, struct tally_result *results)
 {
-    call_fill(c, p, n, ts);
-    PGresult *r = PQexecPrepared(conn, "apply", PARAMS + 1, c->values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != (int)n) {
         fprintf(stderr, "tally-bench-pg: ledger_apply failed: %s", PQerrorMessage(conn));
         PQclear(r);
@@ -232,6 +233,15 @@ static int call_apply(PGconn *conn, struct call *c, const struct tally_posting *
     }
     PQclear(r);
     return 0;
+}
+
+/* One ledger_apply call: results[0..n) on success. Returns 0, or -1 (message printed). */
+static int call_apply(PGconn *conn, struct call *c, const struct tally_posting *p, uint32_t n,
+                      uint64_t ts, struct tally_result *results)
+{
+    call_fill(c, p, n, ts);
+    return call_results(conn, PQexecPrepared(conn, "apply", PARAMS + 1, c->values, NULL, NULL, 0),
+                        n, results);
 }
 
 static PGconn *connect_db(const struct options *o)
@@ -357,7 +367,7 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------------
- * The load: one thread per client.
+ * The load: one thread per client, or --threads drivers.
  * ------------------------------------------------------------------------------------------- */
 
 /* Shared by the load threads. phase: 0 wait, 1 post and count, 2 stop. */
@@ -382,41 +392,158 @@ struct client_thread {
     struct tally_result *results;
     uint64_t *rtt_ns;
     uint64_t rtt_count;
+    uint32_t count; /* the batch being made: its postings and stamp */
+    uint64_t ts;
+    bool busy, answered;    /* driven clients: a call in flight; its result read */
+    uint64_t sent, sent_at; /* when it was sent */
 };
+
+/* The next batch of client t: t->count postings in t->postings, stamped t->ts. */
+static void client_next(struct client_thread *t)
+{
+    if (workload_next_batch(&t->workload, t->postings, t->load->opts->batch, &t->count, &t->ts) !=
+        0)
+        abort(); /* options were checked: the generator cannot refuse */
+}
+
+/* Count client t's answered batch (t->results), whose round trip took rtt ns. */
+static void client_account(struct client_thread *t, uint64_t rtt)
+{
+    struct load *l = t->load;
+    workload_observe(&t->workload, t->results, t->count);
+    if (atomic_load(&l->phase) != 1)
+        return; /* answered after the run ended: not counted */
+    uint64_t ok = 0;
+    for (uint32_t i = 0; i < t->count; i++) {
+        ok += t->results[i].code == TALLY_OK;
+        if (t->results[i].code < TALLY_RESULT_CODE_LIMIT)
+            atomic_fetch_add(&l->codes[t->results[i].code], 1);
+    }
+    atomic_fetch_add(&l->run_postings, t->count);
+    atomic_fetch_add(&l->run_ok, ok);
+    atomic_fetch_add(&l->run_batches, 1);
+    if (t->rtt_count < CLIENT_SAMPLES_MAX)
+        t->rtt_ns[t->rtt_count++] = rtt;
+}
 
 static void *client_main(void *arg)
 {
     struct client_thread *t = arg;
     struct load *l = t->load;
-    const struct options *o = l->opts;
     while (atomic_load(&l->phase) == 0)
         usleep(1000);
     while (atomic_load(&l->phase) == 1) {
-        uint32_t count = 0;
-        uint64_t ts;
-        if (workload_next_batch(&t->workload, t->postings, o->batch, &count, &ts) != 0)
-            abort(); /* options were checked: the generator cannot refuse */
+        client_next(t);
         uint64_t start = now_ns();
-        int rc = call_apply(t->conn, &t->call, t->postings, count, ts, t->results);
-        uint64_t rtt = now_ns() - start;
-        if (rc != 0) {
+        if (call_apply(t->conn, &t->call, t->postings, t->count, t->ts, t->results) != 0) {
             atomic_store(&l->failed, 1);
             break;
         }
-        workload_observe(&t->workload, t->results, count);
-        if (atomic_load(&l->phase) != 1)
-            break; /* answered after the run ended: not counted */
-        uint64_t ok = 0;
-        for (uint32_t i = 0; i < count; i++) {
-            ok += t->results[i].code == TALLY_OK;
-            if (t->results[i].code < TALLY_RESULT_CODE_LIMIT)
-                atomic_fetch_add(&l->codes[t->results[i].code], 1);
+        client_account(t, now_ns() - start);
+    }
+    return NULL;
+}
+
+/* Driven clients (--threads below --clients), as tally-bench's: thread d drives connections d,
+ * d + T, d + 2T, ... through libpq's asynchronous calls (PQsendQueryPrepared, then
+ * PQconsumeInput / PQgetResult when the socket is readable), each in the same closed loop as
+ * client_main, its round trip from the send to the moment this thread read the whole answer. */
+struct driver {
+    pthread_t thread;
+    struct load *load;
+    struct client_thread *t;
+    uint32_t index;
+};
+
+static int driven_send(struct client_thread *t)
+{
+    client_next(t);
+    call_fill(&t->call, t->postings, t->count, t->ts);
+    t->sent = now_ns();
+    t->answered = false;
+    if (!PQsendQueryPrepared(t->conn, "apply", PARAMS + 1, t->call.values, NULL, NULL, 0)) {
+        fprintf(stderr, "tally-bench-pg: cannot send ledger_apply: %s", PQerrorMessage(t->conn));
+        return -1;
+    }
+    return 0;
+}
+
+/* Take what has come for client t's call: 1 answered (and counted), 0 not yet, -1 failed. */
+static int driven_read(struct client_thread *t)
+{
+    if (!PQconsumeInput(t->conn)) {
+        fprintf(stderr, "tally-bench-pg: connection lost: %s", PQerrorMessage(t->conn));
+        return -1;
+    }
+    while (!PQisBusy(t->conn)) {
+        PGresult *r = PQgetResult(t->conn);
+        if (r == NULL) { /* the call's results are all in */
+            if (!t->answered) {
+                fprintf(stderr, "tally-bench-pg: ledger_apply gave no result\n");
+                return -1;
+            }
+            t->sent = 0;
+            client_account(t, now_ns() - t->sent_at);
+            return 1;
         }
-        atomic_fetch_add(&l->run_postings, count);
-        atomic_fetch_add(&l->run_ok, ok);
-        atomic_fetch_add(&l->run_batches, 1);
-        if (t->rtt_count < CLIENT_SAMPLES_MAX)
-            t->rtt_ns[t->rtt_count++] = rtt;
+        if (t->answered) {
+            PQclear(r);
+            fprintf(stderr, "tally-bench-pg: ledger_apply gave more than one result\n");
+            return -1;
+        }
+        if (call_results(t->conn, r, t->count, t->results) != 0)
+            return -1;
+        t->answered = true;
+        t->sent_at = t->sent;
+    }
+    return 0;
+}
+
+static void *driver_main(void *arg)
+{
+    struct driver *d = arg;
+    struct load *l = d->load;
+    const struct options *o = l->opts;
+    struct client_thread *mine[CLIENTS_MAX];
+    struct pollfd pfd[CLIENTS_MAX];
+    uint32_t n = 0, at[CLIENTS_MAX];
+    for (uint32_t i = d->index; i < o->clients; i += o->threads)
+        mine[n++] = &d->t[i];
+    while (atomic_load(&l->phase) == 0)
+        usleep(1000);
+    /* New calls only while the load runs; then those in flight are answered and the loop ends
+     * (a server that never answers is bounded by the suite's timeout, as client_main's wait). */
+    for (;;) {
+        bool run = atomic_load(&l->phase) == 1 && atomic_load(&l->failed) == 0;
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct client_thread *t = mine[i];
+            if (!t->busy && run) {
+                if (driven_send(t) != 0) {
+                    atomic_store(&l->failed, 1);
+                    run = false;
+                    continue;
+                }
+                t->busy = true;
+            }
+            if (t->busy) {
+                pfd[m] = (struct pollfd){.fd = PQsocket(t->conn), .events = POLLIN};
+                at[m++] = i;
+            }
+        }
+        if (m == 0)
+            break;
+        (void)poll(pfd, m, 10);
+        for (uint32_t j = 0; j < m; j++) {
+            struct client_thread *t = mine[at[j]];
+            if (pfd[j].revents == 0)
+                continue;
+            int rc = driven_read(t);
+            if (rc < 0)
+                atomic_store(&l->failed, 1);
+            if (rc != 0)
+                t->busy = false; /* answered, or its connection is of no more use */
+        }
     }
     return NULL;
 }
@@ -430,10 +557,12 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: tally-bench-pg --conninfo STR [--setup] [--members N] [--clients N]\n"
             "           [--batch N] [--runs N] [--seconds S] [--till] [--instance-base N]\n"
-            "           [--seed N] [--json-file FILE]\n"
+            "           [--seed N] [--json-file FILE] [--threads T]\n"
             "Drives the PostgreSQL peer (bench/peers/pg); see docs/BENCHMARKS.md.\n"
             "--setup creates the program and the members first (not measured); --runs 0\n"
-            "with --setup only sets up. --till: batches of 1 from 64 clients.\n");
+            "with --setup only sets up. --till: batches of 1 from 64 clients. --threads T:\n"
+            "T threads drive the clients' connections (libpq's asynchronous calls) instead\n"
+            "of one thread each.\n");
 }
 
 static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -459,6 +588,7 @@ static int parse(int argc, char **argv, struct options *o)
         {"till", no_argument, 0, 't'},           {"setup", no_argument, 0, 'u'},
         {"instance-base", required_argument, 0, 'i'},
         {"seed", required_argument, 0, 'S'},     {"json-file", required_argument, 0, 'j'},
+        {"threads", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
     };
     int ch, li = 0;
@@ -473,6 +603,7 @@ static int parse(int argc, char **argv, struct options *o)
         case 'r': ok = parse_u64(optarg, 0, RUNS_MAX, &v), o->runs = (uint32_t)v; break;
         case 's': ok = parse_u64(optarg, 1, 3600, &v), o->seconds = (uint32_t)v; break;
         case 't': o->batch = 1, o->clients = 64; break;
+        case 'T': ok = parse_u64(optarg, 1, CLIENTS_MAX, &v), o->threads = (uint32_t)v; break;
         case 'u': o->setup = true; break;
         case 'i': ok = parse_u64(optarg, 0, 60000, &v), o->instance_base = (uint32_t)v; break;
         case 'S': ok = parse_u64(optarg, 0, UINT64_MAX, &o->seed); break;
@@ -490,6 +621,8 @@ static int parse(int argc, char **argv, struct options *o)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (o->threads == 0 || o->threads > o->clients)
+        o->threads = o->clients;
     return EXIT_OK;
 }
 
@@ -516,8 +649,8 @@ static void write_json(const struct options *o, const double *rates, const uint6
         fprintf(stderr, "tally-bench-pg: cannot write %s\n", o->json_file);
         return;
     }
-    fprintf(f, "{\"peer\":\"postgresql\",\"clients\":%u,\"batch\":%u,\"members\":%" PRIu64
-            ",\"runs\":[", o->clients, o->batch, o->members);
+    fprintf(f, "{\"peer\":\"postgresql\",\"clients\":%u,\"threads\":%u,\"batch\":%u,"
+            "\"members\":%" PRIu64 ",\"runs\":[", o->clients, o->threads, o->batch, o->members);
     for (uint32_t r = 0; r < o->runs; r++)
         fprintf(f, "%s{\"postings\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"rate\":%.0f}", r ? "," : "",
                 postings[r], oks[r], rates[r]);
@@ -548,13 +681,25 @@ static int measure(const struct options *o)
         if (t[i].conn == NULL)
             return EXIT_SERVER;
         t[i].backend_pid = PQbackendPID(t[i].conn);
-        if (pthread_create(&t[i].thread, NULL, client_main, &t[i]) != 0)
+        if (o->threads == o->clients &&
+            pthread_create(&t[i].thread, NULL, client_main, &t[i]) != 0)
             abort();
+    }
+    struct driver *drivers = NULL;
+    if (o->threads < o->clients) {
+        drivers = calloc(o->threads, sizeof(*drivers));
+        if (drivers == NULL)
+            abort();
+        for (uint32_t d = 0; d < o->threads; d++) {
+            drivers[d] = (struct driver){.load = &load, .t = t, .index = d};
+            if (pthread_create(&drivers[d].thread, NULL, driver_main, &drivers[d]) != 0)
+                abort();
+        }
     }
     double rates[RUNS_MAX];
     uint64_t postings[RUNS_MAX], oks[RUNS_MAX];
-    printf("%u clients, batches of %u, %u runs of %u s, PostgreSQL (durable commits)\n",
-           o->clients, o->batch, o->runs, o->seconds);
+    printf("%u clients (%u threads), batches of %u, %u runs of %u s, PostgreSQL (durable "
+           "commits)\n", o->clients, o->threads, o->batch, o->runs, o->seconds);
     printf("%4s %12s %10s %8s %12s\n", "run", "postings", "ok", "batches", "postings/s");
     uint64_t cpu0 = 0, cpu1 = 0, self0 = bench_process_cpu_ticks((int)getpid());
     for (uint32_t i = 0; i < o->clients; i++)
@@ -584,8 +729,12 @@ static int measure(const struct options *o)
     uint64_t self1 = bench_process_cpu_ticks((int)getpid());
     atomic_store(&load.phase, 2);
     uint64_t total = 0;
+    for (uint32_t d = 0; drivers != NULL && d < o->threads; d++)
+        pthread_join(drivers[d].thread, NULL);
+    free(drivers);
     for (uint32_t i = 0; i < o->clients; i++) {
-        pthread_join(t[i].thread, NULL);
+        if (o->threads == o->clients)
+            pthread_join(t[i].thread, NULL);
         total += t[i].rtt_count;
     }
     if (atomic_load(&load.failed) != 0 || done == 0)
