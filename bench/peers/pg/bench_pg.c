@@ -394,8 +394,8 @@ struct client_thread {
     uint64_t rtt_count;
     uint32_t count; /* the batch being made: its postings and stamp */
     uint64_t ts;
-    bool busy, answered;    /* driven clients: a call in flight; its result read */
-    uint64_t sent, sent_at; /* when it was sent */
+    bool busy, answered; /* driven clients: a call in flight; its result read */
+    uint64_t sent;       /* when it was sent */
 };
 
 /* The next batch of client t: t->count postings in t->postings, stamped t->ts. */
@@ -482,8 +482,7 @@ static int driven_read(struct client_thread *t)
                 fprintf(stderr, "tally-bench-pg: ledger_apply gave no result\n");
                 return -1;
             }
-            t->sent = 0;
-            client_account(t, now_ns() - t->sent_at);
+            client_account(t, now_ns() - t->sent);
             return 1;
         }
         if (t->answered) {
@@ -494,7 +493,6 @@ static int driven_read(struct client_thread *t)
         if (call_results(t->conn, r, t->count, t->results) != 0)
             return -1;
         t->answered = true;
-        t->sent_at = t->sent;
     }
     return 0;
 }
