@@ -17,7 +17,9 @@
  * client never retries forever on its own.
  *
  * Threading: one struct tally_client per thread (a client holds one connection and one request
- * in flight). Blocking I/O with poll(2) and deadlines; no background threads.
+ * in flight). Blocking I/O with poll(2) and deadlines; no background threads. A thread may drive
+ * many clients with the asynchronous POST (tally_client_post_start, below), each still one
+ * request in flight.
  *
  * Errors: 0 or a negative code from tally_errors.h: TALLY_ETIMEOUT, TALLY_ECLOSED (no replica
  * could be reached before the deadline; for a POST also: the session was lost while the request
