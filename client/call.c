@@ -151,8 +151,6 @@ int call_run(struct tally_client *c, struct call *k)
     uint32_t step_ms = 0, fails = 0, hops = 0;
     bool wait = false;
     k->reached = false;
-    if (c->async.active)
-        return TALLY_ECONFIG; /* the connection carries an asynchronous POST (tally.c) */
     for (uint32_t round = 0; round < CALL_ROUNDS_MAX; round++) {
         if (wait)
             call_backoff(c, &step_ms, k->deadline_ns);

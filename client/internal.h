@@ -13,7 +13,8 @@
  * outcome the caller has not learned; reads and REGISTER build their frames elsewhere, so that
  * frame survives them byte for byte. While an asynchronous POST is in flight (c->async.active,
  * from tally_client_post_start until a finish that does not return TALLY_EAGAIN) its request is
- * the one outstanding, and every other call is refused (call_run: TALLY_ECONFIG).
+ * the one outstanding, and every other call that would send a frame is refused (TALLY_ECONFIG)
+ * before it touches c->post, c->in or c->conn: client_post, read_run, STATUS, the ledger copy.
  */
 #ifndef TALLY_CLIENT_INTERNAL_H
 #define TALLY_CLIENT_INTERNAL_H
@@ -48,7 +49,7 @@ struct client_async {
     bool active;
     uint32_t count;               /* postings */
     uint32_t have;                /* bytes of the reply read so far */
-    uint32_t body_size;           /* the reply's, once its header is in */
+    struct tally_wire_header header; /* the reply's, decoded and checked once it is in */
     uint64_t deadline_ns;         /* the call's */
     uint64_t attempt_ns;          /* this copy's: CALL_ATTEMPT_MS after it was sent */
     struct tally_result *results; /* the caller's, filled by an OK reply */

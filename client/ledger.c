@@ -145,6 +145,8 @@ static int fetch_from(struct tally_client *c, const struct addr *a, struct fetch
 int tally_client_ledger_copy(struct tally_client *c, const char *path, uint64_t min_index,
                              uint64_t *applied_index, uint64_t timeout_ms)
 {
+    if (c->async.active)
+        return TALLY_ECONFIG; /* c->in holds the asynchronous POST's reply */
     uint64_t deadline_ns = client_deadline(c, timeout_ms);
     struct fetch f = {.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
     if (f.fd < 0)

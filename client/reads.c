@@ -48,7 +48,7 @@ static int read_run(struct tally_client *c, uint16_t op, const void *req, uint32
 {
     uint8_t frame[TALLY_WIRE_HEADER_SIZE + READ_BODY_MAX];
     struct tally_wire_header h;
-    if (req_size > READ_BODY_MAX)
+    if (req_size > READ_BODY_MAX || c->async.active)
         return TALLY_ECONFIG;
     tally_wire_header_init(&h, op, c->client_id, c->next_request++);
     if (r != NULL && r->stale)
@@ -318,6 +318,8 @@ static void status_one(struct tally_client *c, const struct addr *a, uint64_t de
 int tally_client_status(struct tally_client *c, struct tally_replica_status *out, uint32_t max,
                         uint32_t *count, uint64_t timeout_ms)
 {
+    if (c->async.active)
+        return TALLY_ECONFIG; /* c->in holds the asynchronous POST's reply */
     uint64_t deadline = client_deadline(c, timeout_ms);
     uint32_t n = c->addr_count < max ? c->addr_count : max, answered = 0;
     for (uint32_t i = 0; i < n; i++) {

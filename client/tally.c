@@ -213,8 +213,8 @@ static int client_post(struct tally_client *c, uint16_t op, const void *prefix,
                        uint32_t prefix_size, const struct tally_posting *postings, uint32_t count,
                        struct tally_result *results, uint64_t deadline)
 {
-    if (postings == NULL || results == NULL || count == 0)
-        return TALLY_ECONFIG;
+    if (postings == NULL || results == NULL || count == 0 || c->async.active)
+        return TALLY_ECONFIG; /* (c->post is the asynchronous POST's frame: left untouched) */
     if (count > c->batch_max)
         return TALLY_ETOO_LARGE;
     uint32_t body_size = prefix_size + count * (uint32_t)sizeof(struct tally_posting);
@@ -339,12 +339,11 @@ int tally_client_post_finish(struct tally_client *c)
     if (c == NULL || !c->async.active)
         return TALLY_ECONFIG;
     struct client_async *a = &c->async;
-    struct tally_wire_header h;
     int rc;
     for (;;) {
         uint32_t want = a->have < TALLY_WIRE_HEADER_SIZE
                             ? TALLY_WIRE_HEADER_SIZE - a->have
-                            : TALLY_WIRE_HEADER_SIZE + a->body_size - a->have;
+                            : TALLY_WIRE_HEADER_SIZE + a->header.body_size - a->have;
         if (want == 0)
             break;
         ssize_t n = recv(c->conn.fd, c->in + a->have, want, 0);
@@ -360,7 +359,7 @@ int tally_client_post_finish(struct tally_client *c)
         a->have += (uint32_t)n;
         if (a->have != TALLY_WIRE_HEADER_SIZE)
             continue;
-        if ((rc = call_reply_header(c->in, &h)) == TALLY_EVERSION) {
+        if ((rc = call_reply_header(c->in, &a->header)) == TALLY_EVERSION) {
             conn_close(&c->conn);
             a->active = false;
             c->pending.maybe_executed = true;
@@ -368,20 +367,18 @@ int tally_client_post_finish(struct tally_client *c)
         }
         if (rc != 0)
             return client_async_block(c, true);
-        a->body_size = h.body_size;
     }
-    if (call_reply_header(c->in, &h) != 0) /* checked as it came in: decoded again here */
-        return client_async_block(c, true);
+    const struct tally_wire_header *h = &a->header;
     struct call k = {.op = TALLY_WIRE_OP_POST,
                      .request = c->pending.request,
                      .frame = c->post,
                      .reply_size = a->count * (uint32_t)sizeof(struct tally_result)};
-    if (call_reply_body(&k, &h, c->in + TALLY_WIRE_HEADER_SIZE) != 0)
+    if (call_reply_body(&k, h, c->in + TALLY_WIRE_HEADER_SIZE) != 0)
         return client_async_block(c, true);
-    if (h.status != TALLY_WIRE_OK)
-        return client_async_block(c, !call_status_refuses(h.status));
-    memcpy(a->results, k.body, h.body_size);
-    c->last_index = h.index;
+    if (h->status != TALLY_WIRE_OK)
+        return client_async_block(c, !call_status_refuses(h->status));
+    memcpy(a->results, k.body, h->body_size);
+    c->last_index = h->index;
     c->pending.valid = false;
     a->active = false;
     return 0;
