@@ -261,6 +261,14 @@ int engine_programs(struct engine *e, uint32_t after, uint32_t *ids, uint32_t ma
 int engine_account(struct engine *e, uint32_t program, uint64_t member,
                    struct tally_account *out);
 
+/* engine_account from the member cache alone: never waits for a commit in flight and never
+ * touches LMDB, so the caller's thread may call it while the committer commits (the cache is
+ * the caller's thread's alone). 0 and the account when the account's image is cached (a cached
+ * image holds every batch applied: it is never behind the ledger), 1 when it is not (ask
+ * engine_account), or the error a failed engine is in. */
+int engine_account_cached(struct engine *e, uint32_t program, uint64_t member,
+                          struct tally_account *out);
+
 /* The member's buckets as they stood at time `at` (after every entry stamped <= at). An account
  * not yet opened at `at` gives TALLY_ENOT_FOUND. */
 int engine_balance_at(struct engine *e, uint32_t program, uint64_t member, uint64_t at,

@@ -136,6 +136,18 @@ int engine_account(struct engine *e, uint32_t program, uint64_t member,
     return read_end(e, account_view(e, program, member, out));
 }
 
+int engine_account_cached(struct engine *e, uint32_t program, uint64_t member,
+                          struct tally_account *out)
+{
+    if (e->failed != 0)
+        return e->failed;
+    const struct member *m = members_find(&e->cache, program, member);
+    if (m == NULL)
+        return 1;
+    memcpy(out, m->blob, sizeof(*out));
+    return 0;
+}
+
 /* What entry `en` did to member m's buckets. */
 static void member_delta(const struct tally_entry *en, uint64_t m, int64_t *da, int64_t *dp,
                          int64_t *dh)

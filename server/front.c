@@ -18,6 +18,23 @@
  * - Reads go to the leader once ready, or to any replica with STALE_OK; the reply's index is
  *   the applied index the answer was taken at, and a replica behind the request's index answers
  *   STALE.
+ * - Reads during a ledger commit. While the engine's committer writes and flushes a group
+ *   (replica_ledger_busy: tens of milliseconds at a peak) a query would wait for it, and with it
+ *   the event loop: Raft, every other client, the POSTs' answers. An ACCOUNT read (a till's
+ *   balance) whose account is in the engine's member cache is answered at once from it
+ *   (engine_account_cached: the cache holds every applied batch and is the loop's alone, so it
+ *   needs neither LMDB nor the committer). Any other read that arrives then is
+ *   copied (header and body, at most FRONT_READ_BODY_MAX bytes: every read's body has a fixed
+ *   size) into the read queue, FRONT_READS_MAX frames allocated at start, and served in arrival
+ *   order when the commit ends (replica_options.ledger_free: the replica calls front_ledger_free
+ *   then, before it applies the entries that waited, and from its poll as a backstop). It is
+ *   judged then as if it had just arrived (leader ready, applied index at least the request's),
+ *   so a leader deposed meanwhile answers NOT_LEADER, never a stale answer. While the queue holds
+ *   reads every new read but a cached ACCOUNT joins it, so the held reads of a connection are
+ *   answered in order (the protocol matches replies, it does not order them). A full
+ *   queue answers BUSY (the client retries after a backoff). The reply goes to the connection
+ *   the read came on; if it closed meanwhile, net_send drops it. A deferred read is still
+ *   linearizable: it is answered from a state that holds every entry applied when it arrived.
  */
 #include "front.h"
 
@@ -27,6 +44,15 @@
 #include "log.h"
 
 #define FRONT_PENDING_MAX (REPLICA_QUEUE_MAX + REPLICA_INFLIGHT_MAX * TALLY_BATCH_MAX)
+/* The largest body of a read held while the ledger commits (see the design notes). */
+#define FRONT_READ_BODY_MAX 32u
+/* Every read operation's request body has a fixed size that fits a held read. */
+#define FRONT_READ_FITS_(name, value, cls, qf, qi, qmin, qmax, pf, pi, pmin, pmax, message)      \
+    _Static_assert(TALLY_WIRE_CLASS_##cls != TALLY_WIRE_CLASS_READ ||                            \
+                       ((qf) <= FRONT_READ_BODY_MAX && (qi) == 0),                               \
+                   #name ": a read's request body fits a held read");
+TALLY_WIRE_OPS(FRONT_READ_FITS_)
+#undef FRONT_READ_FITS_
 #define FRONT_TABLE_SIZE (1u << 17) /* a power of two, >= 2 x FRONT_PENDING_MAX */
 _Static_assert(FRONT_TABLE_SIZE >= 2 * FRONT_PENDING_MAX, "table sparse enough");
 
@@ -35,6 +61,13 @@ struct pending {
     uint64_t conn_id;
     struct front *front;
     bool used;
+};
+
+/* A read that arrived while the ledger was committing. */
+struct held_read {
+    struct tally_wire_header request;
+    uint64_t conn_id;
+    uint8_t body[FRONT_READ_BODY_MAX];
 };
 
 struct front {
@@ -46,6 +79,10 @@ struct front {
     uint32_t free_top;
     uint32_t *free_list;
     uint8_t *body;            /* TALLY_WIRE_BODY_MAX: the reply being built */
+    struct held_read *reads;  /* FRONT_READS_MAX, a ring: the read queue, oldest first */
+    uint32_t reads_head;
+    uint32_t reads_count;
+    struct front_stats stats;
 };
 
 int front_init(struct front **out, struct net *net, struct replica *replica,
@@ -61,8 +98,11 @@ int front_init(struct front **out, struct net *net, struct replica *replica,
     f->table = calloc(FRONT_TABLE_SIZE, sizeof(*f->table));
     f->free_list = calloc(FRONT_PENDING_MAX, sizeof(*f->free_list));
     f->body = malloc(TALLY_WIRE_BODY_MAX);
-    if (!f->pending || !f->table || !f->free_list || !f->body)
+    f->reads = calloc(FRONT_READS_MAX, sizeof(*f->reads));
+    if (!f->pending || !f->table || !f->free_list || !f->body || !f->reads) {
+        front_free(f);
         return -ENOMEM;
+    }
     for (uint32_t i = 0; i < FRONT_PENDING_MAX; i++)
         f->free_list[i] = FRONT_PENDING_MAX - 1 - i;
     f->free_top = FRONT_PENDING_MAX;
@@ -78,7 +118,14 @@ void front_free(struct front *f)
     free(f->table);
     free(f->free_list);
     free(f->body);
+    free(f->reads);
     free(f);
+}
+
+void front_stats(const struct front *f, struct front_stats *out)
+{
+    *out = f->stats;
+    out->reads_held_now = f->reads_count;
 }
 
 void front_set_replica(struct front *f, struct replica *replica)
@@ -391,6 +438,75 @@ static uint16_t serve_read(struct front *f, const struct tally_wire_header *h, c
     return TALLY_WIRE_OK;
 }
 
+/* Judge a read and answer it, now. */
+static void read_answer(struct front *f, uint64_t conn, const struct tally_wire_header *h,
+                        const uint8_t *body)
+{
+    uint64_t applied;
+    if (!read_allowed(f, conn, h, &applied))
+        return;
+    uint32_t size;
+    uint16_t status = serve_read(f, h, body, &size);
+    reply(f, conn, h, status, applied, status == TALLY_WIRE_OK ? f->body : NULL,
+          status == TALLY_WIRE_OK ? size : 0);
+}
+
+/* An ACCOUNT read answered from the member cache, without waiting for the ledger (design
+ * notes); false if it cannot be (another read, or an account not cached): nothing sent then. */
+static bool read_answer_cached(struct front *f, uint64_t conn, const struct tally_wire_header *h,
+                               const uint8_t *body)
+{
+    if (h->op != TALLY_WIRE_OP_ACCOUNT)
+        return false;
+    struct tally_wire_account_request q;
+    memcpy(&q, body, sizeof(q));
+    struct tally_account *a = (struct tally_account *)(void *)f->body;
+    int rc = engine_account_cached(replica_engine(f->replica), q.program, q.member, a);
+    if (rc == 1)
+        return false;
+    uint64_t applied;
+    if (!read_allowed(f, conn, h, &applied))
+        return true;
+    f->stats.reads_cached++;
+    if (rc != 0)
+        reply(f, conn, h, query_status(rc), applied, NULL, 0);
+    else
+        reply(f, conn, h, TALLY_WIRE_OK, applied, a, sizeof(*a));
+    return true;
+}
+
+/* The ledger is committing (or reads wait already): the read joins the queue (design notes). */
+static void read_hold(struct front *f, uint64_t conn, const struct tally_wire_header *h,
+                      const uint8_t *body)
+{
+    if (h->body_size > FRONT_READ_BODY_MAX) { /* never: the frame layer checked the size */
+        read_answer(f, conn, h, body);
+        return;
+    }
+    if (f->reads_count == FRONT_READS_MAX) {
+        f->stats.reads_busy++;
+        reply(f, conn, h, TALLY_WIRE_BUSY, 0, NULL, 0);
+        return;
+    }
+    struct held_read *r = &f->reads[(f->reads_head + f->reads_count) % FRONT_READS_MAX];
+    r->request = *h;
+    r->conn_id = conn;
+    memcpy(r->body, body, h->body_size);
+    f->reads_count++;
+    f->stats.reads_held++;
+}
+
+void front_ledger_free(void *ctx)
+{
+    struct front *f = ctx;
+    while (f->reads_count > 0 && !replica_ledger_busy(f->replica)) {
+        struct held_read r = f->reads[f->reads_head];
+        f->reads_head = (f->reads_head + 1) % FRONT_READS_MAX;
+        f->reads_count--;
+        read_answer(f, r.conn_id, &r.request, r.body);
+    }
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static void handle_register(struct front *f, uint64_t conn, const struct tally_wire_header *h)
@@ -437,15 +553,11 @@ void front_frame(void *ctx, uint64_t conn, const struct tally_wire_header *h, co
               status == TALLY_WIRE_OK ? size : 0);
         return;
     }
-    default: {
-        uint64_t applied;
-        if (!read_allowed(f, conn, h, &applied))
-            return;
-        uint32_t size;
-        uint16_t status = serve_read(f, h, body, &size);
-        reply(f, conn, h, status, applied, status == TALLY_WIRE_OK ? f->body : NULL,
-              status == TALLY_WIRE_OK ? size : 0);
+    default:
+        if (f->reads_count == 0 && !replica_ledger_busy(f->replica))
+            read_answer(f, conn, h, body);
+        else if (!read_answer_cached(f, conn, h, body))
+            read_hold(f, conn, h, body);
         return;
-    }
     }
 }

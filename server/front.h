@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "front_limits.h"
 #include "net.h"
 #include "replica.h"
 
@@ -16,6 +17,19 @@ void front_set_replica(struct front *f, struct replica *replica);
 void front_set_net(struct front *f, struct net *net);
 
 void front_free(struct front *f);
+
+/* What the front has done since it started (for the metrics endpoint). */
+struct front_stats {
+    uint64_t reads_held;     /* reads that arrived during a ledger commit and waited for its end */
+    uint64_t reads_busy;     /* reads answered BUSY: the queue of such reads was full */
+    uint64_t reads_cached;   /* ACCOUNT reads answered from the member cache during a commit */
+    uint32_t reads_held_now; /* reads waiting now */
+};
+void front_stats(const struct front *f, struct front_stats *out);
+
+/* replica_options.ledger_free: a ledger commit ended; the reads that waited for it are
+ * answered, in order (front.c, "Reads during a ledger commit"). ctx is the front. */
+void front_ledger_free(void *ctx);
 
 /* net_handler.on_frame: ctx is the front. */
 void front_frame(void *ctx, uint64_t conn, const struct tally_wire_header *h, const uint8_t *body);

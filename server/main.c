@@ -297,7 +297,9 @@ int main(int argc, char **argv)
                                  .commit_ms = c.commit_ms < 0 ? REPLICA_COMMIT_MS
                                               : c.commit_ms == 0 ? REPLICA_COMMIT_EACH
                                                                  : (unsigned)c.commit_ms,
-                                 .done = front_posted};
+                                 .done = front_posted,
+                                 .ledger_free = front_ledger_free,
+                                 .ledger_free_ctx = front};
     if (rc == 0)
         rc = replica_start(&d.replica, d.loop, &ro);
     if (rc != 0)
@@ -311,7 +313,7 @@ int main(int argc, char **argv)
     }
     front_set_net(front, d.net);
     if (c.metrics != NULL && (rc = metrics_start(&d.metrics, d.loop, c.metrics, d.replica,
-                                                 d.net)) != 0) {
+                                                 d.net, front)) != 0) {
         LOG_ERROR("metrics", "address=%s error=\"%s\"", c.metrics, tally_strerror(rc));
         return cannot_start(front, &c);
     }

@@ -22,6 +22,7 @@ struct snapshot {
     struct replica_counters rc;
     struct engine_status es;
     struct net_stats ns;
+    struct front_stats fs;
     bool ready;
     bool clock_client;
 };
@@ -30,6 +31,7 @@ struct metrics {
     uv_timer_t timer;
     struct replica *replica;
     struct net *net;
+    struct front *front;
     struct MHD_Daemon *daemon;
     pthread_mutex_t lock;
     struct snapshot snap;
@@ -45,6 +47,7 @@ static void refresh(struct metrics *m)
     if (e != NULL)
         engine_status(e, &s.es);
     net_stats(m->net, &s.ns);
+    front_stats(m->front, &s.fs);
     s.ready = replica_ready(m->replica);
     s.clock_client = replica_clock(m->replica) == REPLICA_CLOCK_CLIENT;
     pthread_mutex_lock(&m->lock);
@@ -139,6 +142,19 @@ static size_t format_metrics(const struct snapshot *s, char *buf, size_t size)
            "POST requests the leader answered BUSY because every slot gathering requests for "
            "the next entries was taken (the client retries after a backoff).",
            s->rc.posts_busy);
+    METRIC("tally_reads_held_total", "counter",
+           "Reads that arrived while the ledger was committing and were answered when the "
+           "commit ended (the loop went on with Raft and the network meanwhile).",
+           s->fs.reads_held);
+    METRIC("tally_reads_busy_total", "counter",
+           "Reads answered BUSY because the queue of reads waiting for a ledger commit was full.",
+           s->fs.reads_busy);
+    METRIC("tally_reads_held", "gauge", "Reads waiting for a ledger commit to end, now.",
+           s->fs.reads_held_now);
+    METRIC("tally_reads_cached_total", "counter",
+           "ACCOUNT reads that arrived during a ledger commit and were answered at once from "
+           "the member cache.",
+           s->fs.reads_cached);
     METRIC("tally_raft_snapshot_threshold", "gauge",
            "Entries applied between Raft snapshots, as now set (follows the entries' size "
            "unless --snapshot-threshold is given).",
@@ -214,7 +230,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 }
 
 int metrics_start(struct metrics **out, uv_loop_t *loop, const char *address, struct replica *r,
-                  struct net *n)
+                  struct net *n, struct front *f)
 {
     int fd;
     int rc = net_listen_socket(address, &fd);
@@ -227,6 +243,7 @@ int metrics_start(struct metrics **out, uv_loop_t *loop, const char *address, st
     }
     m->replica = r;
     m->net = n;
+    m->front = f;
     pthread_mutex_init(&m->lock, NULL);
     refresh(m);
     m->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,

@@ -18,6 +18,7 @@
 
 #include <uv.h>
 
+#include "front.h"
 #include "net.h"
 #include "replica.h"
 
@@ -25,10 +26,11 @@
 
 struct metrics;
 
-/* Listen on `address` ("host:port", IPv4 or [IPv6]) and refresh from the replica and the network
- * layer on `loop`. Errors: TALLY_ECONFIG (bad address), -EADDRINUSE and other errno values. */
+/* Listen on `address` ("host:port", IPv4 or [IPv6]) and refresh from the replica, the network
+ * layer and the front on `loop`. Errors: TALLY_ECONFIG (bad address), -EADDRINUSE and other
+ * errno values. */
 int metrics_start(struct metrics **out, uv_loop_t *loop, const char *address, struct replica *r,
-                  struct net *n);
+                  struct net *n, struct front *f);
 
 /* Stop the HTTP thread and the refresh timer; the memory is freed once the timer has closed. */
 void metrics_stop(struct metrics *m);

@@ -254,11 +254,16 @@ static void entry_apply(struct replica *r, uint64_t index, const void *base, siz
     }
 }
 
-static bool ledger_committing(struct replica *r)
+static bool ledger_committing(const struct replica *r)
 {
     struct engine_status st;
     engine_status(r->engine, &st);
     return st.committing;
+}
+
+bool replica_ledger_busy(const struct replica *r)
+{
+    return r->engine != NULL && ledger_committing(r);
 }
 
 /* Apply queued entries: those that can go without waiting for a commit, or (wait) all. */
@@ -275,9 +280,18 @@ static void queue_drain(struct replica *r, bool wait)
     }
 }
 
+/* A commit ended: what waited for the ledger goes on, the reads first (they are quick, and
+ * applying the queued entries may begin the next commit). */
+static void ledger_free(struct replica *r)
+{
+    if (r->opts.ledger_free != NULL && !ledger_committing(r))
+        r->opts.ledger_free(r->opts.ledger_free_ctx);
+    queue_drain(r, false);
+}
+
 static void committed_cb(uv_async_t *a)
 {
-    queue_drain(a->data, false);
+    ledger_free(a->data);
 }
 
 /* The engine's committer thread: a commit ended (engine_options.committed). */
@@ -804,7 +818,7 @@ static void poll_cb(uv_timer_t *t)
         return;
     raft_guard_flush(&r->io); /* sends refused since the last poll: reported as lost */
     snapshot_threshold_follow(r);
-    queue_drain(r, false); /* (committed_cb does it as a commit ends; this is the backstop) */
+    ledger_free(r); /* (committed_cb does it as a commit ends; this is the backstop) */
     struct engine_status st;
     engine_status(r->engine, &st);
     if (st.failed != 0) /* a commit on the committer thread failed: seen here at the latest */

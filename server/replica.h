@@ -160,6 +160,11 @@ struct replica_options {
     unsigned commit_ms;           /* ledger group age that commits; 0: REPLICA_COMMIT_MS;
                                      REPLICA_COMMIT_EACH: every entry commits (not deferred) */
     replica_done_cb done;
+    /* Called on the loop when a ledger commit has ended (and by the poll, as a backstop), before
+     * the entries that waited for it are applied: tallyd's front answers the reads that waited
+     * (front.c, "Reads during a ledger commit"). May be NULL. */
+    void (*ledger_free)(void *ctx);
+    void *ledger_free_ctx;
 };
 
 int replica_start(struct replica **out, uv_loop_t *loop, const struct replica_options *opts);
@@ -177,6 +182,10 @@ int replica_submit(struct replica *r, const uint8_t client_id[16], uint64_t requ
 
 /* The clock this replica stamps entries with when it leads (replica_options.clock). */
 enum replica_clock replica_clock(const struct replica *r);
+
+/* Whether the ledger is committing a group on the engine's committer thread now: an engine
+ * query would wait for the commit to end (engine.h, "The committer"). */
+bool replica_ledger_busy(const struct replica *r);
 
 /* Leader, and its barrier applied: it may serve linearizable reads and accept requests. */
 bool replica_ready(const struct replica *r);

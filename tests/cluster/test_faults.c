@@ -23,13 +23,16 @@
 #include "harness.h"
 #include "load.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <unistd.h>
+
+#include "../../server/front_limits.h"
+#include "tally_wire.h"
 
 static struct tally_client *admin;
 
@@ -257,6 +260,176 @@ static void test_a_follower_with_slow_ledger_flushes_queues_entries_and_converge
     wait_converged(admin, 30000);
 }
 
+/* The applied index a replica reports (STATUS, answered from memory, never waiting). */
+static uint64_t applied_of(int fd)
+{
+    static uint64_t request = 1;
+    struct tally_wire_replica_status st;
+    assert_int_equal(raw_call(fd, TALLY_WIRE_OP_STATUS, NULL, request++, NULL, 0, &st, sizeof(st)),
+                     TALLY_WIRE_OK);
+    return st.applied_index;
+}
+
+/* A stale-ok read frame of program 1's member, as request `request`, into `out`: ACCOUNT (the
+ * member cache answers it during a commit) or HISTORY (it needs the ledger). */
+enum { HEADER = TALLY_WIRE_HEADER_SIZE };
+enum {
+    ACCOUNT_FRAME = HEADER + sizeof(struct tally_wire_account_request),
+    HISTORY_FRAME = HEADER + sizeof(struct tally_wire_history_request),
+};
+static size_t read_frame(uint8_t *out, uint16_t op, uint64_t member, uint64_t request)
+{
+    static const uint8_t id[16] = {0x52, 0x45, 0x41, 0x44};
+    struct tally_wire_account_request qa = {.program = 1, .member = member};
+    struct tally_wire_history_request qh = {.program = 1, .max = 4, .member = member};
+    const void *q = op == TALLY_WIRE_OP_ACCOUNT ? (const void *)&qa : (const void *)&qh;
+    uint32_t size = op == TALLY_WIRE_OP_ACCOUNT ? (uint32_t)sizeof(qa) : (uint32_t)sizeof(qh);
+    struct tally_wire_header h;
+    tally_wire_header_init(&h, op, id, request);
+    h.flags = TALLY_WIRE_FLAG_STALE_OK;
+    h.body_size = size;
+    tally_wire_header_seal(&h, q);
+    memcpy(out, &h, sizeof(h));
+    memcpy(out + sizeof(h), q, size);
+    return sizeof(h) + size;
+}
+
+/* Read one reply: its header, and its body into `body` (up to max bytes). */
+static uint16_t read_reply(int fd, struct tally_wire_header *r, void *body, uint32_t max)
+{
+    if (raw_read(fd, r, sizeof(*r), 20000) != 1)
+        fail_msg("no reply to a read");
+    assert_true(r->body_size <= max);
+    if (r->body_size > 0)
+        assert_int_equal(raw_read(fd, body, r->body_size, 20000), 1);
+    return r->status;
+}
+
+/* A HISTORY reply of the test's member: its newest entry's amount (the page holds one at least). */
+static uint64_t newest_amount(const uint8_t *body, uint32_t size)
+{
+    struct tally_wire_page pg;
+    struct tally_entry en;
+    assert_true(size >= sizeof(pg) + sizeof(en));
+    memcpy(&pg, body, sizeof(pg));
+    assert_true(pg.count >= 1);
+    memcpy(&en, body + sizeof(pg), sizeof(en));
+    return en.amount;
+}
+
+/* Make follower f's ledger commit now: an accrual to `member` through the leader, applied by f,
+ * then a wait past its group's age (REPLICA_COMMIT_MS, 20 ms): the commit then runs on f's
+ * committer for its slow flush (a second, failwrite.c; under --commit-ms 0 the commit was part
+ * of the apply). Returns the index f has applied. */
+static uint64_t follower_commits(unsigned f, int ffd, int lfd, uint64_t member, uint64_t points)
+{
+    struct tally_posting p = post_accrue(0, 1, member, points, 10);
+    assert_int_equal(tally_client_id(admin, p.id), 0);
+    post_ok(admin, &p, 1);
+    uint64_t target = applied_of(lfd), t0 = mono_ms();
+    while (applied_of(ffd) < target) {
+        if (mono_ms() - t0 > 10000)
+            fail_msg("replica %u did not apply index %llu", f, (unsigned long long)target);
+        usleep(2000);
+    }
+    usleep(100000);
+    return target;
+}
+
+/* A read that reaches a replica while its ledger commits does not hold the event loop
+ * (front.c, "Reads during a ledger commit"). Here a follower whose ledger flushes take a second
+ * longer (failwrite.c) gets, during a commit, a stale-ok HISTORY read (it needs the ledger), then
+ * on another connection an ACCOUNT read of the same member (its image is in the member cache)
+ * and a STATUS: both are answered while the HISTORY read still waits (with the read waiting on
+ * the loop, as before, they came after it), the ACCOUNT with the member's balance; the HISTORY
+ * read is answered when the commit ends, with the member's newest entry. Then, during another
+ * commit, FRONT_READS_MAX + 104 HISTORY reads on one connection: the first FRONT_READS_MAX wait
+ * and are answered, the rest are answered BUSY at once, and the metrics count all three kinds.
+ * Under --commit-ms 0 (make test's epoll pass) the loop itself commits each entry, and no read is
+ * held or answered from the cache. */
+static void test_reads_during_a_slow_ledger_commit_wait_off_the_loop(void **state)
+{
+    (void)state;
+    mark_logs(__func__);
+    const char *cms = getenv("TALLY_TEST_COMMIT_MS");
+    bool deferred = !(cms != NULL && strcmp(cms, "0") == 0);
+    unsigned f = a_follower();
+    /* A second under the deferred commit, where the loop goes on meanwhile; under --commit-ms 0
+     * each entry's commit holds the loop for its flush, and a second each would leave the
+     * follower behind the leader's ticks (five a second here) for good. */
+    restart_with_shim(f, "TALLY_SLOWSYNC_MATCH=data.mdb",
+                      deferred ? "TALLY_SLOWSYNC_MS=1000" : "TALLY_SLOWSYNC_MS=100");
+    wait_converged(admin, 30000);
+    enum { MEMBER = 60001, EXTRA = 104 };
+    struct tally_posting p = post_open(0, 1, MEMBER);
+    assert_int_equal(tally_client_id(admin, p.id), 0);
+    post_ok(admin, &p, 1);
+    int ffd = raw_connect(cl.client_addr[f]), sfd = raw_connect(cl.client_addr[f]);
+    int lfd = raw_connect(leader_address(admin));
+    static uint8_t body[TALLY_WIRE_BODY_MAX];
+    struct tally_wire_header r;
+
+    uint64_t applied = follower_commits(f, ffd, lfd, MEMBER, 25);
+    uint8_t frame[HISTORY_FRAME];
+    raw_send(ffd, frame, read_frame(frame, TALLY_WIRE_OP_HISTORY, MEMBER, 7));
+    raw_send(sfd, frame, read_frame(frame, TALLY_WIRE_OP_ACCOUNT, MEMBER, 8));
+    assert_int_equal(read_reply(sfd, &r, body, sizeof(body)), TALLY_WIRE_OK);
+    assert_int_equal(r.request, 8);
+    struct tally_account a;
+    memcpy(&a, body, sizeof(a));
+    assert_int_equal(a.available, 25);
+    assert_true(r.index >= applied);
+    (void)applied_of(sfd);
+    struct pollfd pf = {.fd = ffd, .events = POLLIN};
+    int history_answered = poll(&pf, 1, 0);
+    if (deferred)
+        assert_int_equal(history_answered, 0);
+    assert_int_equal(read_reply(ffd, &r, body, sizeof(body)), TALLY_WIRE_OK);
+    assert_int_equal(r.request, 7);
+    assert_int_equal(newest_amount(body, r.body_size), 25);
+    assert_true(r.index >= applied);
+
+    if (deferred) {
+        applied = follower_commits(f, ffd, lfd, MEMBER, 5);
+        enum { READS = FRONT_READS_MAX + EXTRA };
+        uint8_t *burst = malloc((size_t)READS * HISTORY_FRAME);
+        assert_non_null(burst);
+        for (unsigned k = 0; k < READS; k++)
+            (void)read_frame(burst + (size_t)k * HISTORY_FRAME, TALLY_WIRE_OP_HISTORY, MEMBER,
+                             100 + k);
+        raw_send(ffd, burst, (size_t)READS * HISTORY_FRAME);
+        free(burst);
+        unsigned ok = 0, busy = 0;
+        for (unsigned k = 0; k < READS; k++) {
+            uint16_t st = read_reply(ffd, &r, body, sizeof(body));
+            assert_true(r.request >= 100 && r.request < 100 + READS);
+            if (st == TALLY_WIRE_BUSY) {
+                busy++;
+                continue;
+            }
+            assert_int_equal(st, TALLY_WIRE_OK);
+            assert_int_equal(newest_amount(body, r.body_size), 5);
+            assert_true(r.index >= applied);
+            ok++;
+        }
+        assert_int_equal(ok, FRONT_READS_MAX);
+        assert_int_equal(busy, EXTRA);
+    }
+    close(ffd);
+    close(sfd);
+    close(lfd);
+    usleep(METRICS_WAIT_MS * 1000);
+    static char text[1 << 16];
+    assert_int_equal(http(f, "GET", "/metrics", text, sizeof(text)), 200);
+    assert_int_equal(metric(text, "tally_reads_held_total"), deferred ? 1 + FRONT_READS_MAX : 0);
+    assert_int_equal(metric(text, "tally_reads_busy_total"), deferred ? EXTRA : 0);
+    assert_int_equal(metric(text, "tally_reads_cached_total"), deferred ? 1 : 0);
+    assert_int_equal(metric(text, "tally_reads_held"), 0);
+    replica_stop(f, SIGTERM);
+    replica_start(f);
+    wait_converged(admin, 30000);
+}
+
 int main(void)
 {
     if (!harness_ready("test_faults"))
@@ -266,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_leader_paused_under_load),
         cmocka_unit_test(test_disk_full_on_a_follower),
         cmocka_unit_test(test_a_follower_with_slow_ledger_flushes_queues_entries_and_converges),
+        cmocka_unit_test(test_reads_during_a_slow_ledger_commit_wait_off_the_loop),
     };
     return cmocka_run_group_tests_name("faults", tests, group_setup, group_teardown);
 }

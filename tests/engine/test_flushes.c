@@ -196,6 +196,16 @@ static void test_the_committer_flushes_while_the_caller_goes_on(void **state)
     assert_int_equal(st.commits, before.commits);
     uint64_t waited = st.commit_wait_us;
     assert_int_equal(engine_sessions(f.e), 0); /* answered without waiting for the commit */
+    /* So is an account from the member cache (the batches in the commit included); one the
+     * cache does not hold (never opened) says so, for engine_account to answer. */
+    for (uint64_t m = 1; m <= MEMBERS; m++) {
+        struct tally_account a;
+        assert_int_equal(engine_account_cached(f.e, 1, m, &a), 0);
+        assert_int_equal(a.member, m);
+        assert_int_equal(a.available, 5);
+    }
+    struct tally_account none;
+    assert_int_equal(engine_account_cached(f.e, 1, MEMBERS + 1, &none), 1);
     engine_status(f.e, &st);
     assert_int_equal(st.commit_wait_us, waited);
     assert_true(st.committing);
@@ -203,6 +213,7 @@ static void test_the_committer_flushes_while_the_caller_goes_on(void **state)
     /* A query waits for the commit, then reads every batch. */
     for (uint64_t m = 1; m <= MEMBERS; m++)
         assert_int_equal(fx_account(&f, 1, m).available, 5);
+    assert_int_equal(engine_account(f.e, 1, MEMBERS + 1, &none), TALLY_ENOT_FOUND);
     engine_status(f.e, &st);
     assert_false(st.committing);
     assert_int_equal(st.committed_index, st.applied_index);

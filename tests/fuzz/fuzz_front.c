@@ -15,8 +15,11 @@
  * rules) and every reply the front sends.
  * Stand-ins (a Raft replica and a socket layer cannot run per input here):
  *   - the replica (replica_ready, replica_leader, replica_engine, replica_status, replica_submit,
- *     replica_clock, replica_ledger_chunk): no Raft. Readiness, leader knowledge and the clock
- *     mode (wall or client: POST_AT is refused or served) are set by the input.
+ *     replica_clock, replica_ledger_chunk, replica_ledger_busy): no Raft. Readiness, leader
+ *     knowledge, the clock mode (wall or client: POST_AT is refused or served) and whether the
+ *     ledger is committing (reads are then held, or ACCOUNT reads answered from the member
+ *     cache; the input decides when the commit ends, and front_ledger_free is called as the
+ *     replica calls it) are set by the input.
  *     replica_submit mirrors the real one's refusals (NOT_LEADER when not ready, TOO_LARGE,
  *     BUSY beyond one entry of TALLY_BATCH_MAX postings, or BUSY / NOT_LEADER when the input
  *     says so; the real one gathers up to REPLICA_GATHER_MAX entries before BUSY, a threshold
@@ -49,7 +52,9 @@
  * (net_send would refuse it and the client would wait forever); a reply whose op, client id or
  * request number is not its request's; INTERNAL for a request (nothing fails here: INTERNAL
  * sends the client to another replica, which would answer the same); a request other than POST
- * answered other than exactly once, during its frame; and for POST and POST_AT, a model of the
+ * answered other than exactly once, during its frame, except a read held while the ledger
+ * commits, which must be answered when the commit ends, in arrival order, on its connection, and
+ * only then (a read held with the ledger free is a finding); and for POST and POST_AT, a model of the
  * session table: a POST while not ready answered NOT_LEADER; a POST_AT to a wall-clock replica
  * answered CLOCK_MODE and not submitted; a retry of the pending request (same client, same
  * number) not answered now but once, when its entry commits, on the connection the retry came on;
@@ -84,8 +89,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_CONNS 4u
 /* Entries a ledger takes before the next starts afresh: a long run must not fill /tmp. */
 #define FUZZ_ENTRIES_PER_LEDGER 5000u
-/* Replies one front call may send: one per request, or one per queued request on a commit. */
-#define FUZZ_REPLIES_MAX 4u
+/* Replies one front call may send: one per request, one per queued request on a commit, or
+ * one per held read when the ledger's commit ends. */
+#define FUZZ_REPLIES_MAX FUZZ_FRAMES_MAX
 #define FUZZ_T0_MS       1767225600000ull /* 2026-01-01 */
 
 #define CHECK(cond, ...)                                                                           \
@@ -184,6 +190,7 @@ struct replica {
     bool ready;
     bool leader_known;
     bool clock_client; /* replica_clock: REPLICA_CLOCK_CLIENT */
+    bool ledger_busy;  /* replica_ledger_busy: a ledger commit is in flight */
     int refuse;        /* replica_submit answers this for the current frame (0: it accepts) */
     uint32_t submits;
     uint32_t nqueued, npostings;
@@ -243,6 +250,11 @@ static struct queued *queued_find(struct replica *r, const uint8_t client_id[16]
         if (memcmp(r->queued[i].client_id, client_id, 16) == 0)
             return &r->queued[i];
     return NULL;
+}
+
+bool replica_ledger_busy(const struct replica *r)
+{
+    return r->ledger_busy;
 }
 
 enum replica_clock replica_clock(const struct replica *r)
@@ -498,7 +510,8 @@ static void start(void)
 /* The harness's control bytes: the input's checksum_body field, which sealing overwrites. */
 struct ctl {
     uint8_t conn;   /* % FUZZ_CONNS */
-    uint8_t event;  /* % 16: 8 commit, 9 fail NOT_LEADER, 10 fail -EIO, 11 toggle ready */
+    uint8_t event;  /* % 16: 8 commit, 9 fail NOT_LEADER, 10 fail -EIO, 11 toggle ready,
+                       12 a ledger commit begins or ends */
     uint8_t steer;  /* bit 0 header, bit 1 body, bit 2 leader unknown, bit 3 client clock */
     uint8_t refuse; /* % 8: 6 submit refuses BUSY, 7 NOT_LEADER; else it accepts */
     uint8_t unused[4];
@@ -656,6 +669,38 @@ static void post_expect(const struct tally_wire_header *h, uint64_t conn, uint32
           "a refused POST answered %u", s);
 }
 
+/* Reads the front holds while the ledger commits, oldest first (its request). */
+static struct tally_wire_header held[FUZZ_FRAMES_MAX];
+static uint64_t held_conn[FUZZ_FRAMES_MAX];
+static uint32_t nheld;
+
+/* The reads front_frame answers in its default branch (front.c): those it may hold. */
+static bool op_is_read(uint16_t op)
+{
+    return op != TALLY_WIRE_OP_REGISTER && op != TALLY_WIRE_OP_POST &&
+           op != TALLY_WIRE_OP_POST_AT && op != TALLY_WIRE_OP_STATUS &&
+           op != TALLY_WIRE_OP_LEDGER;
+}
+
+/* The ledger's commit ends, as replica.c's ledger_free: every held read is answered now, once,
+ * in order, on its connection. */
+static void ledger_free(void)
+{
+    replica.ledger_busy = false;
+    nsent = 0;
+    front_ledger_free(front);
+    CHECK(nsent == nheld, "%u reads held, %u answered when the commit ended", nheld, nsent);
+    for (uint32_t i = 0; i < nheld; i++) {
+        CHECK(sent[i].conn == held_conn[i], "a held read answered on another connection");
+        CHECK(sent[i].h.op == held[i].op && sent[i].h.request == held[i].request &&
+                  memcmp(sent[i].h.client_id, held[i].client_id, 16) == 0,
+              "held reads answered out of order");
+        CHECK(sent[i].h.status != TALLY_WIRE_INTERNAL, "a held read answered INTERNAL");
+    }
+    nheld = 0;
+    nsent = 0;
+}
+
 static void frame_event(const struct ctl *c)
 {
     switch (c->event % 16) {
@@ -671,6 +716,12 @@ static void frame_event(const struct ctl *c)
         break;
     case 11:
         replica.ready = !replica.ready;
+        break;
+    case 12:
+        if (replica.ledger_busy)
+            ledger_free();
+        else
+            replica.ledger_busy = true;
         break;
     default:
         break;
@@ -722,6 +773,18 @@ static void frame_run(struct tally_wire_header h, uint8_t *body)
     CHECK(nsent == 0 || sent[0].h.status != TALLY_WIRE_INTERNAL, "op %u answered INTERNAL", d.op);
     if (d.op == TALLY_WIRE_OP_POST || d.op == TALLY_WIRE_OP_POST_AT) {
         post_expect(&d, conn, submits_before);
+    } else if (nsent == 0 && op_is_read(d.op)) { /* held: answered when the commit ends */
+        CHECK(replica.ledger_busy || nheld > 0, "op %u held with the ledger free", d.op);
+        if (d.op == TALLY_WIRE_OP_ACCOUNT) { /* held only when not in the member cache */
+            struct tally_wire_account_request q;
+            struct tally_account a;
+            memcpy(&q, body, sizeof(q));
+            CHECK(engine_account_cached(replica.engine, q.program, q.member, &a) == 1,
+                  "an ACCOUNT read of a cached account held");
+        }
+        held_conn[nheld] = conn;
+        held[nheld++] = d;
+        CHECK(replica.submits == submits_before, "op %u submitted", d.op);
     } else {
         CHECK(nsent == 1, "op %u answered %u times", d.op, nsent);
         CHECK(replica.submits == submits_before, "op %u submitted", d.op);
@@ -765,6 +828,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         frame_run(h, body);
         free(body);
     }
+    ledger_free();
     queue_commit(&replica);
     replica.refuse = 0;
     if (replica.index_next > FUZZ_ENTRIES_PER_LEDGER)
